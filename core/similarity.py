@@ -1,0 +1,222 @@
+"""Cosine-similarity search over embedding sets: exact, chunked, on the compute device.
+
+All functions take NumPy arrays or torch tensors shaped (N, D), L2-normalise rows inside (cosine similarity is
+the dot product of unit vectors) and return NumPy. Work is split into row chunks so an (N, N) similarity
+matrix is never held in memory: 20,000 x 20,000 runs in pieces of at most ``_CHUNK_ELEMENTS`` floats.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from core.device import pick_device
+
+# Largest (rows x columns) similarity block held at once: 2**24 float32 = 64 MiB.
+_CHUNK_ELEMENTS = 1 << 24
+# cosine_matrix refuses to build dense matrices larger than this (256 MiB of float32).
+MAX_MATRIX_ELEMENTS = 1 << 26
+
+
+def _device(device: torch.device | str | None) -> torch.device:
+    return torch.device(device) if device is not None else pick_device()
+
+
+def _as_matrix(x, name: str, device: torch.device) -> torch.Tensor:
+    """(N, D) float32 tensor on ``device``; a 1-D input is treated as one row. Raises ValueError if malformed."""
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+    else:
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:  # ragged lists and the like
+            raise ValueError(f"{name} must be a numeric array shaped (N, D).") from exc
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise ValueError(f"{name} must be a numeric array shaped (N, D), got dtype {arr.dtype}.")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.dim() == 1:
+        t = t.unsqueeze(0)
+    if t.dim() != 2 or t.shape[1] == 0:
+        raise ValueError(f"{name} must be shaped (N, D) with D >= 1, got {tuple(t.shape)}.")
+    t = t.to(device=device, dtype=torch.float32)
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or infinite values.")
+    return t
+
+
+def _unit_rows(x, name: str, device: torch.device) -> torch.Tensor:
+    # zero rows stay zero (similarity 0 to everything) instead of becoming NaN
+    return torch.nn.functional.normalize(_as_matrix(x, name, device), dim=1)
+
+
+def _rows_per_chunk(columns: int) -> int:
+    return max(1, _CHUNK_ELEMENTS // max(1, columns))
+
+
+def _chunked_topk(queries: torch.Tensor, base: torch.Tensor, k: int,
+                  mask: Callable[[int, int, torch.Tensor], None] | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k dot products of each query row against ``base``. Shape: (Q, D), (M, D) -> (Q, k), (Q, k).
+
+    ``mask(start, stop, sims)`` may set entries of the (stop - start, M) block to -inf in place before
+    the top-k (to drop self matches or same-label items). Returns (sims, indices), best first.
+    """
+    sims_out, idx_out = [], []
+    step = _rows_per_chunk(base.shape[0])
+    for start in range(0, queries.shape[0], step):
+        stop = min(start + step, queries.shape[0])
+        sims = queries[start:stop] @ base.T  # (B, M)
+        if mask is not None:
+            mask(start, stop, sims)
+        s, i = torch.topk(sims, k, dim=1)  # sorted=True: most similar first
+        sims_out.append(s)
+        idx_out.append(i)
+    if not sims_out:
+        empty = torch.empty(0, k, device=base.device)
+        return empty, empty.long()
+    return torch.cat(sims_out), torch.cat(idx_out)
+
+
+def cosine_matrix(a, b=None, *, device: torch.device | str | None = None) -> np.ndarray:
+    """Dense cosine-similarity matrix. Shape: (N, D), (M, D) -> (N, M); ``b=None`` means ``b = a``.
+
+    For large sets use :func:`nearest`; matrices over ``MAX_MATRIX_ELEMENTS`` entries are refused.
+
+    >>> cosine_matrix(np.eye(2)).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+    dev = _device(device)
+    ua = _unit_rows(a, "a", dev)
+    ub = ua if b is None else _unit_rows(b, "b", dev)
+    if ua.shape[1] != ub.shape[1]:
+        raise ValueError(f"a and b need the same dimension, got {ua.shape[1]} and {ub.shape[1]}.")
+    if ua.shape[0] * ub.shape[0] > MAX_MATRIX_ELEMENTS:
+        raise ValueError(f"A {ua.shape[0]} x {ub.shape[0]} similarity matrix is too large to hold; "
+                         f"use nearest() or near_duplicates(), which work in chunks.")
+    return (ua @ ub.T).clamp_(-1.0, 1.0).cpu().numpy()
+
+
+def nearest(vectors, query, k: int = 10, *, exclude_self: bool = True,
+            device: torch.device | str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The k most cosine-similar rows of ``vectors`` for each query, best first.
+
+    ``query`` is either row indices into ``vectors`` (an int, or a 1-D integer array; with ``exclude_self``
+    each row's own index is skipped) or query vectors shaped (D,) or (Q, D) (nothing is excluded).
+    Returns ``(indices, sims)``: shape (k,) each for a single query (an int or a (D,) vector), else (Q, k).
+    ``k`` larger than the candidates available is reduced to fit.
+
+    >>> idx, sims = nearest(np.array([[1.0, 0], [0.9, 0.1], [0, 1]]), 0, k=1)
+    >>> idx.tolist()
+    [1]
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive whole number, got {k!r}.")
+    dev = _device(device)
+    base = _unit_rows(vectors, "vectors", dev)  # (M, D)
+    n = base.shape[0]
+    q_arr = query.detach().cpu().numpy() if isinstance(query, torch.Tensor) else np.asarray(query)
+    single = q_arr.ndim == 0 or (q_arr.ndim == 1 and not np.issubdtype(q_arr.dtype, np.integer))
+    if np.issubdtype(q_arr.dtype, np.integer) and q_arr.ndim <= 1:
+        rows = q_arr.reshape(-1).astype(np.int64)
+        if rows.size and (rows.min() < -n or rows.max() >= n):
+            raise ValueError(f"Query index out of range for {n} vectors.")
+        rows = np.where(rows < 0, rows + n, rows)
+        rows_t = torch.as_tensor(rows, device=dev)
+        queries = base[rows_t]  # (Q, D)
+        skip_self = exclude_self
+    else:
+        queries = _unit_rows(q_arr, "query", dev)
+        if queries.shape[1] != base.shape[1]:
+            raise ValueError(f"Query vectors have dimension {queries.shape[1]}, the set has {base.shape[1]}.")
+        skip_self = False
+    k_eff = min(int(k), n - 1 if skip_self else n)
+    if k_eff < 1:
+        raise ValueError("There are no other vectors to compare with.")
+
+    def drop_self(start: int, stop: int, sims: torch.Tensor) -> None:
+        local = torch.arange(stop - start, device=dev)
+        sims[local, rows_t[start:stop]] = float("-inf")
+
+    sims, idx = _chunked_topk(queries, base, k_eff, drop_self if skip_self else None)
+    idx_np, sims_np = idx.cpu().numpy(), sims.clamp(-1.0, 1.0).cpu().numpy()
+    if single:
+        return idx_np[0], sims_np[0]
+    return idx_np, sims_np
+
+
+def near_duplicates(vectors, threshold: float = 0.98, *, max_pairs: int = 10_000,
+                    device: torch.device | str | None = None) -> list[tuple[int, int, float]]:
+    """Pairs (i, j, sim) with i < j and cosine similarity >= ``threshold``, most similar first.
+
+    At most ``max_pairs`` pairs are returned (the most similar ones), so a set of identical vectors
+    cannot produce N^2/2 results. Shape: vectors (N, D).
+    """
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not -1.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be a cosine similarity between -1 and 1, got {threshold!r}.")
+    if isinstance(max_pairs, bool) or not isinstance(max_pairs, int) or max_pairs < 1:
+        raise ValueError(f"max_pairs must be a positive whole number, got {max_pairs!r}.")
+    dev = _device(device)
+    u = _unit_rows(vectors, "vectors", dev)
+    n = u.shape[0]
+    found_i, found_j, found_s = [], [], []
+    kept = 0
+    step = _rows_per_chunk(n)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        sims = u[start:stop] @ u.T  # (B, N)
+        rows = torch.arange(start, stop, device=dev).unsqueeze(1)  # (B, 1) global row index
+        cols = torch.arange(n, device=dev).unsqueeze(0)  # (1, N)
+        hit = (sims >= threshold) & (cols > rows)  # upper triangle only: each pair once
+        ii, jj = hit.nonzero(as_tuple=True)
+        if ii.numel():
+            s = sims[ii, jj]
+            found_i.append(ii + start)
+            found_j.append(jj)
+            found_s.append(s)
+            kept += s.numel()
+            if kept > 4 * max_pairs:  # prune as we go so memory stays bounded
+                s_all, i_all, j_all = torch.cat(found_s), torch.cat(found_i), torch.cat(found_j)
+                top = torch.topk(s_all, max_pairs).indices
+                found_s, found_i, found_j = [s_all[top]], [i_all[top]], [j_all[top]]
+                kept = max_pairs
+    if not found_s:
+        return []
+    s_all, i_all, j_all = torch.cat(found_s), torch.cat(found_i), torch.cat(found_j)
+    # most similar first; ties in (i, j) order so the result is deterministic
+    order = np.lexsort((j_all.cpu().numpy(), i_all.cpu().numpy(), -s_all.cpu().numpy()))[:max_pairs]
+    i_np, j_np, s_np = i_all.cpu().numpy()[order], j_all.cpu().numpy()[order], s_all.cpu().numpy()[order]
+    return [(int(i), int(j), float(min(s, 1.0))) for i, j, s in zip(i_np, j_np, s_np)]
+
+
+def hardest_negatives(vectors, labels, k: int = 5, *,
+                      device: torch.device | str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """For each row, the k most cosine-similar rows with a *different* label (the hard negatives).
+
+    Returns ``(indices, sims)``, each shaped (N, k), best first. Where fewer than k items carry another
+    label, the missing places hold index -1 and similarity NaN. Shape: vectors (N, D), labels (N,).
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive whole number, got {k!r}.")
+    dev = _device(device)
+    u = _unit_rows(vectors, "vectors", dev)
+    n = u.shape[0]
+    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if lab.shape != (n,):
+        raise ValueError(f"labels must be shaped ({n},) to match the vectors, got {lab.shape}.")
+    codes = torch.as_tensor(np.unique(lab, return_inverse=True)[1].reshape(-1), device=dev)  # (N,) int codes
+    k_eff = min(int(k), n)
+
+    def drop_same_label(start: int, stop: int, sims: torch.Tensor) -> None:
+        same = codes[start:stop].unsqueeze(1) == codes.unsqueeze(0)  # (B, N), includes self
+        sims.masked_fill_(same, float("-inf"))
+
+    sims, idx = _chunked_topk(u, u, k_eff, drop_same_label)
+    sims_np, idx_np = sims.cpu().numpy(), idx.cpu().numpy()
+    missing = ~np.isfinite(sims_np)  # -inf: ran out of other-label items
+    idx_np[missing] = -1
+    sims_np[missing] = np.nan
+    if k_eff < k:  # pad to the requested width
+        idx_np = np.pad(idx_np, ((0, 0), (0, k - k_eff)), constant_values=-1)
+        sims_np = np.pad(sims_np, ((0, 0), (0, k - k_eff)), constant_values=np.nan)
+    return idx_np, np.clip(sims_np, -1.0, 1.0)
