@@ -1,0 +1,519 @@
+"""Train: pick a method, press play, watch the embedding space organise itself.
+
+Training runs in a background job owned by this session (``ui.jobs``); a fragment redraws the live panel
+about once a second while it runs, and stops polling when it does not.
+"""
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from ui import charts, jobs, loaders, registry, session
+from ui import settings as S
+from ui import widgets as W
+from ui.widgets import user_errors
+
+st.title("Train")
+st.caption(
+    "Choose a dataset and a method on the left, then press **Play**. Training runs in the background: you "
+    "can watch it here, pause it, or visit another page and come back."
+)
+W.lesson_banner("train")
+
+with st.spinner("Loading the training engine…"):
+    from core import train as T
+    from core.errors import PlaygroundError
+    from core.models import ARCHS, EncoderConfig, count_parameters
+
+METHOD_HELP = {
+    "simclr": "No labels. Two augmented views of each image are pulled together; every other image in the "
+              "batch is a negative (NT-Xent loss, Chen et al. 2020).",
+    "moco": "No labels. Like SimCLR, but the negatives come from a queue of earlier batches, encoded by a "
+            "slowly moving copy of the model (He et al. 2020).",
+    "triplet": "Uses labels. An anchor is pulled towards an image of its class and pushed away from one of "
+               "another class until they are a margin apart (Schroff et al. 2015).",
+    "margin": "Uses labels. Pairs of the same class are pulled together; pairs of different classes are pushed "
+              "apart until they are a margin apart (Hadsell, Chopra & LeCun 2006).",
+    "supcon": "Uses labels. Every image of the same class in the batch counts as a positive, not only the "
+              "other view (Khosla et al. 2020).",
+    "clip": "Images and their captions are embedded by two encoders; each image must pick out its own caption "
+            "among the batch's (Radford et al. 2021). Needs a dataset with captions, such as shapes.",
+}
+USES_TEMPERATURE = ("simclr", "moco", "supcon")
+MAX_CHECKPOINT_BYTES = 300 * 1024 * 1024
+SIG_KEY = "train._job_sig"
+
+
+def _ask(action: str) -> None:
+    """Button callbacks only record what was asked; the page does the work (and can show errors)."""
+    st.session_state["train._action"] = action
+
+
+def _signature(cfg, dataset) -> str:
+    return json.dumps({"cfg": cfg.to_dict(), "data": [dataset.name, len(dataset)]}, sort_keys=True, default=str)
+
+
+def _load_training_data(name: str, n: int):
+    """The dataset, or None with the error shown; a failed download is remembered for this session."""
+    failures = st.session_state.setdefault("train._dataset_failures", {})
+    if name in failures:
+        st.error(failures[name], icon=":material/cloud_off:")
+        return None
+    try:
+        return loaders.training_dataset(name, n)
+    except PlaygroundError as err:
+        failures[name] = str(err)
+        st.error(str(err), icon=":material/cloud_off:")
+        return None
+
+
+def _build_config(method: str):
+    pd = int(W.current("train.projection_dim"))
+    label = W.current("train.label_factor") if method in T.SUPERVISED else ""
+    return T.TrainConfig(
+        method=method,
+        encoder=EncoderConfig(arch=W.current("train.arch"), projection_dim=pd),
+        projection_dim=pd,
+        batch_size=int(W.current("train.batch_size")),
+        temperature=float(W.current("train.temperature")),
+        lr=float(W.current("train.lr")),
+        steps=int(W.current("train.steps")),
+        queue_size=int(W.current("train.queue_size")),
+        momentum=float(W.current("train.momentum")),
+        margin=float(W.current("train.margin")),
+        mining=W.current("train.mining"),
+        label_factor=label or None,
+        augment=W.augment_config(),
+        seed=int(W.current("train.seed")),
+    )
+
+
+def _retire(job: jobs.TrainingJob) -> None:
+    """Stop a job for good; what it trained is kept in the registry."""
+    job.pause()
+    job.wait(30.0)
+    session.register_job(job)
+
+
+def _install(job: jobs.TrainingJob, sig: str | None) -> jobs.TrainingJob:
+    old = session.current_job()
+    if old is not None and old is not job:
+        _retire(old)
+    st.session_state[session.JOB_KEY] = job
+    st.session_state[SIG_KEY] = sig
+    return job
+
+
+def _new_job(cfg, dataset) -> jobs.TrainingJob:
+    with st.spinner("Building the model…"):
+        trainer = T.Trainer(cfg, dataset)
+    return _install(jobs.TrainingJob(trainer, target_steps=cfg.steps), _signature(cfg, dataset))
+
+
+def _checkpoint_bytes(trainer, suffix: str):
+    """A deferred download: Trainer.save into a temp folder, read back one of the two files."""
+    def make() -> bytes:
+        with tempfile.TemporaryDirectory() as d:
+            path = trainer.save(Path(d) / "model.safetensors")
+            return path.with_suffix(suffix).read_bytes()
+    return make
+
+
+def _embedding_bytes(trainer, kind: str):
+    def make() -> bytes:
+        emb = trainer.embeddings()
+        return emb.to_csv_bytes() if kind == "csv" else emb.to_npz_bytes()
+    return make
+
+
+def _load_checkpoint(name: str, data: bytes):
+    if not name.lower().endswith(".safetensors"):
+        raise PlaygroundError(
+            f"'{name}' was refused: only .safetensors checkpoints saved by this app can be loaded. "
+            "Files such as .pt, .pth, .ckpt or .pkl can run code when opened, so they are never read.")
+    if len(data) > MAX_CHECKPOINT_BYTES:
+        raise PlaygroundError(f"'{name}' is {len(data) / 1e6:.0f} MB; checkpoints up to "
+                              f"{MAX_CHECKPOINT_BYTES / 1e6:.0f} MB are accepted.")
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).name)[:120] or "checkpoint.safetensors"
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / safe
+        path.write_bytes(data)
+        with st.spinner("Loading the checkpoint…"):
+            return T.Trainer.load(path)
+
+
+def _settings_from_config(cfg, dataset) -> dict:
+    """Page settings that describe ``cfg`` (values the widgets cannot show are left as they are)."""
+    wanted = {
+        "train.method": cfg.method, "train.arch": cfg.encoder.arch, "train.projection_dim": cfg.projection_dim,
+        "train.batch_size": cfg.batch_size, "train.temperature": cfg.temperature, "train.lr": cfg.lr,
+        "train.steps": cfg.steps, "train.seed": cfg.seed, "train.queue_size": cfg.queue_size,
+        "train.momentum": cfg.momentum, "train.margin": cfg.margin, "train.mining": cfg.mining,
+        "train.label_factor": cfg.label_factor or "", "train.dataset": dataset.name, "train.n": len(dataset),
+    }
+    wanted.update({f"aug.{k}": v for k, v in cfg.augment.to_dict().items()})
+    out = {}
+    for k, v in wanted.items():
+        try:
+            out[k] = S.coerce(k, v)
+        except ValueError:
+            pass
+    return out
+
+
+def _continue_uploaded() -> None:
+    trainer = st.session_state.get("train._uploaded")
+    if trainer is None:
+        return
+    W.assign(_settings_from_config(trainer.cfg, trainer.dataset))
+    _ask("continue_upload")
+
+
+# ------------------------------------------------------------------------------------------ settings column
+settings_col, main_col = st.columns([1, 2.3], gap="large")
+dataset = None
+cfg = None
+with settings_col:
+    with st.container(border=True):
+        st.markdown("**Data**")
+        catalog = loaders.catalog()
+        ds_name = W.select("train.dataset", list(catalog), help="; ".join(f"{k}: {v}" for k, v in catalog.items()))
+        st.caption(catalog.get(ds_name, ""))
+        n_images = W.select_slider("train.n", format_func=lambda v: f"{v:,}")
+        dataset = _load_training_data(ds_name, int(n_images))
+        if dataset is not None and len(dataset) < int(n_images):
+            st.caption(f"{ds_name} has {len(dataset):,} images; all of them are used.")
+
+    with st.container(border=True):
+        st.markdown("**Method**")
+        method = W.select("train.method", format_func=lambda m: T.METHOD_NAMES.get(m, m))
+        st.caption(METHOD_HELP[method])
+        if method == "moco":
+            W.select_slider("train.queue_size", format_func=lambda v: f"{v:,}")
+            W.select_slider("train.momentum")
+        if method == "triplet":
+            W.select("train.mining", format_func=lambda m: {"all": "all valid triplets", "hard": "hardest only",
+                                                            "semihard": "semi-hard (FaceNet)"}[m])
+        if method in ("triplet", "margin"):
+            W.slider("train.margin", step=0.05)
+        if method in T.SUPERVISED and dataset is not None:
+            W.select("train.label_factor", dataset.factors)
+        clip_blocked = method == "clip" and dataset is not None and not dataset.captions
+        if clip_blocked:
+            st.warning(f"CLIP-style training needs a caption for every image, and {dataset.name} has none. "
+                       "Choose **shapes**, which comes with captions, or another method.",
+                       icon=":material/subtitles_off:")
+
+    with st.container(border=True):
+        st.markdown("**Model and optimiser**")
+        W.select("train.arch", format_func=lambda a: ARCHS.get(a, a))
+        W.select_slider("train.projection_dim")
+        W.select_slider("train.batch_size")
+        if method in USES_TEMPERATURE:
+            W.select_slider("train.temperature", format_func=lambda t: f"{t:g}")
+        elif method == "clip":
+            st.caption("CLIP learns its own temperature: watch the logit scale chart.")
+        W.select_slider("train.lr", format_func=lambda v: f"{v:g}")
+        W.select_slider("train.steps", format_func=lambda v: f"{v:,}")
+        W.number("train.seed")
+
+    with st.container(border=True):
+        st.markdown("**Augmentations**")
+        st.caption("The same settings as the Augmentation Lab: change them there to see the views, or here.")
+        aug_box = st.container()
+        with st.expander("Edit the augmentations here"):
+            W.augment_editor(where="train")
+        with aug_box, user_errors("reading the augmentation settings"):
+            st.markdown("\n".join(f"- {line}" for line in W.augment_config().describe()))
+        st.page_link("app_pages/augmentation_lab.py", label="See the views in the Augmentation Lab",
+                     icon=":material/auto_awesome_mosaic:")
+
+    with st.expander("Share or save these settings", icon=":material/share:"):
+        W.share_panel("train")
+
+with settings_col, user_errors("checking the settings"):
+    cfg = _build_config(method)
+
+# ------------------------------------------------------------------------------------------ actions
+action = st.session_state.pop("train._action", None)
+if st.session_state.pop("train._autoplay", False):
+    action = "autoplay"
+job = session.current_job()
+can_train = cfg is not None and dataset is not None and not clip_blocked
+sig = _signature(cfg, dataset) if can_train else None
+
+with main_col, user_errors("controlling the training"):
+    if action == "continue_upload":
+        trainer = st.session_state.pop("train._uploaded", None)
+        if trainer is not None:
+            job = _install(jobs.TrainingJob(trainer, target_steps=trainer.step_count + trainer.cfg.steps),
+                           _signature(trainer.cfg, trainer.dataset))
+    elif action == "reset":
+        if job is not None:
+            _retire(job)
+        st.session_state.pop(session.JOB_KEY, None)
+        st.session_state.pop(SIG_KEY, None)
+        job = None
+    elif action in ("play", "step", "autoplay") and not can_train:
+        st.error("Training cannot start with these settings; see the message on the left.")
+    elif action in ("play", "step", "autoplay"):
+        stale = job is not None and job.steps_done == 0 and st.session_state.get(SIG_KEY) != sig
+        if job is None or stale or action == "autoplay" or job.state == jobs.FAILED and action == "step":
+            job = _new_job(cfg, dataset)
+        if action == "step":
+            if not job.step_now() and job.state != jobs.FAILED:
+                st.toast(f"All {jobs.MAX_RUNNING} training slots on this server are busy; press Play to queue.",
+                         icon=":material/hourglass_top:")
+        else:
+            if job.state == jobs.FINISHED:
+                job.extend(job.trainer.cfg.steps)
+            if job.state == jobs.FAILED:
+                job = _new_job(cfg, dataset)
+            job.play()
+    elif action == "pause" and job is not None:
+        job.pause()
+    elif action == "stop" and job is not None:
+        job.stop()
+        session.sync_registry()
+
+# ------------------------------------------------------------------------------------------ controls
+with main_col:
+    state = job.state if job is not None else None
+    active = job is not None and job.active
+    with st.container(horizontal=True, gap="small", vertical_alignment="center"):
+        if active:
+            st.button("Pause", key="train.pause", on_click=_ask, args=("pause",), icon=":material/pause:",
+                      type="primary")
+        else:
+            more = state == jobs.FINISHED
+            label = f"Train {job.trainer.cfg.steps:,} more steps" if more else "Play"
+            st.button(label, key="train.play", on_click=_ask, args=("play",), icon=":material/play_arrow:",
+                      type="primary", disabled=not can_train and job is None)
+        st.button("Step", key="train.step", on_click=_ask, args=("step",), icon=":material/skip_next:",
+                  disabled=active or not can_train, help="One training step, then pause.")
+        # While a job runs these buttons are not redrawn (they sit outside the live fragment): Stop must
+        # already be enabled when Play was pressed at step 0.
+        kept = job is not None and not active and (job.steps_done == 0 or job.registered_step == job.steps_done)
+        st.button("Stop", key="train.stop", on_click=_ask, args=("stop",), icon=":material/stop:",
+                  disabled=job is None or kept or state == jobs.FAILED,
+                  help="Stop and keep this model: it joins your session's models, which other pages can use.")
+        st.button("Reset", key="train.reset", on_click=_ask, args=("reset",), icon=":material/restart_alt:",
+                  disabled=job is None,
+                  help="Start again from a fresh model with the current settings. A model that trained is kept "
+                       "in your session's models.")
+    if job is not None and job.steps_done > 0 and sig is not None and st.session_state.get(SIG_KEY) != sig:
+        st.warning("You changed settings since this model started. **Play** goes on with the model as it is; "
+                   "**Reset** starts a new one with the new settings.", icon=":material/tune:")
+
+
+# ------------------------------------------------------------------------------------------ live panel
+def _status(job: jobs.TrainingJob) -> None:
+    tr = job.trainer
+    done, target, state = tr.step_count, job.target_steps, job.state
+    secs = tr.history[-1].seconds if tr.history else 0.0
+    rate = f" · {done / secs:.1f} steps/s" if secs > 0 and done else ""
+    st.progress(min(done / max(target, 1), 1.0), text=f"Step {done:,} of {target:,} · {secs:.0f} s of training"
+                                                       f"{rate} · {state}")
+    if state == jobs.QUEUED:
+        ahead = job.queue_position or 0
+        st.info(f"Queued: all {jobs.MAX_RUNNING} training slots on this server are busy, with {ahead} "
+                f"job{'s' if ahead != 1 else ''} ahead of yours. Training starts by itself.",
+                icon=":material/hourglass_top:")
+    elif state == jobs.FAILED:
+        st.error(job.error or "Training stopped.", icon=":material/warning:")
+    elif state == jobs.FINISHED:
+        st.success(f"Finished {done:,} steps in {secs:.0f} s. The model is in your session's models: the "
+                   "Augmentation Lab can check what it learned to ignore.", icon=":material/check_circle:")
+    elif state == jobs.STOPPED:
+        st.info(f"Stopped at step {done:,}; the model is in your session's models. Play trains it further.",
+                icon=":material/stop_circle:")
+
+
+def _charts(job: jobs.TrainingJob) -> None:
+    tr = job.trainer
+    hist = list(tr.history)
+    evals = list(tr.evals)
+    snaps = list(tr.snapshots)
+    factors = tr.dataset.factors
+
+    c1, c2 = st.columns(2)
+    with c1:
+        if hist:
+            st.plotly_chart(charts.loss([r.step for r in hist], [r.loss for r in hist]), key="train.chart.loss")
+            st.caption("How wrong the model is on each batch. It should fall quickly, then flatten.")
+        else:
+            st.caption("The loss appears after the first step.")
+    with c2:
+        if evals:
+            chance = {f: 1.0 / max(len(tr.dataset.classes[f]), 1) for f in factors}
+            st.plotly_chart(charts.knn([e.step for e in evals], {f: [e.knn.get(f, np.nan) for e in evals]
+                                                                 for f in factors}, chance),
+                            key="train.chart.knn")
+            st.caption("For each held-out image, do its 10 nearest training images share its label? One line per "
+                       "factor; dotted lines are chance. The model keeps what it needs and may drop what the "
+                       "augmentations hide.")
+        else:
+            st.caption(f"Accuracy on held-out images is measured every {tr.cfg.eval_every} steps and at the end.")
+    if evals:
+        c3, c4 = st.columns(2)
+        with c3:
+            st.plotly_chart(charts.alignment_uniformity([e.step for e in evals], [e.alignment for e in evals],
+                                                        [e.uniformity for e in evals]), key="train.chart.au")
+            st.caption("Wang & Isola's two goals, lower is better for both: views of one image close together "
+                       "(alignment) and all images spread evenly over the sphere (uniformity).")
+        with c4:
+            last = evals[-1]
+            st.plotly_chart(charts.similarity_histogram(last.pos_sims, last.neg_sims, last.step),
+                            key="train.chart.hist")
+            st.caption("Green: two views of the same image. Red: different images. Training pulls green to the "
+                       "right and pushes red to the left.")
+    if tr.cfg.method == "clip" and hist and hist[-1].logit_scale is not None:
+        st.plotly_chart(charts.logit_scale([r.step for r in hist], [r.logit_scale for r in hist]),
+                        key="train.chart.logit")
+        st.caption("CLIP learns how sharp its softmax is. A rising scale means it grows more confident.")
+
+
+def _embedding_view(job: jobs.TrainingJob) -> None:
+    tr = job.trainer
+    snaps = list(tr.snapshots)
+    st.subheader("The embedding space, in 2-D")
+    if not snaps:
+        st.caption("The first picture is taken when training starts, then every "
+                   f"{tr.cfg.snapshot_every} steps.")
+        return
+    probe = tr.probe
+    steps_list = [s.step for s in snaps]
+    latest = steps_list[-1]
+    # Follow the newest snapshot unless the user has moved the timeline back.
+    current = st.session_state.get("train.timeline")
+    if current not in steps_list or current == st.session_state.get("train._timeline_latest"):
+        st.session_state["train.timeline"] = latest
+    st.session_state["train._timeline_latest"] = latest
+    colour_col, time_col = st.columns([1, 3])
+    with colour_col:
+        factor = W.select("train.color_by", probe.factors)
+    with time_col:
+        if len(steps_list) > 1:
+            chosen = st.select_slider("Timeline: the same images at each snapshot", options=steps_list,
+                                      key="train.timeline", format_func=lambda s: f"step {s}")
+        else:
+            chosen = latest
+    snap = snaps[steps_list.index(chosen)]
+    hover = probe.captions if probe.captions else probe.ids
+    fig = charts.embedding_scatter(snap.coords, probe.labels[factor], probe.classes[factor],
+                                   title=f"{len(probe)} held-out images at step {snap.step} (PCA of the encoder "
+                                         "features)", hover=hover,
+                                   ranges=charts.padded_ranges([s.coords for s in snaps]))
+    st.plotly_chart(fig, key="train.chart.embedding")
+    st.caption("Each dot is one image the model never trains on. Colour them by another factor to see what the "
+               "model groups together; slide the timeline to watch the same dots move as training goes on.")
+
+
+active_at_render = job is not None and job.active
+REFRESH = 1.0 if active_at_render else None  # seconds; no polling while nothing trains
+
+
+@st.fragment(run_every=REFRESH)
+def live_panel() -> None:
+    """Status, progress and metric charts, redrawn about once a second while the job is active."""
+    job = session.current_job()
+    if active_at_render and (job is None or not job.active):
+        st.rerun()  # the job ended: a full rerun updates the buttons and stops the polling
+    if job is None:
+        if dataset is not None:
+            st.info("Press **Play** to train, or **Step** to take one step at a time.",
+                    icon=":material/play_circle:")
+            sample = [loaders.upscale(loaders.to_uint8_hwc(dataset.images[i]), 64)
+                      for i in range(min(16, len(dataset)))]
+            st.image(sample, width=sample[0].shape[1])
+            st.caption(f"A few of the {len(dataset):,} images it will train on.")
+        return
+    with user_errors("drawing the training charts"):
+        _status(job)
+        _charts(job)
+
+
+@st.fragment(run_every=REFRESH)
+def embedding_panel() -> None:
+    """The 2-D view in its own fragment: changing the colour or the timeline redraws only this."""
+    job = session.current_job()
+    if job is None:
+        return
+    with user_errors("drawing the 2-D view"):
+        _embedding_view(job)
+
+
+with main_col:
+    live_panel()
+    embedding_panel()
+
+# ------------------------------------------------------------------------------------------ files and runs
+with main_col:
+    st.divider()
+    save_col, load_col = st.columns(2, gap="large")
+    with save_col:
+        st.markdown("**Download**")
+        if job is None or job.steps_done == 0:
+            st.caption("Train a few steps first; then the checkpoint and embeddings can be downloaded here.")
+        elif job.active:
+            st.caption("Pause or stop the training to download the model.")
+        else:
+            tr = job.trainer
+            base = f"{tr.cfg.method}-{tr.dataset.name}-step{tr.step_count}"
+            with st.container(horizontal=True, gap="small"):
+                st.download_button("Checkpoint (.safetensors)", _checkpoint_bytes(tr, ".safetensors"),
+                                   file_name=f"{base}.safetensors", mime="application/octet-stream",
+                                   key="train.dl.ckpt", on_click="ignore", icon=":material/download:")
+                st.download_button("Its settings (.json)", _checkpoint_bytes(tr, ".json"),
+                                   file_name=f"{base}.json", mime="application/json", key="train.dl.json",
+                                   on_click="ignore", icon=":material/download:")
+                st.download_button("Embeddings (.csv)", _embedding_bytes(tr, "csv"),
+                                   file_name=f"{base}-embeddings.csv", mime="text/csv", key="train.dl.csv",
+                                   on_click="ignore", icon=":material/download:")
+                st.download_button("Embeddings (.npz)", _embedding_bytes(tr, "npz"),
+                                   file_name=f"{base}-embeddings.npz", mime="application/octet-stream",
+                                   key="train.dl.npz", on_click="ignore", icon=":material/download:")
+            st.caption(f"{count_parameters(tr.model):,} parameters. The checkpoint holds the weights, the settings "
+                       "and the loss history; the embeddings are the encoder vectors of the held-out images.")
+    with load_col:
+        st.markdown("**Load a checkpoint**")
+        up = st.file_uploader("A .safetensors file saved from this page", key="train.ckpt_upload",
+                              help="Only safetensors is read: it holds numbers, never code.")
+        if up is not None:
+            if st.session_state.get("train._ckpt_id") != up.file_id:
+                st.session_state["train._ckpt_id"] = up.file_id
+                st.session_state.pop("train._uploaded", None)
+                try:
+                    loaded = _load_checkpoint(up.name, up.getvalue())
+                    entry = registry.register_trainer(loaded)
+                    st.session_state["train._uploaded"] = loaded
+                    st.session_state["train._ckpt_msg"] = ("success", f"Loaded **{entry.name}**. It is in your "
+                                                           "session's models; the Augmentation Lab can use it.")
+                except PlaygroundError as err:
+                    st.session_state["train._ckpt_msg"] = ("error", str(err))
+            kind, text = st.session_state.get("train._ckpt_msg", ("", ""))
+            if kind == "error":
+                st.error(text, icon=":material/block:")
+            elif kind:
+                st.success(text)
+            if st.session_state.get("train._uploaded") is not None:
+                st.button("Continue training it here", key="train.continue_upload", on_click=_continue_uploaded,
+                          icon=":material/play_arrow:",
+                          help="It replaces the model on this page (which, if it trained, stays in your models).")
+
+    runs = [e for e in registry.entries(["trained"]) if dataset is not None
+            and e.dataset_name == dataset.name and e.payload is not None and e.payload.evals]
+    if runs:
+        with st.expander(f"Compare runs ({len(runs)} kept in this session)", icon=":material/compare_arrows:",
+                         expanded=True):
+            factor = dataset.factors[0]
+            data = {e.name: {"steps": [r.step for r in e.payload.evals],
+                             "knn": [r.knn.get(factor, np.nan) for r in e.payload.evals],
+                             "uniformity": [r.uniformity for r in e.payload.evals]} for e in runs}
+            st.plotly_chart(charts.compare_runs(data, factor), key="train.chart.compare")
+            st.caption("Every model you stopped, finished or reset on this dataset, side by side.")

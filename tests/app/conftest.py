@@ -1,0 +1,75 @@
+"""AppTest fixtures: the app from its entry point, tiny training settings, clean-up of background jobs."""
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "app.py")
+TIMEOUT = 60  # seconds per script run: generous for a cold import of torch on a busy 2-core machine
+
+# Query parameters that make the Train page train a few steps on 200 shapes in seconds.
+TINY = {"train.n": "200", "train.batch_size": "32", "train.steps": "10"}
+
+PAGES = ("app_pages/home.py", "app_pages/augmentation_lab.py", "app_pages/train.py")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def make_app() -> Callable[..., AppTest]:
+    """``make_app(query_params=None)``: an AppTest of app.py, already run once (home page)."""
+    from ui import jobs
+
+    def make(query_params: dict | None = None, page: str | None = None) -> AppTest:
+        at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+        if query_params:
+            at.query_params.update(query_params)
+        at.run()
+        if page:
+            at.switch_page(page).run()
+        return at
+
+    yield make
+    jobs.stop_all(timeout=30)
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not errors(at), errors(at)
+
+
+def wait_for_job(at: AppTest, timeout: float = 60.0):
+    """Rerun the page (as the live fragment would) until the session's job stops being active."""
+    deadline = time.monotonic() + timeout
+    job = at.session_state["train._job"]
+    while job.active and time.monotonic() < deadline:
+        job.wait(0.5)
+    assert not job.active, f"training still {job.state} after {timeout} s"
+    at.run()
+    return job
+
+
+def png_bytes(size: int = 40) -> bytes:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()

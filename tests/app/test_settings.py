@@ -1,0 +1,145 @@
+"""Settings: the table matches core's defaults, JSON export/import and the URL reproduce a lesson."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.app.conftest import assert_clean
+from ui import settings as S
+
+
+def test_augmentation_defaults_match_core():
+    from core.augment import AugmentConfig
+
+    core = AugmentConfig().to_dict()
+    ours = {k.split(".", 1)[1]: (list(v) if isinstance(v, tuple) else v) for k, v in S.defaults(["aug"]).items()}
+    assert ours == core
+
+
+def test_train_defaults_match_core():
+    from core.train import METHODS, MINING, TrainConfig
+
+    cfg = TrainConfig()
+    for field in ("method", "projection_dim", "batch_size", "temperature", "lr", "steps", "queue_size",
+                  "momentum", "margin", "mining", "seed"):
+        assert S.default(f"train.{field}") == getattr(cfg, field), field
+    assert S.SETTINGS["train.method"].options == METHODS
+    assert S.SETTINGS["train.mining"].options == MINING
+    assert S.default("train.arch") == cfg.encoder.arch
+
+
+@pytest.mark.parametrize("key,value", [
+    ("train.temperature", 0.3333), ("train.temperature", "0.2"), ("train.method", "byol"),
+    ("aug.crop_scale", [0.9, 0.1]), ("aug.flip", 1), ("train.seed", 1.5), ("aug.hue", 0.9), ("nope.x", 1),
+])
+def test_coerce_rejects_bad_values(key, value):
+    with pytest.raises(ValueError):
+        S.coerce(key, value)
+
+
+def test_json_round_trip():
+    values = S.defaults(["train", "aug"])
+    values["train.temperature"] = 0.5
+    values["aug.crop_scale"] = (0.4, 0.9)
+    text = S.to_json(values, page="train")
+    back = S.from_json(text.encode(), namespaces=["train", "aug"])
+    assert back == values
+
+
+def test_json_import_names_every_problem():
+    bad = json.dumps({"settings": {"train.temperature": -1, "train.method": "byol"}})
+    with pytest.raises(ValueError, match="train.temperature.*train.method"):
+        S.from_json(bad, namespaces=["train", "aug"])
+    with pytest.raises(ValueError, match="not valid JSON"):
+        S.from_json(b"{oops", namespaces=["train"])
+
+
+def _flush_url(at):
+    """AppTest records the URL the server writes; a page switch makes the server rewrite bound params."""
+    at.switch_page("app_pages/home.py").run()
+    at.switch_page("app_pages/train.py").run()
+    return dict(at.query_params)
+
+
+def test_link_reproduces_settings(make_app):
+    """Settings changed in one session travel in the URL; a fresh session opened on it has them all."""
+    at = make_app(page="app_pages/train.py")
+    at.selectbox(key="train.method").set_value("moco").run()
+    at.select_slider(key="train.queue_size").set_value(1024).run()
+    at.select_slider(key="train.temperature").set_value(0.5).run()
+    at.toggle(key="aug.rotation").set_value(True).run()
+    at.slider(key="aug.crop_scale").set_range(0.4, 0.9).run()
+    assert_clean(at)
+    url = _flush_url(at)
+    assert set(url) >= {"train.method", "train.queue_size", "train.temperature", "aug.rotation", "aug.crop_scale"}
+
+    shared = make_app(query_params=url, page="app_pages/train.py")
+    assert_clean(shared)
+    assert shared.session_state["train.method"] == "moco"
+    assert shared.session_state["train.queue_size"] == 1024
+    assert shared.session_state["train.temperature"] == 0.5
+    assert tuple(shared.session_state["aug.crop_scale"]) == (0.4, 0.9)
+    assert shared.session_state["aug.rotation"] is True
+    # The Lab shares the augmentations.
+    shared.switch_page("app_pages/augmentation_lab.py").run()
+    assert_clean(shared)
+    assert shared.session_state["aug.rotation"] is True
+    assert shared.slider(key="aug.rotation_degrees").value == 15.0
+
+
+def test_hand_written_link(make_app):
+    at = make_app(query_params={"train.temperature": "0.5", "train.steps": "50", "lab.image": "7"},
+                  page="app_pages/train.py")
+    assert at.session_state["train.temperature"] == 0.5
+    assert at.session_state["train.steps"] == 50
+    at.switch_page("app_pages/augmentation_lab.py").run()
+    assert_clean(at)
+    assert at.slider(key="lab.image").value == 7
+
+
+def test_changed_setting_goes_into_the_url(make_app):
+    at = make_app(page="app_pages/train.py")
+    at.select_slider(key="train.temperature").set_value(0.5).run()
+    assert at.session_state["train.temperature"] == 0.5
+    url = _flush_url(at)
+    assert url.get("train.temperature") == "0.5"
+    assert "train.batch_size" not in url  # defaults stay out of the URL
+
+
+def test_unknown_url_values_are_ignored(make_app):
+    at = make_app(query_params={"train.method": "byol", "train.temperature": "banana"}, page="app_pages/train.py")
+    assert_clean(at)
+    assert at.session_state["train.method"] == "simclr"
+    assert at.session_state["train.temperature"] == 0.2
+
+
+def test_json_export_and_import_on_the_page(make_app):
+    at = make_app(page="app_pages/train.py")
+    at.select_slider(key="train.temperature").set_value(0.07).run()
+    at.toggle(key="aug.blur").set_value(True).run()
+    exported = S.from_json(S.to_json({k: at.session_state[k] for k in S.keys(["train", "aug"])
+                                      if k in at.session_state}, page="train"), namespaces=["train", "aug"])
+    assert exported["train.temperature"] == 0.07 and exported["aug.blur"] is True
+
+    fresh = make_app(page="app_pages/train.py")
+    fresh.file_uploader(key="train.import").upload("lesson.json", S.to_json(exported, page="train").encode()).run()
+    assert_clean(fresh)
+    assert fresh.session_state["train.temperature"] == 0.07
+    assert fresh.session_state["aug.blur"] is True
+    assert any("Loaded" in s.value for s in fresh.success)
+
+
+def test_bad_settings_file_shows_an_error(make_app):
+    at = make_app(page="app_pages/train.py")
+    at.file_uploader(key="train.import").upload("lesson.json", b'{"settings": {"train.lr": "fast"}}').run()
+    assert not at.exception
+    assert any("train.lr" in e.value for e in at.error)
+    assert at.session_state["train.lr"] == 0.002
+
+
+def test_reset_page_settings(make_app):
+    at = make_app(query_params={"train.temperature": "0.5"}, page="app_pages/train.py")
+    at.button(key="train.reset_settings").click().run()
+    assert_clean(at)
+    assert at.session_state["train.temperature"] == 0.2

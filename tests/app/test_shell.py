@@ -1,0 +1,82 @@
+"""The shell: every page renders on defaults, presets open a page set up, the sidebar and registry work."""
+from __future__ import annotations
+
+import pytest
+
+from tests.app.conftest import PAGES, assert_clean
+
+
+def test_home_renders_with_presets_and_device_line(make_app):
+    at = make_app()
+    assert_clean(at)
+    assert at.title[0].value == "Contrastive Playground"
+    keys = {b.key for b in at.button}
+    assert {"home.preset.simclr_shapes", "home.preset.colour_jitter", "home.preset.temperature"} <= keys
+    captions = " ".join(c.value for c in at.caption)
+    assert "Running on" in captions or "Checking which device" in captions
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_defaults(make_app, page):
+    at = make_app(page=page)
+    assert_clean(at)
+    assert at.title, f"{page} has no title"
+
+
+def test_device_line_appears_once_torch_is_loaded(make_app):
+    from ui import warmup
+
+    at = make_app()
+    warmup.wait(60)
+    at.run()
+    assert_clean(at)
+    assert any("Running on" in c.value for c in at.caption)
+
+
+def test_preset_opens_the_lab_already_set_up(make_app):
+    at = make_app()
+    at.button(key="home.preset.colour_jitter").click().run()
+    assert_clean(at)
+    assert at.title[0].value == "Augmentation Lab"
+    assert at.session_state["aug.hue"] == 0.5
+    assert at.session_state["aug.jitter_p"] == 1.0
+    assert at.session_state["lab.image"] == 3
+    assert any("What colour jitter teaches" in m.value for m in at.markdown)  # the lesson banner
+    at.button(key="lab.lesson_close").click().run()
+    assert not any("What colour jitter teaches" in m.value for m in at.markdown)
+
+
+def test_autoplay_preset_starts_training(make_app):
+    at = make_app()
+    at.button(key="home.preset.temperature").click().run()
+    assert_clean(at)
+    assert at.title[0].value == "Train"
+    assert at.session_state["train.temperature"] == 0.05
+    job = at.session_state["train._job"]
+    assert job.trainer.cfg.temperature == 0.05
+    assert job.state in ("queued", "running", "paused", "finished")
+    job.pause()
+
+
+def test_presets_are_valid():
+    from ui import presets
+
+    found = presets.load_all()
+    assert [p.id for p in found] == ["simclr_shapes", "colour_jitter", "temperature"]
+    for p in found:
+        assert p.title and p.summary and p.lesson
+
+
+def test_registry_upload_of_embedding_file(make_app):
+    import numpy as np
+
+    at = make_app()
+    buf = __import__("io").BytesIO()
+    np.save(buf, np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32))
+    at.file_uploader(key="home.registry.upload").upload("vectors.npy", buf.getvalue()).run()
+    assert_clean(at)
+    assert "vectors.npy" in at.session_state["registry"]
+    # a bad file: a sentence, not a traceback
+    at.file_uploader(key="home.registry.upload").clear().upload("broken.npy", b"not numpy").run()
+    assert not at.exception
+    assert at.error

@@ -1,0 +1,139 @@
+"""Train page: trains through its own buttons, registers models, refuses bad uploads, reports divergence."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from tests.app.conftest import TINY, assert_clean, errors, wait_for_job
+
+TRAIN = "app_pages/train.py"
+
+
+def test_changing_widgets_changes_state(make_app):
+    at = make_app(page=TRAIN)
+    at.selectbox(key="train.method").set_value("triplet").run()
+    assert_clean(at)
+    assert at.session_state["train.method"] == "triplet"
+    # method-specific settings appear, temperature (unused by triplet) goes away
+    at.selectbox(key="train.mining").set_value("hard").run()
+    at.slider(key="train.margin").set_value(1.0).run()
+    assert at.session_state["train.mining"] == "hard" and at.session_state["train.margin"] == 1.0
+    assert "train.temperature" not in [w.key for w in at.select_slider]
+    at.selectbox(key="train.label_factor").set_value("colour").run()
+    assert at.session_state["train.label_factor"] == "colour"
+    assert_clean(at)
+
+
+def test_step_buttons_train_and_stop_registers(make_app):
+    at = make_app(query_params=TINY, page=TRAIN)
+    at.button(key="train.step").click().run()
+    assert_clean(at)
+    job = at.session_state["train._job"]
+    assert job.steps_done == 1 and job.state == "paused"
+    at.button(key="train.step").click().run()
+    assert job.steps_done == 2
+    assert at.get("plotly_chart"), "the loss chart is drawn after a step"
+    at.button(key="train.stop").click().run()
+    assert_clean(at)
+    names = list(at.session_state["registry"])
+    assert len(names) == 1 and "step 2" in names[0]
+    assert any("Stopped at step 2" in i.value for i in at.info)
+    # downloads are offered for a stopped model
+    labels = [b.label for b in at.get("download_button")]
+    assert any(".safetensors" in label for label in labels) and any(".npz" in label for label in labels)
+
+
+def test_play_runs_in_the_background_until_finished(make_app):
+    at = make_app(query_params=TINY, page=TRAIN)
+    at.button(key="train.play").click().run()
+    assert_clean(at)
+    assert at.button(key="train.pause")  # Play turned into Pause while the job runs
+    job = wait_for_job(at)
+    assert job.state == "finished" and job.steps_done == 10
+    at.run()
+    assert_clean(at)
+    assert len(at.session_state["registry"]) == 1
+    assert any("Finished 10 steps" in s.value for s in at.success)
+    assert job.trainer.evals and job.trainer.evals[-1].step == 10  # final evaluation for the charts
+    # the 2-D view and its timeline over the snapshots
+    assert at.select_slider(key="train.timeline").options
+    at.selectbox(key="train.color_by").set_value("colour").run()
+    assert_clean(at)
+    # train on: the button offers more steps
+    assert "more steps" in at.button(key="train.play").label
+
+
+def test_reset_keeps_the_trained_model_and_starts_fresh(make_app):
+    at = make_app(query_params=TINY, page=TRAIN)
+    at.button(key="train.step").click().run()
+    at.button(key="train.reset").click().run()
+    assert_clean(at)
+    assert "train._job" not in at.session_state
+    assert len(at.session_state["registry"]) == 1
+    at.select_slider(key="train.temperature").set_value(0.5).run()
+    at.button(key="train.step").click().run()
+    assert at.session_state["train._job"].trainer.cfg.temperature == 0.5
+
+
+def test_changed_settings_warn_until_reset(make_app):
+    at = make_app(query_params=TINY, page=TRAIN)
+    at.button(key="train.step").click().run()
+    at.select_slider(key="train.temperature").set_value(0.5).run()
+    assert any("changed settings" in w.value for w in at.warning)
+
+
+def test_clip_needs_captions(make_app):
+    at = make_app(query_params=TINY, page=TRAIN)
+    at.selectbox(key="train.dataset").set_value("digits").run()
+    at.selectbox(key="train.method").set_value("clip").run()
+    assert not at.exception
+    assert any("captions" in w.value for w in at.warning)
+    assert at.button(key="train.step").disabled
+
+
+def test_divergence_stops_and_explains(make_app, monkeypatch):
+    from core import train as T
+    from core.errors import TrainingDiverged
+
+    message = ("Training stopped at step 1: the loss became nan. The temperature 0.001 is very low; "
+               "try 0.1–0.5.")
+
+    def diverge(self):
+        raise TrainingDiverged(message)
+
+    monkeypatch.setattr(T.Trainer, "step", diverge)
+    at = make_app(query_params={**TINY, "train.temperature": "0.001"}, page=TRAIN)
+    at.button(key="train.play").click().run()
+    job = wait_for_job(at)
+    assert job.state == "failed"
+    assert not at.exception
+    assert message in errors(at)
+
+
+def test_checkpoint_upload_refuses_other_formats(make_app):
+    at = make_app(page=TRAIN)
+    at.file_uploader(key="train.ckpt_upload").upload("model.pt", b"\x80\x04pickle").run()
+    assert not at.exception
+    assert any("only .safetensors" in e for e in errors(at))
+    at.file_uploader(key="train.ckpt_upload").clear().upload("model.safetensors", b"garbage bytes").run()
+    assert not at.exception
+    assert any("not a readable safetensors" in e for e in errors(at))
+
+
+def test_checkpoint_round_trip_and_continue(make_app):
+    at = make_app(query_params=TINY, page=TRAIN)
+    at.button(key="train.step").click().run()
+    trainer = at.session_state["train._job"].trainer
+    with tempfile.TemporaryDirectory() as d:
+        data = trainer.save(Path(d) / "m.safetensors").read_bytes()
+
+    other = make_app(page=TRAIN)
+    other.file_uploader(key="train.ckpt_upload").upload("m.safetensors", data).run()
+    assert_clean(other)
+    assert len(other.session_state["registry"]) == 1
+    other.button(key="train.continue_upload").click().run()
+    assert_clean(other)
+    job = other.session_state["train._job"]
+    assert job.steps_done == 1
+    assert other.session_state["train.batch_size"] == 32  # the page shows the checkpoint's settings
+    assert not any("changed settings" in w.value for w in other.warning)

@@ -1,0 +1,214 @@
+"""Every user-facing setting of the app, in one table: key, default, allowed values, label and help.
+
+The key is at once the widget key, the session-state key and the URL query parameter (widgets are created
+with ``bind="query-params"``), so a link reproduces a lesson. The same table drives JSON export/import and
+the presets in ``assets/presets``. Keys are namespaced by page (``"train.temperature"``); the augmentation
+settings live under ``"aug."`` because the Augmentation Lab and the Train page share them.
+
+No torch here: this module is on the app's start path. ``tests/app/test_settings.py`` checks that the
+augmentation and training defaults below equal ``AugmentConfig()`` and ``TrainConfig()``.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+SETTINGS_FORMAT = "contrastive-playground/settings@1"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting. ``kind`` is "bool", "int", "float", "str" or "range" (a (low, high) pair)."""
+
+    key: str
+    default: Any
+    kind: str
+    label: str
+    help: str = ""
+    options: tuple | None = None  # allowed values (select widgets); None: any value within [low, high]
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def page(self) -> str:
+        return self.key.split(".", 1)[0]
+
+
+def _s(key: str, default: Any, kind: str, label: str, help: str = "", **kw: Any) -> Setting:
+    return Setting(key, default, kind, label, help, **kw)
+
+
+DATASET_LAB_OPTIONS = ("shapes", "digits", "photos", "upload")
+TEMPERATURES = (0.001, 0.005, 0.01, 0.02, 0.05, 0.07, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 2.0)
+LEARNING_RATES = (1e-4, 3e-4, 1e-3, 2e-3, 5e-3, 1e-2, 3e-2, 1e-1)
+
+_TABLE: list[Setting] = [
+    # ---- Augmentation Lab -------------------------------------------------------------------------------
+    _s("lab.dataset", "shapes", "str", "Dataset", "Built-in data works offline; or upload one image of your own.",
+       options=DATASET_LAB_OPTIONS),
+    _s("lab.image", 0, "int", "Image", "Which image of the dataset to augment.", low=0, high=1_000_000),
+    _s("lab.n_views", 8, "int", "Number of views", options=(4, 8, 12, 16)),
+    _s("lab.seed", 0, "int", "Random seed of the views", low=0, high=1_000_000),
+    # ---- augmentations (shared by the Lab and the Train page; mirrors core.augment.AugmentConfig) ----------
+    _s("aug.crop", True, "bool", "Random crop", "Crop a random part of the image and resize it back."),
+    _s("aug.crop_scale", (0.2, 1.0), "range", "Crop size (fraction of the area)", low=0.05, high=1.0),
+    _s("aug.flip", True, "bool", "Horizontal flip", "Mirror the image left-right half of the time."),
+    _s("aug.rotation", False, "bool", "Rotation"),
+    _s("aug.rotation_degrees", 15.0, "float", "Largest angle (degrees)", low=0.0, high=180.0),
+    _s("aug.color_jitter", True, "bool", "Colour jitter", "Randomly change brightness, contrast, saturation, hue."),
+    _s("aug.brightness", 0.4, "float", "Brightness", low=0.0, high=2.0),
+    _s("aug.contrast", 0.4, "float", "Contrast", low=0.0, high=2.0),
+    _s("aug.saturation", 0.4, "float", "Saturation", low=0.0, high=2.0),
+    _s("aug.hue", 0.1, "float", "Hue (turns of the colour wheel)", low=0.0, high=0.5),
+    _s("aug.jitter_p", 0.8, "float", "How often (probability)", low=0.0, high=1.0),
+    _s("aug.grayscale", True, "bool", "Greyscale", "Drop the colour entirely, some of the time."),
+    _s("aug.grayscale_p", 0.2, "float", "How often (probability)", low=0.0, high=1.0),
+    _s("aug.blur", False, "bool", "Gaussian blur"),
+    _s("aug.blur_sigma", (0.1, 2.0), "range", "Blur sigma (pixels)", low=0.1, high=5.0),
+    _s("aug.blur_p", 0.5, "float", "How often (probability)", low=0.0, high=1.0),
+    _s("aug.solarize", False, "bool", "Solarize", "Invert the brightest pixels."),
+    _s("aug.solarize_threshold", 0.5, "float", "Threshold (pixel value)", low=0.0, high=1.0),
+    _s("aug.solarize_p", 0.2, "float", "How often (probability)", low=0.0, high=1.0),
+    # ---- Train page ---------------------------------------------------------------------------------------
+    _s("train.dataset", "shapes", "str", "Dataset",
+       "shapes, digits and photos are built in and work offline; the others need a download."),
+    _s("train.n", 5000, "int", "Images to use", "A subset of the dataset: 20% of it is held out for evaluation.",
+       options=(200, 500, 1000, 2000, 5000, 10000, 20000, 50000)),
+    _s("train.method", "simclr", "str", "Method",
+       options=("simclr", "moco", "triplet", "margin", "supcon", "clip")),
+    _s("train.arch", "small_cnn", "str", "Encoder", options=("small_cnn", "resnet18")),
+    _s("train.projection_dim", 64, "int", "Projection size", "Size of the vector the loss sees (z).",
+       options=(8, 16, 32, 64, 128, 256)),
+    _s("train.batch_size", 256, "int", "Batch size",
+       "Images per step. Contrastive losses use the rest of the batch as negatives, so bigger batches help.",
+       options=(16, 32, 64, 128, 256, 512)),
+    _s("train.temperature", 0.2, "float", "Temperature",
+       "Divides the similarities before the softmax. Low: the loss focuses on the hardest negatives.",
+       options=TEMPERATURES),
+    _s("train.lr", 2e-3, "float", "Learning rate", options=LEARNING_RATES),
+    _s("train.steps", 200, "int", "Steps", options=(5, 10, 25, 50, 100, 200, 300, 500, 1000, 2000, 5000)),
+    _s("train.seed", 0, "int", "Seed", "Same seed and settings give the same run.", low=0, high=1_000_000),
+    _s("train.queue_size", 4096, "int", "Queue of negatives", "MoCo keeps keys of earlier batches as negatives.",
+       options=(0, 256, 1024, 4096, 16384)),
+    _s("train.momentum", 0.99, "float", "Key-encoder momentum",
+       "MoCo's key encoder is a slow moving average of the trained encoder.",
+       options=(0.9, 0.95, 0.99, 0.995, 0.999)),
+    _s("train.mining", "semihard", "str", "Triplet mining", options=("all", "hard", "semihard")),
+    _s("train.margin", 0.5, "float", "Margin", "How far apart (on the unit sphere) negatives must be pushed.",
+       low=0.0, high=2.0),
+    _s("train.label_factor", "", "str", "Label for supervised methods",
+       "Triplet, margin and SupCon use labels; pick which factor counts as 'the same'."),
+    _s("train.color_by", "", "str", "Colour the points by"),
+]
+
+SETTINGS: dict[str, Setting] = {s.key: s for s in _TABLE}
+PAGES = ("lab", "aug", "train")
+# Which namespaces a page's export/import covers: the Train page uses the Lab's augmentations too.
+PAGE_NAMESPACES = {"lab": ("lab", "aug"), "train": ("train", "aug")}
+
+
+def default(key: str) -> Any:
+    return SETTINGS[key].default
+
+
+def keys(namespaces: Iterable[str]) -> list[str]:
+    wanted = set(namespaces)
+    return [s.key for s in _TABLE if s.page in wanted]
+
+
+def defaults(namespaces: Iterable[str]) -> dict[str, Any]:
+    return {k: SETTINGS[k].default for k in keys(namespaces)}
+
+
+# ------------------------------------------------------------------------------------------ validation
+def _num(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Check one value against its setting and return it in the widget's type.
+
+    Raises ``ValueError`` with a sentence saying what is allowed.
+    """
+    s = SETTINGS.get(key)
+    if s is None:
+        raise ValueError(f"'{key}' is not a setting of this app.")
+    if s.kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"'{key}' must be true or false, not {value!r}.")
+        return value
+    if s.kind == "str":
+        if not isinstance(value, str):
+            raise ValueError(f"'{key}' must be text, not {value!r}.")
+        if s.options is not None and value not in s.options:
+            raise ValueError(f"'{key}' must be one of {', '.join(map(str, s.options))}; got {value!r}.")
+        return value
+    if s.kind == "range":
+        if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(_num(v) for v in value):
+            raise ValueError(f"'{key}' must be a pair of numbers [low, high], not {value!r}.")
+        lo, hi = float(value[0]), float(value[1])
+        if not (s.low <= lo <= hi <= s.high):
+            raise ValueError(f"'{key}' must satisfy {s.low:g} <= low <= high <= {s.high:g}; got [{lo:g}, {hi:g}].")
+        return (lo, hi)
+    if not _num(value):
+        raise ValueError(f"'{key}' must be a number, not {value!r}.")
+    if s.kind == "int":
+        if float(value) != int(value):
+            raise ValueError(f"'{key}' must be a whole number, not {value!r}.")
+        value = int(value)
+    else:
+        value = float(value)
+    if s.options is not None:
+        match = [o for o in s.options if math.isclose(float(o), float(value), rel_tol=1e-9, abs_tol=1e-12)]
+        if not match:
+            raise ValueError(f"'{key}' must be one of {', '.join(f'{o:g}' for o in s.options)}; got {value:g}.")
+        return match[0]
+    if s.low is not None and not (s.low <= value <= s.high):
+        raise ValueError(f"'{key}' must be between {s.low:g} and {s.high:g}; got {value:g}.")
+    return value
+
+
+def validate(values: Mapping[str, Any], namespaces: Iterable[str]) -> tuple[dict[str, Any], list[str]]:
+    """Coerce every value. Returns (good values, problems); keys outside ``namespaces`` are problems too."""
+    allowed = set(keys(namespaces))
+    good: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, value in values.items():
+        if key not in allowed:
+            problems.append(f"'{key}' is not a setting of this page.")
+            continue
+        try:
+            good[key] = coerce(key, value)
+        except ValueError as err:
+            problems.append(str(err))
+    return good, problems
+
+
+# ------------------------------------------------------------------------------------------ JSON files
+def to_json(values: Mapping[str, Any], *, page: str) -> str:
+    """A settings file a teacher can share: ``{"format", "page", "settings"}`` with JSON-safe values."""
+    clean = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+    return json.dumps({"format": SETTINGS_FORMAT, "page": page, "settings": clean}, indent=2)
+
+
+def from_json(data: bytes | str, *, namespaces: Iterable[str]) -> dict[str, Any]:
+    """Parse and validate a settings file. Raises ``ValueError`` naming every problem; applies nothing."""
+    if isinstance(data, bytes):
+        if len(data) > 1_000_000:
+            raise ValueError("That settings file is larger than 1 MB; a settings file is a few hundred bytes.")
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError("That file is not text; choose a .json settings file exported by this app.") from None
+    try:
+        doc = json.loads(data)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"That file is not valid JSON ({err.msg} at line {err.lineno}).") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("settings"), dict):
+        raise ValueError('A settings file is a JSON object with a "settings" object inside, as exported here.')
+    good, problems = validate(doc["settings"], namespaces)
+    if problems:
+        raise ValueError("The settings file was not loaded: " + " ".join(problems))
+    return good

@@ -1,0 +1,57 @@
+"""Load torch and the training stack in a background thread, once per server process.
+
+The home page must be interactive within seconds of a cold start, and importing torch alone takes about two.
+So the page renders first, and this thread imports ``core.device`` (torch) and then ``core.train`` (kornia,
+models, losses) while the user reads. The device line on the home page polls :func:`device_description`.
+By the time someone clicks a preset, the imports are done. Module-level state here is process-wide on
+purpose: it holds no user data, only "is torch loaded yet" and the device's description.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_thread: threading.Thread | None = None
+_device: str | None = None
+_error: str | None = None
+
+
+def _work() -> None:
+    global _device, _error
+    try:
+        from core.device import describe_device
+
+        _device = describe_device()
+    except Exception as err:  # noqa: BLE001 - shown on the home page as a sentence
+        log.exception("Could not describe the device")
+        _error = f"could not check the device ({type(err).__name__}: {err})"
+        return
+    try:  # pre-import the training stack; failures surface later on the page that needs it
+        import core.train  # noqa: F401
+    except Exception:  # noqa: BLE001
+        log.exception("Pre-importing core.train failed")
+
+
+def start() -> None:
+    """Start the warm-up thread if it has not run in this process."""
+    global _thread
+    with _lock:
+        if _thread is None:
+            _thread = threading.Thread(target=_work, name="warm-up", daemon=True)
+            _thread.start()
+
+
+def device_description() -> str | None:
+    """"CPU (2 cores, ...)" once known, else None (still loading)."""
+    if _error:
+        return _error
+    return _device
+
+
+def wait(timeout: float | None = None) -> None:
+    t = _thread
+    if t is not None:
+        t.join(timeout)
