@@ -242,6 +242,10 @@ PRESETS: dict[str, AugmentConfig] = {
     "crop only": AugmentConfig(flip=False, color_jitter=False, grayscale=False),
     "colour only": AugmentConfig(crop=False, flip=False),
     "geometry only": AugmentConfig(color_jitter=False, grayscale=False, rotation=True),
+    # The built-in shapes: six hues 60 degrees apart survive SimCLR's hue 0.1, so colour stays a shortcut;
+    # a full hue turn removes it and crops no smaller than 30% keep the shape in view. Measured: held-out
+    # shape kNN 0.97 after 250 steps, against 0.28 with the plain "simclr" recipe (benchmarks/RESULTS.md).
+    "shapes": AugmentConfig(crop_scale=(0.3, 1.0), hue=0.5),
     # Grey handwritten digits: a mirrored digit is another symbol and colour ops do nothing to grey ink, so
     # only mild crops and small rotations.
     "digits": AugmentConfig(
