@@ -1,0 +1,67 @@
+"""Live training in a real browser: the default preset trains, the loss chart grows, Stop keeps the model.
+
+Markup this relies on (app_pages/home.py, app_pages/train.py): the home page's preset buttons have keys
+``home.preset.<preset file stem>``; the Train page's buttons ``train.play`` / ``train.pause`` /
+``train.stop``; the loss chart is the plotly chart with key ``train.chart.loss`` (one point per step).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+DEFAULT_PRESET_KEY = "home.preset.simclr_shapes"  # "SimCLR on shapes in 20 seconds" (autoplay)
+LOSS_CHART_KEY = "train.chart.loss"
+# The first step waits for torch to load, the dataset to build and the first batch (cold process).
+FIRST_POINTS_TIMEOUT = 120.0
+
+
+def _stop_training(app: Any) -> None:
+    """Leave no job training, so it does not keep the server's CPU busy for the next tests."""
+    for key in ("train.stop", "train.pause"):
+        button = app.button(key)
+        if button.count() and button.is_visible() and button.is_enabled():
+            button.click()
+            app.wait_idle(timeout=60)
+            return
+
+
+def test_default_preset_trains_live_and_stops(app: Any) -> None:
+    app.goto("/")
+    app.click(DEFAULT_PRESET_KEY)
+    try:
+        # The preset switches to the Train page and starts training by itself.
+        app.page.wait_for_url("**/train**", timeout=30_000)
+        points = app.wait_for_plot_points(LOSS_CHART_KEY, 2, timeout=FIRST_POINTS_TIMEOUT)
+        assert points >= 2
+        # Stop while it trains (a user does not have to pause first).
+        app.click("train.stop", timeout=10)
+        app.wait_idle(timeout=60)
+        # The model is kept: the chart still shows the steps trained, and they stop growing.
+        steady = app.wait_for_plot_steady(LOSS_CHART_KEY, quiet=3.0, timeout=30)
+        assert max(steady) >= 2
+        assert "Stopped at step" in app.main_text(), "after Stop the page should say where training stopped"
+        app.screenshot("train-after-preset")
+    finally:
+        _stop_training(app)
+    assert app.problems() == []
+
+
+def test_play_button_trains_and_pause_holds(app: Any) -> None:
+    # Straight to the Train page by its link, as a user coming from the sidebar.
+    app.goto("/")
+    train = next(link for link in app.nav_links() if link["label"] == "Train")
+    app.goto(train["href"])
+    app.click("train.play")
+    try:
+        app.wait_for_plot_points(LOSS_CHART_KEY, 2, timeout=FIRST_POINTS_TIMEOUT)
+        app.click("train.pause")
+        app.wait_idle(timeout=60)
+        # Paused: a step already under way may still land, then the chart must hold still.
+        app.wait_for_plot_steady(LOSS_CHART_KEY, quiet=3.0, timeout=30)
+        assert app.button("train.play").is_visible(), "Play should be back after Pause"
+    finally:
+        _stop_training(app)
+    assert app.problems() == []
