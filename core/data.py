@@ -846,6 +846,17 @@ def _cap_indices(total: int, max_images: int) -> np.ndarray:
     return np.unique(np.linspace(0, total - 1, max_images).round().astype(np.int64))
 
 
+def _cap_items(items: list, max_images: int, size: int, noun: str) -> tuple[list, list[str]]:
+    """Keep at most ``max_images`` items, evenly spread, and check the decoded set fits in memory."""
+    notes: list[str] = []
+    keep = _cap_indices(len(items), max_images)
+    if len(keep) < len(items):
+        notes.append(f"Used {len(keep):,} of {len(items):,} {noun} (max_images={max_images:,}), evenly spread.")
+        items = [items[i] for i in keep]
+    _check_memory(len(items), size)
+    return items, notes
+
+
 def _visible(name: str) -> bool:
     return not name.startswith((".", "__MACOSX", "__pycache__"))
 
@@ -887,12 +898,7 @@ def _load_folder(
             f"{name!r} has no image files in its class sub-folders; accepted types are "
             f"{', '.join(IMAGE_EXTENSIONS)}."
         )
-    notes: list[str] = []
-    keep = _cap_indices(len(files), max_images)
-    if len(keep) < len(files):
-        notes.append(f"Used {len(keep):,} of {len(files):,} images (max_images={max_images:,}), evenly spread.")
-        files = [files[i] for i in keep]
-    _check_memory(len(files), size)
+    files, notes = _cap_items(files, max_images, size, "images")
 
     pixels, labels, ids = [], [], []
     for i, (ci, p, rel) in enumerate(files):
@@ -1008,12 +1014,7 @@ def _load_table(
             f"{path.name} needs a caption column ({', '.join(_CAPTION_COLUMNS)}) or a label column "
             f"({', '.join(_LABEL_COLUMNS)}) besides {img_col!r}."
         )
-    notes: list[str] = []
-    keep = _cap_indices(len(rows), max_images)
-    if len(keep) < len(rows):
-        notes.append(f"Used {len(keep):,} of {len(rows):,} rows (max_images={max_images:,}), evenly spread.")
-        rows = [rows[i] for i in keep]
-    _check_memory(len(rows), size)
+    rows, notes = _cap_items(rows, max_images, size, "rows")
 
     base = path.parent.resolve()
     skips = _Skips()
