@@ -16,14 +16,14 @@ warmup.start()
 
 pages = {
     "": [
-        st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True,
+        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True,
                 help="What the playground is for, one-click lessons, and the models in your session."),
     ],
     "Learn": [
-        st.Page("app_pages/augmentation_lab.py", title="Augmentation Lab", icon=":material/auto_awesome_mosaic:",
+        st.Page("pages/augmentation_lab.py", title="Augmentation Lab", icon=":material/auto_awesome_mosaic:",
                 help="See what augmentations do to an image, and which ones a trained model has learned to "
                      "ignore. The Train page uses the settings chosen here."),
-        st.Page("app_pages/train.py", title="Train", icon=":material/model_training:",
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:",
                 help="Train a contrastive model live: press play and watch the loss fall and the embedding "
                      "space organise itself."),
     ],
@@ -33,6 +33,9 @@ page = st.navigation(pages)
 session.keep_settings()
 
 session.sync_registry()
-session.sidebar_status()
+# Filled after the page ran, so the status line shows what the page's buttons just did (not one action behind).
+status_box = st.sidebar.container()
 
 page.run()
+
+session.sidebar_status(status_box)

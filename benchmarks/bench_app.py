@@ -45,7 +45,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 
-# --- the app's markup this script relies on (app_pages/home.py, app_pages/train.py) -----------------
+# --- the app's markup this script relies on (pages/home.py, pages/train.py) -----------------
 DEFAULT_PRESET_KEY = "home.preset.simclr_shapes"  # "SimCLR on shapes in 20 seconds": opens Train, autoplay
 COLOUR_BY_KEY = "train.color_by"  # selectbox -> container class "st-key-train-color_by"
 LOSS_CHART_KEY = "train.chart.loss"  # one point per step

@@ -16,7 +16,7 @@ import streamlit as st
 from ui import settings as S
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "assets" / "presets"
-PAGE_FILES = {"home": "app_pages/home.py", "lab": "app_pages/augmentation_lab.py", "train": "app_pages/train.py"}
+PAGE_FILES = {"home": "pages/home.py", "lab": "pages/augmentation_lab.py", "train": "pages/train.py"}
 
 
 @dataclass(frozen=True)

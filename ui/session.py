@@ -47,14 +47,19 @@ def sync_registry() -> None:
         register_job(job)
 
 
-def sidebar_status() -> None:
+ROUTER_MARK = "in this session"  # tests look for it on every page: the router (app.py) ran there
+
+
+def sidebar_status(box=None) -> None:
+    """The session's training state and how many models it holds, in ``box`` (default: the sidebar)."""
     job = current_job()
+    sync_registry()  # a job that ended while the page ran is registered before it is counted
     n = len(registry.entries())
-    with st.sidebar:
+    with box if box is not None else st.sidebar:
         if job is not None:
             state = job.state
             st.caption(f":material/model_training: Training: **{state}**, step {job.steps_done} of "
                        f"{job.target_steps}")
-        if n:
-            st.caption(f":material/inventory_2: {n} model{'s' if n != 1 else ''} or embedding "
-                       f"file{'s' if n != 1 else ''} in this session")
+        things = f"{n} model{'s' if n != 1 else ''} or embedding file{'s' if n != 1 else ''}" if n else \
+            "No models or embedding files yet"
+        st.caption(f":material/inventory_2: {things} {ROUTER_MARK}")

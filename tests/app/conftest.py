@@ -17,7 +17,7 @@ TIMEOUT = 60  # seconds per script run: generous for a cold import of torch on a
 # Query parameters that make the Train page train a few steps on 200 shapes in seconds.
 TINY = {"train.n": "200", "train.batch_size": "32", "train.steps": "10"}
 
-PAGES = ("app_pages/home.py", "app_pages/augmentation_lab.py", "app_pages/train.py")
+PAGES = ("pages/home.py", "pages/augmentation_lab.py", "pages/train.py")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -25,6 +25,29 @@ def _one_thread():
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _navigation_mode_as_served():
+    """Run every AppTest script the way a served app runs after its first rerun.
+
+    Streamlit remembers in a class flag whether an app uses the legacy ``pages/`` folder mode; ``st.navigation``
+    switches it off for good. A real server pays the legacy wrapper on its process's first script run only,
+    but AppTest resets the flag before *every* run, so each run would go through the legacy wrapper, which
+    re-registers the pages under other hashes and drops the URL bindings of widgets. The browser tests
+    (tests/browser/test_pages.py) check the real server's behaviour with the folder in place.
+    """
+    from streamlit.runtime import pages_manager
+
+    original = pages_manager.PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        pages_manager.PagesManager.uses_pages_directory = False
+
+    pages_manager.PagesManager.__init__ = init
+    yield
+    pages_manager.PagesManager.__init__ = original
 
 
 @pytest.fixture

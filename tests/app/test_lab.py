@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tests.app.conftest import TINY, assert_clean, png_bytes
 
-LAB = "app_pages/augmentation_lab.py"
+LAB = "pages/augmentation_lab.py"
 
 
 def _captions(at) -> list[str]:
@@ -33,7 +33,7 @@ def test_toggling_an_op_changes_state_and_shows_its_strength(make_app):
 def test_lab_settings_are_what_train_uses(make_app):
     at = make_app(page=LAB)
     at.toggle(key="aug.color_jitter").set_value(False).run()
-    at.switch_page("app_pages/train.py").run()
+    at.switch_page("pages/train.py").run()
     assert_clean(at)
     assert at.session_state["aug.color_jitter"] is False
     assert not any("colour jitter" in m.value for m in at.markdown)
@@ -84,7 +84,7 @@ def test_bad_uploads_show_an_error_not_an_exception(make_app):
 
 
 def test_trained_model_shows_invariance(make_app):
-    at = make_app(query_params=TINY, page="app_pages/train.py")
+    at = make_app(query_params=TINY, page="pages/train.py")
     at.button(key="train.step").click().run()
     at.button(key="train.stop").click().run()
     assert_clean(at)

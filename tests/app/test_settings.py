@@ -57,14 +57,14 @@ def test_json_import_names_every_problem():
 
 def _flush_url(at):
     """AppTest records the URL the server writes; a page switch makes the server rewrite bound params."""
-    at.switch_page("app_pages/home.py").run()
-    at.switch_page("app_pages/train.py").run()
+    at.switch_page("pages/home.py").run()
+    at.switch_page("pages/train.py").run()
     return dict(at.query_params)
 
 
 def test_link_reproduces_settings(make_app):
     """Settings changed in one session travel in the URL; a fresh session opened on it has them all."""
-    at = make_app(page="app_pages/train.py")
+    at = make_app(page="pages/train.py")
     at.selectbox(key="train.method").set_value("moco").run()
     at.select_slider(key="train.queue_size").set_value(1024).run()
     at.select_slider(key="train.temperature").set_value(0.5).run()
@@ -74,7 +74,7 @@ def test_link_reproduces_settings(make_app):
     url = _flush_url(at)
     assert set(url) >= {"train.method", "train.queue_size", "train.temperature", "aug.rotation", "aug.crop_scale"}
 
-    shared = make_app(query_params=url, page="app_pages/train.py")
+    shared = make_app(query_params=url, page="pages/train.py")
     assert_clean(shared)
     assert shared.session_state["train.method"] == "moco"
     assert shared.session_state["train.queue_size"] == 1024
@@ -82,7 +82,7 @@ def test_link_reproduces_settings(make_app):
     assert tuple(shared.session_state["aug.crop_scale"]) == (0.4, 0.9)
     assert shared.session_state["aug.rotation"] is True
     # The Lab shares the augmentations.
-    shared.switch_page("app_pages/augmentation_lab.py").run()
+    shared.switch_page("pages/augmentation_lab.py").run()
     assert_clean(shared)
     assert shared.session_state["aug.rotation"] is True
     assert shared.slider(key="aug.rotation_degrees").value == 15.0
@@ -90,16 +90,16 @@ def test_link_reproduces_settings(make_app):
 
 def test_hand_written_link(make_app):
     at = make_app(query_params={"train.temperature": "0.5", "train.steps": "50", "lab.image": "7"},
-                  page="app_pages/train.py")
+                  page="pages/train.py")
     assert at.session_state["train.temperature"] == 0.5
     assert at.session_state["train.steps"] == 50
-    at.switch_page("app_pages/augmentation_lab.py").run()
+    at.switch_page("pages/augmentation_lab.py").run()
     assert_clean(at)
     assert at.slider(key="lab.image").value == 7
 
 
 def test_changed_setting_goes_into_the_url(make_app):
-    at = make_app(page="app_pages/train.py")
+    at = make_app(page="pages/train.py")
     at.select_slider(key="train.temperature").set_value(0.5).run()
     assert at.session_state["train.temperature"] == 0.5
     url = _flush_url(at)
@@ -108,21 +108,21 @@ def test_changed_setting_goes_into_the_url(make_app):
 
 
 def test_unknown_url_values_are_ignored(make_app):
-    at = make_app(query_params={"train.method": "byol", "train.temperature": "banana"}, page="app_pages/train.py")
+    at = make_app(query_params={"train.method": "byol", "train.temperature": "banana"}, page="pages/train.py")
     assert_clean(at)
     assert at.session_state["train.method"] == "simclr"
     assert at.session_state["train.temperature"] == 0.2
 
 
 def test_json_export_and_import_on_the_page(make_app):
-    at = make_app(page="app_pages/train.py")
+    at = make_app(page="pages/train.py")
     at.select_slider(key="train.temperature").set_value(0.07).run()
     at.toggle(key="aug.blur").set_value(True).run()
     exported = S.from_json(S.to_json({k: at.session_state[k] for k in S.keys(["train", "aug"])
                                       if k in at.session_state}, page="train"), namespaces=["train", "aug"])
     assert exported["train.temperature"] == 0.07 and exported["aug.blur"] is True
 
-    fresh = make_app(page="app_pages/train.py")
+    fresh = make_app(page="pages/train.py")
     fresh.file_uploader(key="train.import").upload("lesson.json", S.to_json(exported, page="train").encode()).run()
     assert_clean(fresh)
     assert fresh.session_state["train.temperature"] == 0.07
@@ -131,7 +131,7 @@ def test_json_export_and_import_on_the_page(make_app):
 
 
 def test_bad_settings_file_shows_an_error(make_app):
-    at = make_app(page="app_pages/train.py")
+    at = make_app(page="pages/train.py")
     at.file_uploader(key="train.import").upload("lesson.json", b'{"settings": {"train.lr": "fast"}}').run()
     assert not at.exception
     assert any("train.lr" in e.value for e in at.error)
@@ -139,7 +139,7 @@ def test_bad_settings_file_shows_an_error(make_app):
 
 
 def test_reset_page_settings(make_app):
-    at = make_app(query_params={"train.temperature": "0.5"}, page="app_pages/train.py")
+    at = make_app(query_params={"train.temperature": "0.5"}, page="pages/train.py")
     at.button(key="train.reset_settings").click().run()
     assert_clean(at)
     assert at.session_state["train.temperature"] == 0.2

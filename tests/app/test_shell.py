@@ -80,3 +80,14 @@ def test_registry_upload_of_embedding_file(make_app):
     at.file_uploader(key="home.registry.upload").clear().upload("broken.npy", b"not numpy").run()
     assert not at.exception
     assert at.error
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_router_runs_on_every_page(make_app, page):
+    """app.py's sidebar line shows on each page: the pages/ folder is routed by st.navigation, not by
+    Streamlit's legacy folder mode (which would skip app.py and this line)."""
+    from ui.session import ROUTER_MARK
+
+    at = make_app(page=page)
+    assert_clean(at)
+    assert any(ROUTER_MARK in c.value for c in at.sidebar.caption), [c.value for c in at.sidebar.caption]

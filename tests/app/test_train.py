@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tests.app.conftest import TINY, assert_clean, errors, wait_for_job
 
-TRAIN = "app_pages/train.py"
+TRAIN = "pages/train.py"
 
 
 def test_changing_widgets_changes_state(make_app):

@@ -7,6 +7,8 @@ import pytest
 
 pytestmark = pytest.mark.browser
 
+ROUTER_MARK = "in this session"  # ui.session.ROUTER_MARK (not imported: no app code in the browser process)
+
 # Pages the app promises (issue 3); the nav may list more, and every listed page is opened.
 EXPECTED_PAGES = ("Home", "Augmentation Lab", "Train")
 
@@ -44,6 +46,9 @@ def test_every_page_renders_cleanly(app: Any) -> None:
             continue
         if not app.main_text().strip():
             failures.setdefault(label, []).append("main block is empty")
+        if ROUTER_MARK not in app.page.inner_text('[data-testid="stSidebar"]'):
+            # app.py writes this line on every page; without it Streamlit ran pages/ in legacy folder mode
+            failures.setdefault(label, []).append(f"the router's sidebar line ('{ROUTER_MARK}') is missing")
         app.screenshot(f"{index:02d}-{label}")
         problems = app.problems()
         if problems:

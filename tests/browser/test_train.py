@@ -1,6 +1,6 @@
 """Live training in a real browser: the default preset trains, the loss chart grows, Stop keeps the model.
 
-Markup this relies on (app_pages/home.py, app_pages/train.py): the home page's preset buttons have keys
+Markup this relies on (pages/home.py, pages/train.py): the home page's preset buttons have keys
 ``home.preset.<preset file stem>``; the Train page's buttons ``train.play`` / ``train.pause`` /
 ``train.stop``; the loss chart is the plotly chart with key ``train.chart.loss`` (one point per step).
 """

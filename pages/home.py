@@ -28,11 +28,11 @@ with user_errors("loading the presets"):
 st.subheader("Pages")
 c1, c2 = st.columns(2)
 with c1.container(border=True, height="stretch"):
-    st.page_link("app_pages/augmentation_lab.py", label="Augmentation Lab", icon=":material/auto_awesome_mosaic:")
+    st.page_link("pages/augmentation_lab.py", label="Augmentation Lab", icon=":material/auto_awesome_mosaic:")
     st.caption("Pick an image, switch augmentations on and off, and see the views a model is trained to match. "
                "With a trained model: which changes it has learned to ignore.")
 with c2.container(border=True, height="stretch"):
-    st.page_link("app_pages/train.py", label="Train", icon=":material/model_training:")
+    st.page_link("pages/train.py", label="Train", icon=":material/model_training:")
     st.caption("SimCLR, MoCo, triplet, margin, SupCon or CLIP-style training, live: loss, accuracy and a 2-D "
                "view of the embeddings, redrawn every second.")
 

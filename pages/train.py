@@ -230,7 +230,7 @@ with settings_col:
             W.augment_editor(where="train")
         with aug_box, user_errors("reading the augmentation settings"):
             st.markdown("\n".join(f"- {line}" for line in W.augment_config().describe()))
-        st.page_link("app_pages/augmentation_lab.py", label="See the views in the Augmentation Lab",
+        st.page_link("pages/augmentation_lab.py", label="See the views in the Augmentation Lab",
                      icon=":material/auto_awesome_mosaic:")
 
     with st.expander("Share or save these settings", icon=":material/share:"):
