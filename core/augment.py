@@ -266,6 +266,25 @@ PRESETS: dict[str, AugmentConfig] = {
 }
 DEFAULT_PRESET = "simclr"
 
+# The recipe each dataset starts from (the Augmentation Lab and the Train page show it, and a TrainConfig with
+# ``augment=None`` uses it). SimCLR's textbook recipe stays one click away in PRESETS["simclr"]: on shapes it
+# is the shortcut-learning lesson (colour survives hue 0.1, so shape is never learned).
+DATASET_RECIPES: dict[str, str] = {"shapes": "shapes", "digits": "digits", "photos": "simclr"}
+
+
+def recipe_name_for(dataset: str | None) -> str:
+    """Name of the :data:`PRESETS` recipe a dataset starts from ("simclr" for user folders and downloads).
+
+    >>> recipe_name_for("shapes"), recipe_name_for("my_photos.zip")
+    ('shapes', 'simclr')
+    """
+    return DATASET_RECIPES.get(str(dataset or "").lower(), DEFAULT_PRESET)
+
+
+def recipe_for(dataset: str | None) -> AugmentConfig:
+    """The :class:`AugmentConfig` a dataset starts from (see :func:`recipe_name_for`)."""
+    return PRESETS[recipe_name_for(dataset)]
+
 
 # ---- parameter sampling --------------------------------------------------------------------------------------
 def _as_generator(generator: torch.Generator | int | None) -> torch.Generator | None:

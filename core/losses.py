@@ -307,13 +307,17 @@ def info_nce(
     key: torch.Tensor,
     queue: torch.Tensor | FeatureQueue | None = None,
     temperature: Scalar = 0.07,
+    *,
+    batch_negatives: bool = False,
 ) -> torch.Tensor:
     """InfoNCE in the MoCo form (He et al. 2020; van den Oord et al. 2018).
 
     For each query ``q_i`` the positive logit is ``q_i . k_i`` and the negatives are ``q_i . n_j`` for
     every key ``n_j`` in the queue. The logits ``[pos, neg_1 .. neg_K] / t`` go through cross-entropy
     with the positive at index 0; the loss is the mean over the batch. Query, key and queue are all
-    L2-normalised inside. An empty queue (K = 0) leaves only the positive, giving a loss of 0.
+    L2-normalised inside. An empty queue (K = 0) leaves only the positive, giving a loss of 0, unless
+    ``batch_negatives`` is set: then the other keys of the batch, ``k_j`` for ``j != i``, are negatives too
+    (the in-batch form MoCo v3 uses, Chen, Xie & He 2021), so a run with no queue still has N - 1 negatives.
 
     Gradients flow to whatever requires them; in MoCo the key comes from the momentum encoder under
     ``torch.no_grad()`` and the queue is detached, so only the query is trained.
@@ -345,7 +349,11 @@ def info_nce(
     negatives = F.normalize(queue.to(q.dtype), dim=1)  # (K, D)
     l_pos = (q * k).sum(dim=1, keepdim=True)  # (N, 1)
     l_neg = q @ negatives.T  # (N, K)
-    logits = torch.cat([l_pos, l_neg], dim=1) / t  # (N, 1 + K); the positive sits at column 0
+    parts = [l_pos, l_neg]
+    if batch_negatives:
+        eye = torch.eye(q.shape[0], dtype=torch.bool, device=q.device)
+        parts.append((q @ k.T).masked_fill(eye, float("-inf")))  # (N, N); its own key is the positive, not here
+    logits = torch.cat(parts, dim=1) / t  # (N, 1 + K [+ N]); the positive sits at column 0
     targets = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
     return F.cross_entropy(logits, targets)
 
@@ -374,13 +382,27 @@ class InfoNCELoss(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
-def _pairwise_distance(z: torch.Tensor, distance: str) -> torch.Tensor:
-    """(N, N) distances between rows of unit vectors ``z``.
+# The norm ||x|| has gradient 0 at x = 0 in autograd, so two embeddings sitting exactly on each other (a fully
+# collapsed negative pair) would never be pushed apart. Where a distance is exactly 0 its gradient is taken from
+# ||x + eps|| instead, as torch.nn.functional.pairwise_distance (and so nn.TripletMarginLoss) shifts every
+# difference; the value stays exact, so ties and zero distances keep their documented meaning.
+_DISTANCE_EPS = 1e-6
 
-    Computed from differences rather than the Gram matrix: exact zeros on the diagonal and between
-    duplicates, and torch's cdist backward gives a zero (not NaN) gradient at distance 0.
+
+def _push_at_zero(exact: torch.Tensor, shifted: torch.Tensor) -> torch.Tensor:
+    """``exact`` in value; its gradient where ``exact == 0`` comes from ``shifted`` (the eps-shifted norm)."""
+    return torch.where(exact > 0, exact, shifted - shifted.detach())
+
+
+def _pairwise_distance(z: torch.Tensor, distance: str) -> torch.Tensor:
+    """(N, N) Euclidean distances between rows of unit vectors ``z`` (squared if ``distance`` says so).
+
+    Computed from differences rather than the Gram matrix: exact zeros on the diagonal and between duplicates.
+    A pair at distance exactly 0 still gets the gradient that pushes it apart (see :func:`_push_at_zero`).
     """
-    d = torch.cdist(z, z, p=2.0, compute_mode="donot_use_mm_for_euclid_dist")
+    exact = torch.cdist(z, z, p=2.0, compute_mode="donot_use_mm_for_euclid_dist")
+    shifted = torch.cdist(z + _DISTANCE_EPS, z, p=2.0, compute_mode="donot_use_mm_for_euclid_dist")
+    d = _push_at_zero(exact, shifted)
     return d if distance == "euclidean" else d.square()
 
 
@@ -545,7 +567,10 @@ def margin_contrastive(
         if s.is_floating_point() or s.is_complex() or not bool(((s == 0) | (s == 1)).all()):
             raise PlaygroundError("same must be booleans (True for a similar pair) or integers 0/1.")
         s = s.bool()
-    d = torch.linalg.vector_norm(F.normalize(z1, dim=1) - F.normalize(z2, dim=1), dim=1)  # (N,)
+    u1, u2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
+    # Exact distance; at d = 0 the gradient of ||u1 - u2 + eps|| still pushes a different pair apart.
+    d = _push_at_zero(torch.linalg.vector_norm(u1 - u2, dim=1),
+                      F.pairwise_distance(u1, u2, eps=_DISTANCE_EPS))  # (N,)
     per_pair = torch.where(s, d.square(), (m - d).clamp_min(0).square())  # (N,)
     return 0.5 * per_pair.mean()
 

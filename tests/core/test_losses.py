@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from core import losses
 from core.errors import PlaygroundError
@@ -501,16 +502,56 @@ def test_moco_pattern_enqueue_between_loss_and_backward():
 # ---------------------------------------------------------------------------------------------
 
 
-def test_modules_call_the_functions():
-    z1, z2 = randn(6, 4, seed=21), randn(6, 4, seed=22)
+def test_modules_match_the_paper_references():
+    """Each nn.Module wrapper, with its settings in __init__, gives the NumPy transcription of its paper."""
+    z1, z2, queue = randn(6, 4, seed=21), randn(6, 4, seed=22), randn(5, 4, seed=24)
     y = torch.tensor([0, 0, 1, 1, 2, 2])
-    same = y == y.roll(1)
-    assert NTXentLoss(0.3)(z1, z2).item() == nt_xent(z1, z2, 0.3).item()
-    assert InfoNCELoss(0.3)(z1, z2, z1).item() == info_nce(z1, z2, z1, 0.3).item()
-    assert TripletLoss(0.4, mining="hard")(z1, y).item() == triplet_loss(z1, y, 0.4, mining="hard").item()
-    assert MarginContrastiveLoss(0.7)(z1, z2, same).item() == margin_contrastive(z1, z2, same, 0.7).item()
-    assert SupConLoss(0.3)(z1, y).item() == supcon(z1, y, 0.3).item()
-    assert ClipLoss()(z1, z2, 5.0).item() == clip_loss(z1, z2, 5.0).item()
+    same = (y == y.roll(1)).numpy()
+    approx = lambda v: pytest.approx(v, rel=1e-9, abs=1e-12)  # noqa: E731
+    assert NTXentLoss(0.3)(z1, z2).item() == approx(ref_nt_xent(np_(z1), np_(z2), 0.3))
+    assert InfoNCELoss(0.3)(z1, z2, queue).item() == approx(ref_info_nce(np_(z1), np_(z2), np_(queue), 0.3))
+    for mining in ("all", "hard", "semihard"):
+        got = TripletLoss(0.4, mining=mining)(z1, y).item()
+        assert got == approx(ref_triplet(np_(z1), y.numpy(), 0.4, mining, "euclidean")), mining
+    got = MarginContrastiveLoss(0.7)(z1, z2, torch.as_tensor(same)).item()
+    assert got == approx(ref_margin_contrastive(np_(z1), np_(z2), same, 0.7))
+    assert SupConLoss(0.3)(z1, y).item() == approx(ref_supcon(np_(z1), y.numpy(), 0.3))
+    assert ClipLoss(init_scale=5.0)(z1, z2).item() == pytest.approx(ref_clip(np_(z1), np_(z2), 5.0), rel=1e-6)
+
+
+def test_collapsed_negative_pair_is_pushed_apart():
+    """A different-class pair at distance exactly 0 gets a gradient that separates it (the norm's autograd
+    gradient at 0 is 0, which left fully collapsed negatives stuck)."""
+    base = torch.tensor([[0.6, 0.8, 0.0]], dtype=torch.float64)
+    z1 = base.clone().requires_grad_(True)
+    z2 = base.clone().requires_grad_(True)
+    margin_contrastive(z1, z2, torch.tensor([False]), margin=0.5).backward()
+    assert z1.grad.abs().sum() > 0 and z2.grad.abs().sum() > 0
+    with torch.no_grad():  # one small gradient step separates them
+        d = torch.linalg.vector_norm(F.normalize(z1 - 0.01 * z1.grad, dim=1) - F.normalize(z2 - 0.01 * z2.grad, dim=1))
+    assert d > 1e-4
+    # The loss value is unchanged by the fix: 1/2 * margin^2 for a different pair at distance 0.
+    assert margin_contrastive(base, base, torch.tensor([False]), margin=0.5).item() == pytest.approx(0.125)
+
+    # Triplet: the negative sits exactly on its anchor, the positive is elsewhere.
+    z = torch.tensor([[1.0, 0.0], [0.8, 0.6], [1.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    for mining in ("all", "hard", "semihard"):
+        z.grad = None
+        loss = triplet_loss(z, [0, 0, 1], margin=0.2, mining=mining)
+        loss.backward()
+        assert z.grad[2].abs().sum() > 0, mining  # the collapsed negative is moved
+        assert loss.item() == pytest.approx(ref_triplet(np_(z.detach()), np.array([0, 0, 1]), 0.2, mining,
+                                                        "euclidean"), abs=1e-12), mining
+
+
+def test_moco_without_queue_uses_the_other_keys_of_the_batch():
+    q, k = randn(5, 3, seed=31), randn(5, 3, seed=32)
+    # in-batch negatives equal a queue made of the other keys, row by row
+    got = info_nce(q, k, None, 0.2, batch_negatives=True).item()
+    rows = [ref_info_nce(np_(q[i:i + 1]), np_(k[i:i + 1]), np_(torch.cat([k[:i], k[i + 1:]])), 0.2)
+            for i in range(5)]
+    assert got == pytest.approx(float(np.mean(rows)), rel=1e-9)
+    assert info_nce(q, k, None, 0.2).item() == 0.0  # no queue and no batch negatives: nothing to contrast
 
 
 def test_clip_module_scale_starts_at_one_over_0_07_and_is_capped():
