@@ -22,6 +22,7 @@ before a single byte is written.
 from __future__ import annotations
 
 import csv
+import logging
 import io
 import json
 import math
@@ -32,7 +33,6 @@ import tempfile
 import threading
 import urllib.parse
 import urllib.request
-import warnings
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +69,7 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 # Limits. Read at call time (not bound as default arguments), so tests and deployments can lower them.
 # ---------------------------------------------------------------------------------------------
+log = logging.getLogger(__name__)
 MAX_UPLOAD_BYTES = 200 * 1024**2  # an archive or table file (.zip/.csv/.jsonl)
 MAX_IMAGE_BYTES = 25 * 1024**2  # one image file, uploaded alone or inside a folder/archive
 MAX_IMAGE_PIXELS = 40_000_000  # width x height; Pillow's own default warns only at ~89 MP
@@ -86,6 +87,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".
 TABLE_EXTENSIONS = (".csv", ".jsonl", ".ndjson")
 # Decoders Pillow may try; everything else (PSD, EPS via Ghostscript, ...) is refused up front.
 _PIL_FORMATS = ("PNG", "JPEG", "MPO", "GIF", "BMP", "WEBP", "TIFF", "PPM")
+_FORMAT_NAMES = "PNG, JPEG, GIF, BMP, WebP, TIFF or PPM"  # as users know them (MPO is a JPEG variant)
 
 _OFFLINE_HINT = "shapes, digits, photos, or your own image folder or .zip"
 
@@ -321,8 +323,11 @@ def decode_image(data: bytes, *, size: int | None = None) -> np.ndarray:
 
     ``size``: centre-crop to a square and resize to ``size`` x ``size`` (None keeps the image as it is).
     Refuses (``ImageTooLarge``) files over ``MAX_IMAGE_BYTES`` and images over ``MAX_IMAGE_PIXELS``,
-    read from the header before any pixel is decoded; Pillow's ``DecompressionBombWarning`` counts as an
-    error too. Anything Pillow cannot decode raises ``ImageUnreadable``. Both are ``DatasetError``.
+    read from the header before any pixel is decoded (our cap is below Pillow's own bomb limit, and
+    Pillow's ``DecompressionBombError`` is refused too). No warnings filter is touched: ``warnings.catch_warnings``
+    is not thread-safe, and Streamlit decodes uploads on several threads at once. Anything Pillow cannot decode
+    raises ``ImageUnreadable`` with a plain sentence (Pillow's own message is logged, not shown). Both are
+    ``DatasetError``.
     The first frame of an animation is used; EXIF rotation is applied; transparency is laid over white.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -339,32 +344,37 @@ def decode_image(data: bytes, *, size: int | None = None) -> np.ndarray:
         "decompression bomb; scale it down first."
     )
     try:
-        # The warnings filter turns Pillow's own bomb warning (images over Image.MAX_IMAGE_PIXELS) into an
-        # error; our tighter MAX_IMAGE_PIXELS is checked by hand from the header, so Pillow's global
-        # setting is never changed.
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(bytes(data)), formats=_PIL_FORMATS) as img:
-                width, height = img.size
-                if width * height > MAX_IMAGE_PIXELS:
-                    raise ImageTooLarge(too_many + f" ({width} x {height} pixels)")
-                if width < 1 or height < 1:
-                    raise ImageUnreadable("The image has no pixels.")
-                if size is not None:
-                    # JPEG only: let the decoder shrink by 1/2, 1/4 or 1/8 while staying >= size (much faster
-                    # for camera photos). No-op for other formats. No verify(): load() decodes everything and
-                    # raises on truncated or corrupt data, which is the check we need.
-                    img.draft("RGB", (size, size))
-                img.load()
-                img = ImageOps.exif_transpose(img) or img
-                rgb = _to_rgb(img)
+        # MAX_IMAGE_PIXELS (40 MP) is checked by hand from the header, below Pillow's own limit (~89 MP warns,
+        # ~179 MP raises DecompressionBombError at open), so Pillow's global setting is never changed and
+        # no image big enough for its warning is ever decoded.
+        # Only formats this Pillow registers an opener for: recent Pillow opens MPO files through its JPEG
+        # opener and has no "MPO" entry, and Image.open(formats=...) then raised KeyError('MPO') for any file
+        # no earlier format recognised (the "('MPO')" error users saw).
+        Image.init()
+        formats = [f for f in _PIL_FORMATS if f in Image.OPEN]
+        with Image.open(io.BytesIO(bytes(data)), formats=formats) as img:
+            width, height = img.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise ImageTooLarge(too_many + f" ({width} x {height} pixels)")
+            if width < 1 or height < 1:
+                raise ImageUnreadable("The image has no pixels.")
+            if size is not None:
+                # JPEG only: let the decoder shrink by 1/2, 1/4 or 1/8 while staying >= size (much faster
+                # for camera photos). No-op for other formats. No verify(): load() decodes everything and
+                # raises on truncated or corrupt data, which is the check we need.
+                img.draft("RGB", (size, size))
+            img.load()
+            img = ImageOps.exif_transpose(img) or img
+            rgb = _to_rgb(img)
     except DatasetError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         raise ImageTooLarge(too_many) from None
+    except Image.UnidentifiedImageError:
+        raise ImageUnreadable(f"The file is not an image in a format this app reads ({_FORMAT_NAMES}).") from None
     except Exception as err:  # Pillow raises many kinds (OSError, SyntaxError, ValueError, struct.error, ...)
-        kind = "it is not an image Pillow can read" if isinstance(err, Image.UnidentifiedImageError) else str(err)
-        raise ImageUnreadable(f"The file could not be decoded as an image ({kind}).") from None
+        log.info("Image decoding failed: %s: %s", type(err).__name__, err)
+        raise ImageUnreadable("The image file is damaged or cut short, so it could not be decoded.") from None
     if size is not None:
         w, h = rgb.size
         side = min(w, h)

@@ -440,7 +440,7 @@ def test_decode_image_basics(image_bytes):
 
 
 def test_decode_image_refusals(monkeypatch, image_bytes):
-    with pytest.raises(ImageUnreadable, match="could not be decoded"):
+    with pytest.raises(ImageUnreadable, match="not an image in a format this app reads"):
         decode_image(b"hello, I am text pretending to be a PNG")
     with pytest.raises(ImageUnreadable, match="empty"):
         decode_image(b"")
@@ -456,6 +456,33 @@ def test_decode_image_refusals(monkeypatch, image_bytes):
     with pytest.raises(ImageTooLarge, match="images up to"):
         decode_image(bytes(101))
     assert isinstance(ImageTooLarge("x"), DatasetError) and isinstance(ImageUnreadable("x"), ValueError)
+
+
+def test_decode_errors_are_plain_sentences(image_bytes):
+    """A damaged file says so in words; Pillow's internals (format codes such as 'MPO', struct errors) stay
+    in the log."""
+    jpeg = image_bytes(np.full((64, 64, 3), 128, np.uint8), fmt="JPEG")
+    with pytest.raises(ImageUnreadable) as err:
+        decode_image(jpeg[: len(jpeg) // 2])  # cut short
+    assert str(err.value) == "The image file is damaged or cut short, so it could not be decoded."
+    with pytest.raises(ImageUnreadable) as err:
+        decode_image(b"GIF89a" + bytes(40))
+    assert str(err.value) == "The file is not an image in a format this app reads (PNG, JPEG, GIF, BMP, WebP, " \
+                             "TIFF or PPM)."
+
+
+def test_decode_image_never_touches_the_warnings_filters(monkeypatch, image_bytes):
+    """warnings.catch_warnings swaps process-wide state and is not thread-safe; Streamlit decodes uploads on
+    several threads, so decoding must not use it."""
+    import warnings
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("decode_image used warnings.catch_warnings")
+
+    monkeypatch.setattr(warnings, "catch_warnings", refuse)
+    assert decode_image(image_bytes((10, 20, 30), size=(16, 16))).shape == (16, 16, 3)
+    with pytest.raises(ImageTooLarge):
+        decode_image(_png_claiming(100_000, 100_000))
 
 
 def test_folder_skips_an_image_over_the_pixel_cap(monkeypatch, make_image_folder, image_bytes):
