@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import session, warmup
+from ui import session, urlstate, warmup
 
 st.set_page_config(page_title="Contrastive Playground", page_icon=":material/scatter_plot:", layout="wide")
 
@@ -30,12 +30,16 @@ pages = {
 }
 page = st.navigation(pages)
 
+urlstate.restore()  # a shared link's settings, once per session, before any widget is drawn
 session.keep_settings()
 
 session.sync_registry()
 # Filled after the page ran, so the status line shows what the page's buttons just did (not one action behind).
 status_box = st.sidebar.container()
 
-page.run()
-
-session.sidebar_status(status_box)
+urlstate.show_problems()
+try:
+    page.run()
+finally:  # also when the page stopped early (st.stop) or asked for a rerun
+    session.sidebar_status(status_box)
+    urlstate.write()  # the address now holds every changed setting, so a copied link reproduces this page

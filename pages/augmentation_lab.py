@@ -89,8 +89,8 @@ with left:
             n_images = len(ds)
             if int(st.session_state.get("lab.image", 0)) >= n_images:
                 st.session_state["lab.image"] = 0
-            index = st.slider("Image", 0, n_images - 1, value=S.default("lab.image"), key="lab.image",
-                              bind=W.BIND, help="Slide through the dataset, or pick one at random.")
+            index = st.slider("Image", 0, n_images - 1, **W.initial("lab.image", value=S.default("lab.image")),
+                              key="lab.image", help="Slide through the dataset, or pick one at random.")
             st.button("Another image", key="lab.random", on_click=_random_image, args=(n_images,),
                       icon=":material/casino:")
             image = loaders.to_uint8_hwc(ds.images[index])

@@ -56,13 +56,18 @@ def cached_presets() -> list[Preset]:
     return load_all()
 
 
+def lesson_state(preset: Preset) -> dict[str, str]:
+    """What the lesson banner shows, and the id a link carries (``lesson=<id>``, see ui.urlstate)."""
+    return {"id": preset.id, "page": preset.page, "title": preset.title, "text": preset.lesson}
+
+
 def apply(preset: Preset) -> None:
     """Put the preset's settings in session state, remember its lesson, and open its page."""
     values = S.defaults(S.PAGE_NAMESPACES[preset.page])
     values.update(preset.settings)
     for k, v in values.items():
         st.session_state[k] = v
-    st.session_state["lesson"] = {"page": preset.page, "title": preset.title, "text": preset.lesson}
+    st.session_state["lesson"] = lesson_state(preset)
     if preset.autoplay:
         st.session_state[f"{preset.page}._autoplay"] = True
     st.switch_page(PAGE_FILES[preset.page])

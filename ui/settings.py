@@ -1,7 +1,8 @@
 """Every user-facing setting of the app, in one table: key, default, allowed values, label and help.
 
-The key is at once the widget key, the session-state key and the URL query parameter (widgets are created
-with ``bind="query-params"``), so a link reproduces a lesson. The same table drives JSON export/import and
+The key is at once the widget key, the session-state key and the URL query parameter (``ui.urlstate`` writes
+every changed setting into the address after each run, as a value, and reads a link back when a session starts),
+so a link reproduces a lesson. The same table drives JSON export/import and
 the presets in ``assets/presets``. Keys are namespaced by page (``"train.temperature"``); the augmentation
 settings live under ``"aug."`` because the Augmentation Lab and the Train page share them.
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 SETTINGS_FORMAT = "contrastive-playground/settings@1"
 
@@ -184,6 +185,71 @@ def validate(values: Mapping[str, Any], namespaces: Iterable[str]) -> tuple[dict
         except ValueError as err:
             problems.append(str(err))
     return good, problems
+
+
+# ------------------------------------------------------------------------------------------ URLs
+def to_url(key: str, value: Any) -> str:
+    """A setting's value as it appears in a link: values, never labels (``train.steps=5000``,
+    ``train.arch=small_cnn``, ``aug.crop_scale=0.3,1``, ``aug.flip=false``)."""
+    s = SETTINGS[key]
+    value = coerce(key, value)
+    if s.kind == "bool":
+        return "true" if value else "false"
+    if s.kind == "range":
+        return ",".join(format(v, ".10g") for v in value)
+    if s.kind == "float":
+        return format(value, ".10g")
+    return str(value)
+
+
+def from_url(key: str, raw: str | Sequence[str]) -> Any:
+    """Parse a link's value (as :func:`to_url` writes it, or typed by hand: ``5,000``, ``True``, ``0.30``) and
+    check it with :func:`coerce`. Raises ``ValueError`` with a sentence naming the setting."""
+    s = SETTINGS.get(key)
+    if s is None:
+        raise ValueError(f"'{key}' is not a setting of this app.")
+    parts = [raw] if isinstance(raw, str) else list(raw)
+    if s.kind == "range":
+        if len(parts) == 1:
+            parts = parts[0].split(",")
+        try:
+            return coerce(key, [float(p.strip()) for p in parts])
+        except ValueError as err:
+            raise ValueError(f"'{key}' in the link must be two numbers 'low,high': {err}") from None
+    text = parts[-1].strip()
+    if s.kind == "bool":
+        if text.lower() in ("true", "1", "yes", "on"):
+            return True
+        if text.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ValueError(f"'{key}' in the link must be true or false, not {text!r}.")
+    if s.kind == "str":
+        if s.options is not None:  # accept any capitalisation of an allowed value
+            match = [o for o in s.options if o.lower() == text.lower()]
+            text = match[0] if match else text
+        return coerce(key, text)
+    try:
+        number = float(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        raise ValueError(f"'{key}' in the link must be a number, not {text!r}.") from None
+    if s.kind == "int" and number.is_integer():
+        number = int(number)
+    return coerce(key, number)
+
+
+def url_params(values: Mapping[str, Any]) -> dict[str, str]:
+    """The link parameters for ``values``: every setting that differs from its default, as :func:`to_url`."""
+    out = {}
+    for key, value in values.items():
+        if key not in SETTINGS:
+            continue
+        try:
+            value = coerce(key, value)
+        except ValueError:
+            continue  # an impossible value is not written into a link
+        if value != coerce(key, SETTINGS[key].default):
+            out[key] = to_url(key, value)
+    return out
 
 
 # ------------------------------------------------------------------------------------------ JSON files

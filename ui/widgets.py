@@ -1,9 +1,9 @@
 """Widgets shared by the pages, all driven by the settings table in :mod:`ui.settings`.
 
-Every settings widget is created with ``key=<setting key>``, ``value=<table default>`` and
-``bind="query-params"``: its value lives in the URL (only while it differs from the default), survives page
-switches, and a shared link opens the app with the same settings. Presets and JSON imports change values by
-assigning ``st.session_state[key]`` before the widget is drawn (or in a callback).
+Every settings widget is created with ``key=<setting key>`` and the table default (only while session state
+holds no value for it: passing both makes Streamlit warn). ``ui.urlstate`` puts every changed value in the URL
+after each run, so a shared link opens the app with the same settings. Presets and JSON imports change values
+by assigning ``st.session_state[key]`` before the widget is drawn (or in a callback).
 """
 from __future__ import annotations
 
@@ -17,7 +17,11 @@ from ui import settings as S
 
 log = logging.getLogger(__name__)
 
-BIND = "query-params"
+
+
+def initial(key: str, **default: Any) -> dict[str, Any]:
+    """``default`` (e.g. ``value=...``) unless session state already holds the setting."""
+    return {} if key in st.session_state else default
 
 
 def _label(key: str, label: str | None) -> str:
@@ -29,7 +33,7 @@ def _help(key: str, help: str | None) -> str | None:
 
 
 def toggle(key: str, label: str | None = None, *, help: str | None = None, **kw: Any) -> bool:
-    return st.toggle(_label(key, label), value=S.default(key), key=key, bind=BIND, help=_help(key, help), **kw)
+    return st.toggle(_label(key, label), **initial(key, value=S.default(key)), key=key, help=_help(key, help), **kw)
 
 
 def select(key: str, options: Sequence | None = None, *, label: str | None = None, help: str | None = None,
@@ -39,14 +43,16 @@ def select(key: str, options: Sequence | None = None, *, label: str | None = Non
     opts = list(options if options is not None else S.SETTINGS[key].options)
     d = S.default(key)
     index = opts.index(d) if d in opts else 0
-    return st.selectbox(_label(key, label), opts, index=index, key=key, bind=BIND, help=_help(key, help),
+    if key in st.session_state and st.session_state[key] not in opts:
+        del st.session_state[key]  # e.g. a label factor of another dataset: fall back to the default
+    return st.selectbox(_label(key, label), opts, **initial(key, index=index), key=key, help=_help(key, help),
                         format_func=format_func, **kw)
 
 
 def select_slider(key: str, *, label: str | None = None, help: str | None = None,
                   format_func: Callable[[Any], str] = str, options: Sequence | None = None, **kw: Any) -> Any:
     opts = list(options if options is not None else S.SETTINGS[key].options)
-    return st.select_slider(_label(key, label), options=opts, value=S.default(key), key=key, bind=BIND,
+    return st.select_slider(_label(key, label), options=opts, **initial(key, value=S.default(key)), key=key,
                             help=_help(key, help), format_func=format_func, **kw)
 
 
@@ -54,16 +60,16 @@ def slider(key: str, *, step: float, label: str | None = None, help: str | None 
     s = S.SETTINGS[key]
     lo, hi = (float(s.low), float(s.high)) if s.kind in ("float", "range") else (int(s.low), int(s.high))
     value = tuple(s.default) if s.kind == "range" else s.default
-    return st.slider(_label(key, label), min_value=lo, max_value=hi, value=value, step=step, key=key,
-                     bind=BIND, help=_help(key, help), **kw)
+    return st.slider(_label(key, label), min_value=lo, max_value=hi, **initial(key, value=value), step=step,
+                     key=key, help=_help(key, help), **kw)
 
 
 def number(key: str, *, label: str | None = None, help: str | None = None, max_value: int | None = None,
            **kw: Any) -> int:
     s = S.SETTINGS[key]
     hi = int(s.high) if max_value is None else int(max_value)
-    return st.number_input(_label(key, label), min_value=int(s.low), max_value=hi, value=int(s.default), step=1,
-                           key=key, bind=BIND, help=_help(key, help), **kw)
+    return st.number_input(_label(key, label), min_value=int(s.low), max_value=hi,
+                           **initial(key, value=int(s.default)), step=1, key=key, help=_help(key, help), **kw)
 
 
 def current(key: str) -> Any:

@@ -56,9 +56,7 @@ def test_json_import_names_every_problem():
 
 
 def _flush_url(at):
-    """AppTest records the URL the server writes; a page switch makes the server rewrite bound params."""
-    at.switch_page("pages/home.py").run()
-    at.switch_page("pages/train.py").run()
+    """The URL the server wrote after the last run (ui.urlstate writes it after every page)."""
     return dict(at.query_params)
 
 
@@ -107,11 +105,65 @@ def test_changed_setting_goes_into_the_url(make_app):
     assert "train.batch_size" not in url  # defaults stay out of the URL
 
 
-def test_unknown_url_values_are_ignored(make_app):
+def test_unknown_url_values_are_ignored_with_one_warning(make_app):
     at = make_app(query_params={"train.method": "byol", "train.temperature": "banana"}, page="pages/train.py")
-    assert_clean(at)
+    assert not at.exception and not at.error
     assert at.session_state["train.method"] == "simclr"
     assert at.session_state["train.temperature"] == 0.2
+
+
+def test_reversed_crop_range_in_a_link_is_named_and_the_page_stays_usable(make_app):
+    at = AppTest_with({"aug.crop_scale": ["0.9", "0.1"]})
+    assert not at.exception
+    warned = " ".join(w.value for w in at.warning)
+    assert "aug.crop_scale" in warned and "not used" in warned
+    at.switch_page("pages/train.py").run()
+    assert_clean(at)
+    assert not at.button(key="train.play").disabled  # the default crop range applies, so Play works
+    assert "aug.crop_scale" not in at.query_params
+
+
+def AppTest_with(params):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.conftest import APP, TIMEOUT
+
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update(params)
+    return at.run()
+
+
+def test_opened_lesson_is_in_the_url_without_touching_anything(make_app):
+    """A lesson link reproduces the lesson: the preset's settings are in the address as soon as it opens."""
+    at = make_app()
+    at.button(key="home.preset.colour_jitter").click().run()
+    assert_clean(at)
+    url = dict(at.query_params)
+    assert url["lesson"] == "colour_jitter"
+    assert url["aug.hue"] == "0.5" and url["aug.jitter_p"] == "1" and url["lab.image"] == "3"
+    shared = make_app(query_params=url, page="pages/augmentation_lab.py")
+    assert_clean(shared)
+    assert shared.session_state["aug.hue"] == 0.5 and shared.session_state["lab.image"] == 3
+    assert any("What colour jitter teaches" in m.value for m in shared.markdown)  # the lesson text too
+
+
+def test_url_carries_values_not_labels_and_accepts_hand_typed_ones(make_app):
+    at = make_app(page="pages/train.py")
+    at.select_slider(key="train.steps").set_value(5000).run()
+    at.selectbox(key="train.arch").set_value("resnet18").run()
+    assert at.query_params["train.steps"] == "5000"  # not "5,000", as the slider shows it
+    assert at.query_params["train.arch"] == "resnet18"  # not the encoder's long label
+    typed = make_app(query_params={"train.steps": "5,000", "train.arch": "ResNet18", "aug.flip": "False",
+                                   "aug.crop_scale": "0.4,0.9"}, page="pages/train.py")
+    assert_clean(typed)
+    assert typed.session_state["train.steps"] == 5000 and typed.session_state["train.arch"] == "resnet18"
+    assert typed.session_state["aug.flip"] is False and tuple(typed.session_state["aug.crop_scale"]) == (0.4, 0.9)
+
+
+def test_url_round_trip_for_every_setting():
+    """to_url then from_url gives back each setting's default and a changed value, for every kind."""
+    for key, s in S.SETTINGS.items():
+        assert S.from_url(key, S.to_url(key, s.default)) == S.coerce(key, s.default), key
 
 
 def test_json_export_and_import_on_the_page(make_app):
