@@ -55,7 +55,8 @@ left, right = st.columns([1, 2.3], gap="large")
 # ------------------------------------------------------------------------------------------ left: choices
 with left:
     st.subheader("Image")
-    ds_name = W.select("lab.dataset", format_func=DATASET_NAMES.get)
+    ds_name = W.select("lab.dataset", format_func=DATASET_NAMES.get, on_change=W.follow_dataset,
+                       args=("lab.dataset",))
     model_box = st.container()  # the model picker sits here; filled once the image size is known
 
     image = None  # uint8 (H, W, 3)
@@ -100,6 +101,8 @@ with left:
                 caption = ", ".join(f"{f}: {ds.classes[f][int(ds.labels[f][index])]}" for f in ds.factors)
 
     st.subheader("Augmentations")
+    st.caption(f"Now: {W.recipe_caption('photos' if ds_name == 'upload' else ds_name)}. Choosing a dataset "
+               "switches to its recipe.")
     W.augment_editor(where="lab")
     with st.expander("Share or save these settings", icon=":material/share:"):
         W.share_panel("lab")

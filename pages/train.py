@@ -182,7 +182,8 @@ with settings_col:
     with st.container(border=True):
         st.markdown("**Data**")
         catalog = loaders.catalog()
-        ds_name = W.select("train.dataset", list(catalog), help="; ".join(f"{k}: {v}" for k, v in catalog.items()))
+        ds_name = W.select("train.dataset", list(catalog), help="; ".join(f"{k}: {v}" for k, v in catalog.items()),
+                           on_change=W.follow_dataset, args=("train.dataset",))
         st.caption(catalog.get(ds_name, ""))
         n_images = W.select_slider("train.n", format_func=lambda v: f"{v:,}")
         dataset = _load_training_data(ds_name, int(n_images))
@@ -224,7 +225,8 @@ with settings_col:
 
     with st.container(border=True):
         st.markdown("**Augmentations**")
-        st.caption("The same settings as the Augmentation Lab: change them there to see the views, or here.")
+        st.caption(f"Now: {W.recipe_caption(ds_name)}. The same settings as the Augmentation Lab: change them "
+                   "there to see the views, or here.")
         aug_box = st.container()
         with st.expander("Edit the augmentations here"):
             W.augment_editor(where="train")

@@ -7,7 +7,7 @@ the presets in ``assets/presets``. Keys are namespaced by page (``"train.tempera
 settings live under ``"aug."`` because the Augmentation Lab and the Train page share them.
 
 No torch here: this module is on the app's start path. ``tests/app/test_settings.py`` checks that the
-augmentation and training defaults below equal ``AugmentConfig()`` and ``TrainConfig()``.
+augmentation defaults below equal the shapes recipe and the training ones ``TrainConfig()``.
 """
 from __future__ import annotations
 
@@ -54,7 +54,9 @@ _TABLE: list[Setting] = [
     _s("lab.seed", 0, "int", "Random seed of the views", low=0, high=1_000_000),
     # ---- augmentations (shared by the Lab and the Train page; mirrors core.augment.AugmentConfig) ----------
     _s("aug.crop", True, "bool", "Random crop", "Crop a random part of the image and resize it back."),
-    _s("aug.crop_scale", (0.2, 1.0), "range", "Crop size (fraction of the area)", low=0.05, high=1.0),
+    # The defaults are the built-in shapes' recipe (core.augment.PRESETS["shapes"]): the default dataset learns
+    # shape with it. Choosing another dataset switches to its recipe (ui.widgets.follow_dataset).
+    _s("aug.crop_scale", (0.3, 1.0), "range", "Crop size (fraction of the area)", low=0.05, high=1.0),
     _s("aug.flip", True, "bool", "Horizontal flip", "Mirror the image left-right half of the time."),
     _s("aug.rotation", False, "bool", "Rotation"),
     _s("aug.rotation_degrees", 15.0, "float", "Largest angle (degrees)", low=0.0, high=180.0),
@@ -62,7 +64,7 @@ _TABLE: list[Setting] = [
     _s("aug.brightness", 0.4, "float", "Brightness", low=0.0, high=2.0),
     _s("aug.contrast", 0.4, "float", "Contrast", low=0.0, high=2.0),
     _s("aug.saturation", 0.4, "float", "Saturation", low=0.0, high=2.0),
-    _s("aug.hue", 0.1, "float", "Hue (turns of the colour wheel)", low=0.0, high=0.5),
+    _s("aug.hue", 0.5, "float", "Hue (turns of the colour wheel)", low=0.0, high=0.5),
     _s("aug.jitter_p", 0.8, "float", "How often (probability)", low=0.0, high=1.0),
     _s("aug.grayscale", True, "bool", "Greyscale", "Drop the colour entirely, some of the time."),
     _s("aug.grayscale_p", 0.2, "float", "How often (probability)", low=0.0, high=1.0),

@@ -125,6 +125,36 @@ def augment_config():
     return AugmentConfig.from_dict({k: list(v) if isinstance(v, tuple) else v for k, v in augment_values().items()})
 
 
+RECIPE_LABELS = {"simclr": "SimCLR (textbook)", "none": "none", "crop only": "crop", "colour only": "colour",
+                 "geometry only": "geometry", "shapes": "shapes", "digits": "digits", "strong": "strong"}
+
+
+def follow_dataset(dataset_key: str) -> None:
+    """on_change of a dataset picker: the augmentations switch to that dataset's recipe (core.augment.recipe_for),
+    which the user then sees and can edit; SimCLR's textbook recipe stays one click away in the recipe picker."""
+    from core.augment import recipe_for
+
+    name = st.session_state.get(dataset_key)
+    assign({f"aug.{k}": v for k, v in recipe_for("photos" if name == "upload" else name).to_dict().items()})
+
+
+def recipe_caption(dataset: str | None) -> str:
+    """Which named recipe the current augmentations are, e.g. "the shapes recipe (this dataset's default)"."""
+    from core.augment import PRESETS, recipe_name_for
+
+    try:
+        current = augment_config()
+    except ValueError:
+        return "custom settings"
+    default = recipe_name_for(dataset)
+    name = next((n for n, cfg in PRESETS.items() if cfg == current), None)
+    if name is None:
+        return f"custom settings (this dataset starts from the *{default}* recipe)"
+    if name == default:
+        return f"the *{name}* recipe, this dataset's default"
+    return f"the *{name}* recipe (this dataset starts from *{default}*)"
+
+
 def _apply_augment_preset(pill_key: str) -> None:
     from core.augment import PRESETS
 
@@ -144,7 +174,9 @@ def augment_editor(*, where: str) -> None:
 
     pill_key = f"{where}.aug_recipe"
     st.pills("Start from a recipe", list(PRESETS), key=pill_key, on_change=_apply_augment_preset,
-             args=(pill_key,), help="Sets every augmentation below at once; then adjust what you like.")
+             args=(pill_key,), format_func=RECIPE_LABELS.get,
+             help="Sets every augmentation below at once; then adjust what you like. *SimCLR (textbook)* is "
+                  "Chen et al.'s CIFAR recipe: on shapes it keeps colour as a shortcut, a lesson of its own.")
     if toggle("aug.crop"):
         slider("aug.crop_scale", step=0.05)
     toggle("aug.flip")

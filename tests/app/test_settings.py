@@ -9,10 +9,11 @@ from tests.app.conftest import assert_clean
 from ui import settings as S
 
 
-def test_augmentation_defaults_match_core():
-    from core.augment import AugmentConfig
+def test_augmentation_defaults_match_the_default_datasets_recipe():
+    from core.augment import recipe_for
 
-    core = AugmentConfig().to_dict()
+    core = recipe_for(S.default("train.dataset")).to_dict()
+    assert S.default("train.dataset") == S.default("lab.dataset") == "shapes"
     ours = {k.split(".", 1)[1]: (list(v) if isinstance(v, tuple) else v) for k, v in S.defaults(["aug"]).items()}
     assert ours == core
 
@@ -140,7 +141,7 @@ def test_opened_lesson_is_in_the_url_without_touching_anything(make_app):
     assert_clean(at)
     url = dict(at.query_params)
     assert url["lesson"] == "colour_jitter"
-    assert url["aug.hue"] == "0.5" and url["aug.jitter_p"] == "1" and url["lab.image"] == "3"
+    assert url["aug.brightness"] == "0.8" and url["aug.jitter_p"] == "1" and url["lab.image"] == "3"
     shared = make_app(query_params=url, page="pages/augmentation_lab.py")
     assert_clean(shared)
     assert shared.session_state["aug.hue"] == 0.5 and shared.session_state["lab.image"] == 3
@@ -195,3 +196,27 @@ def test_reset_page_settings(make_app):
     at.button(key="train.reset_settings").click().run()
     assert_clean(at)
     assert at.session_state["train.temperature"] == 0.2
+
+
+@pytest.mark.parametrize("page, key", [("pages/train.py", "train.dataset"),
+                                       ("pages/augmentation_lab.py", "lab.dataset")])
+def test_augmentations_follow_the_dataset(make_app, page, key):
+    """Choosing digits switches to the digits recipe (no flip, no colour jitter: a mirrored digit is another
+    symbol); back to shapes gives the shapes recipe; the textbook SimCLR recipe is one click away."""
+    from core.augment import PRESETS
+
+    at = make_app(page=page)
+    assert at.session_state["aug.hue"] == 0.5 and tuple(at.session_state["aug.crop_scale"]) == (0.3, 1.0)
+    assert any("the *shapes* recipe, this dataset's default" in c.value for c in at.caption)
+    at.selectbox(key=key).set_value("digits").run()
+    assert_clean(at)
+    digits = PRESETS["digits"]
+    assert at.session_state["aug.flip"] is digits.flip is False
+    assert at.session_state["aug.color_jitter"] is False and at.session_state["aug.rotation"] is True
+    at.selectbox(key=key).set_value("shapes").run()
+    where = "train" if key.startswith("train") else "lab"
+    at.button_group(key=f"{where}.aug_recipe").set_value("simclr").run() if hasattr(at, "button_group") else \
+        at.pills(key=f"{where}.aug_recipe").set_value("simclr").run()
+    assert_clean(at)
+    assert at.session_state["aug.hue"] == 0.1  # the textbook recipe: colour survives (the shortcut lesson)
+    assert any("*simclr* recipe (this dataset starts from *shapes*)" in c.value for c in at.caption)

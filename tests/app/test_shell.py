@@ -62,7 +62,7 @@ def test_presets_are_valid():
     from ui import presets
 
     found = presets.load_all()
-    assert [p.id for p in found] == ["simclr_shapes", "colour_jitter", "temperature"]
+    assert [p.id for p in found] == ["simclr_shapes", "colour_jitter", "temperature", "shortcut"]
     for p in found:
         assert p.title and p.summary and p.lesson
 
