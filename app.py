@@ -6,11 +6,15 @@ the training stack in a background thread meanwhile.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from ui import session, urlstate, warmup
 
-st.set_page_config(page_title="Contrastive Playground", page_icon=":material/scatter_plot:", layout="wide")
+# A shipped PNG: a ":material/...:" page icon makes the browser fetch the favicon from the web.
+FAVICON = str(Path(__file__).resolve().parent / "assets" / "favicon.png")
+st.set_page_config(page_title="Contrastive Playground", page_icon=FAVICON, layout="wide")
 
 warmup.start()
 

@@ -25,6 +25,7 @@ W.lesson_banner("lab")
 DATASET_NAMES = {"shapes": "Shapes (coloured shapes, 32 px)", "digits": "Digits (handwritten, 8 px)",
                  "photos": "Photos (a few classic test photos)", "upload": "Upload your own image"}
 UPLOAD_SIZE = 96  # side an uploaded image is cropped and resized to when no model is chosen
+MAX_IMAGE_MB = 25  # core.data.MAX_IMAGE_BYTES, in MB (the page imports no torch; a test checks they agree)
 N_NEGATIVES = 4
 DISPLAY_PX = 112
 
@@ -66,7 +67,8 @@ with left:
     index = 0
     with user_errors("loading the image"):
         if ds_name == "upload":
-            up = st.file_uploader("An image file (PNG, JPEG, WebP, …)", key="lab.upload",
+            up = st.file_uploader("An image file (PNG, JPEG, WebP, …), up to 25 MB", key="lab.upload",
+                                  max_upload_size=MAX_IMAGE_MB,
                                   help="Kept in this session only; cropped to a square.")
             with model_box:
                 entry = registry.pick("Check with a trained model (optional)", "lab.model",

@@ -484,7 +484,8 @@ with main_col:
                        "and the loss history; the embeddings are the encoder vectors of the held-out images.")
     with load_col:
         st.markdown("**Load a checkpoint**")
-        up = st.file_uploader("A .safetensors file saved from this page", key="train.ckpt_upload",
+        up = st.file_uploader(f"A .safetensors file saved from this page, up to {MAX_CHECKPOINT_BYTES // 2**20} MB",
+                              key="train.ckpt_upload", max_upload_size=MAX_CHECKPOINT_BYTES // 2**20,
                               help="Only safetensors is read: it holds numbers, never code.")
         if up is not None:
             if st.session_state.get("train._ckpt_id") != up.file_id:

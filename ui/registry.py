@@ -152,7 +152,11 @@ def pick(label: str, key: str, *, kinds: Sequence[str] | None = None,
 def panel(key: str = "home.registry") -> None:
     """The registry as a list with remove buttons, plus an uploader that adds an embedding file."""
     listing = st.container()  # filled after the upload is handled, so a new file is listed at once
-    up = st.file_uploader("Add an embedding file (.npy, .npz, .csv or .parquet)", key=f"{key}.upload",
+    from core.embed import MAX_EMBEDDING_FILE_BYTES
+
+    up = st.file_uploader(f"Add an embedding file (.npy, .npz, .csv or .parquet), up to "
+                          f"{MAX_EMBEDDING_FILE_BYTES // 2**20} MB", key=f"{key}.upload",
+                          max_upload_size=MAX_EMBEDDING_FILE_BYTES // 2**20,
                           help="Vectors, one row per item; .npz and .csv may carry ids and labels too.")
     if up is not None and st.session_state.get(f"{key}._last_upload") != up.file_id:
         from ui.widgets import user_errors

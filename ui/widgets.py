@@ -249,7 +249,8 @@ def share_panel(page: str) -> None:
     values = current_values(ns)
     st.download_button("Save settings (.json)", S.to_json(values, page=page), file_name=f"{page}-settings.json",
                        mime="application/json", key=f"{page}.export", icon=":material/download:", on_click="ignore")
-    st.file_uploader("Load settings (.json)", key=f"{page}.import", on_change=_import_settings,
+    st.file_uploader("Load settings (.json), up to 1 MB", key=f"{page}.import", max_upload_size=1,
+                     on_change=_import_settings,
                      args=(f"{page}.import", page), help="A settings file saved from this page.")
     msg = st.session_state.pop(f"{page}._import_msg", None)
     if msg:

@@ -91,3 +91,23 @@ def test_router_runs_on_every_page(make_app, page):
     at = make_app(page=page)
     assert_clean(at)
     assert any(ROUTER_MARK in c.value for c in at.sidebar.caption), [c.value for c in at.sidebar.caption]
+
+
+def test_every_uploader_states_and_enforces_its_own_cap(make_app):
+    """Uploaders say their own limit (not Streamlit's '200MB per file') and the page's constants match core's."""
+    import tomllib
+
+    from core.data import MAX_IMAGE_BYTES
+    from core.embed import MAX_EMBEDDING_FILE_BYTES
+    from tests.app.conftest import ROOT
+
+    source = (ROOT / "pages" / "augmentation_lab.py").read_text()
+    assert f"MAX_IMAGE_MB = {MAX_IMAGE_BYTES // 2**20}" in source
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] >= 300
+    at = make_app()
+    labels = [u.label for u in at.get("file_uploader")]
+    assert any(f"up to {MAX_EMBEDDING_FILE_BYTES // 2**20} MB" in label for label in labels), labels
+    at.switch_page("pages/train.py").run()
+    labels = [u.label for u in at.get("file_uploader")]
+    assert any("up to 300 MB" in label for label in labels) and any("up to 1 MB" in label for label in labels)

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,10 +53,9 @@ IGNORED_CONSOLE_PATTERNS: tuple[re.Pattern[str], ...] = (
     # The probe is Streamlit's own, the page then connects normally; only 404s below a non-empty
     # path are ignored, so a failing health check at the root still fails the test.
     re.compile(r"status of 404 .*\(https?://[^/]+/[^()]+/_stcore/(health|host-config)\)$"),
-    # A page whose icon is ":material/...:" gets a favicon that Streamlit points at
-    # fonts.gstatic.com; offline the browser cannot fetch it. Only the tab's icon is missing.
-    re.compile(r"net::ERR_[A-Z_]+ \(https://fonts\.gstatic\.com/s/i/short-term/release/materialsymbols"),
 )
+# Offline means offline in the browser too: any request to another host is a problem (AppPage.problems).
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 
 
 def find_chromium() -> str | None:
@@ -390,6 +390,8 @@ class AppPage:
         self.page = page
         self.server = server
         self.console = ConsoleWatch().attach(page)
+        self.outside: list[str] = []  # requests to hosts other than this machine
+        page.on("request", self._on_request)
         self.screenshot_dirs = screenshot_dirs
         self.screenshots: list[Path] = []
 
@@ -433,8 +435,16 @@ class AppPage:
         self.screenshots.append(first)
         return first
 
+    def _on_request(self, request: Any) -> None:
+        parts = urllib.parse.urlsplit(request.url)
+        if parts.scheme in ("http", "https", "ws", "wss") and parts.hostname not in LOCAL_HOSTS:
+            self.outside.append(request.url)
+
     def problems(self) -> list[str]:
         found = [f"Streamlit exception box: {text[:1500]}" for text in exception_texts(self.page)]
+        found += [f"request to a host other than this machine (offline means offline): {url}"
+                  for url in self.outside]
+        self.outside = []
         found += self.console.take()
         found += [f"server traceback: {tb}" for tb in server_problems(self.server.new_log())]
         return found
