@@ -45,6 +45,7 @@ METHOD_HELP = {
             "among the batch's (Radford et al. 2021). Needs a dataset with captions, such as shapes.",
 }
 USES_TEMPERATURE = ("simclr", "moco", "supcon")
+ARCH_LABELS = {"small_cnn": "Small CNN", "resnet18": "ResNet-18"}  # short: the full text is the help tooltip
 MAX_CHECKPOINT_BYTES = 300 * 1024 * 1024
 SIG_KEY = "train._job_sig"
 
@@ -131,7 +132,7 @@ def _embedding_bytes(trainer, kind: str):
     return make
 
 
-def _load_checkpoint(name: str, data: bytes):
+def _load_checkpoint(name: str, data: bytes, fallback_dataset=None):
     if not name.lower().endswith(".safetensors"):
         raise PlaygroundError(
             f"'{name}' was refused: only .safetensors checkpoints saved by this app can be loaded. "
@@ -144,7 +145,13 @@ def _load_checkpoint(name: str, data: bytes):
         path = Path(d) / safe
         path.write_bytes(data)
         with st.spinner("Loading the checkpoint…"):
-            return T.Trainer.load(path)
+            try:
+                return T.Trainer.load(path), None
+            except T.CheckpointNeedsDataset as err:
+                if fallback_dataset is None:
+                    raise
+                note = (f"{err} It was loaded on **{fallback_dataset.name}**, the data chosen on the left.")
+                return T.Trainer.load(path, fallback_dataset), note
 
 
 def _settings_from_config(cfg, dataset) -> dict:
@@ -195,8 +202,11 @@ with settings_col:
         method = W.select("train.method", format_func=lambda m: T.METHOD_NAMES.get(m, m))
         st.caption(METHOD_HELP[method])
         if method == "moco":
-            W.select_slider("train.queue_size", format_func=lambda v: f"{v:,}")
+            queue = W.select_slider("train.queue_size", format_func=lambda v: f"{v:,}" if v else "none")
             W.select_slider("train.momentum")
+            if not queue:
+                st.caption("No queue: the only negatives are the other images of this batch (their keys), as in "
+                           "MoCo v3. A queue adds keys from earlier batches, so far more negatives per step.")
         if method == "triplet":
             W.select("train.mining", format_func=lambda m: {"all": "all valid triplets", "hard": "hardest only",
                                                             "semihard": "semi-hard (FaceNet)"}[m])
@@ -212,7 +222,8 @@ with settings_col:
 
     with st.container(border=True):
         st.markdown("**Model and optimiser**")
-        W.select("train.arch", format_func=lambda a: ARCHS.get(a, a))
+        W.select("train.arch", format_func=lambda a: ARCH_LABELS.get(a, a),
+                 help="; ".join(f"{ARCH_LABELS.get(a, a)}: {text}" for a, text in ARCHS.items()))
         W.select_slider("train.projection_dim")
         W.select_slider("train.batch_size")
         if method in USES_TEMPERATURE:
@@ -232,14 +243,17 @@ with settings_col:
             W.augment_editor(where="train")
         with aug_box, user_errors("reading the augmentation settings"):
             st.markdown("\n".join(f"- {line}" for line in W.augment_config().describe()))
-        st.page_link("pages/augmentation_lab.py", label="See the views in the Augmentation Lab",
+        st.page_link("pages/augmentation_lab.py", label="Views in the Lab",
                      icon=":material/auto_awesome_mosaic:")
 
     with st.expander("Share or save these settings", icon=":material/share:"):
         W.share_panel("train")
 
-with settings_col, user_errors("checking the settings"):
+settings_problem = None
+try:
     cfg = _build_config(method)
+except ValueError as err:  # one sentence, shown beside the buttons it disables (below)
+    settings_problem = str(err)
 
 # ------------------------------------------------------------------------------------------ actions
 action = st.session_state.pop("train._action", None)
@@ -255,6 +269,7 @@ with main_col, user_errors("controlling the training"):
         if trainer is not None:
             job = _install(jobs.TrainingJob(trainer, target_steps=trainer.step_count + trainer.cfg.steps),
                            _signature(trainer.cfg, trainer.dataset))
+            job.play()  # "Continue training" means train: it starts now, from the checkpoint's step
     elif action == "reset":
         if job is not None:
             _retire(job)
@@ -262,7 +277,7 @@ with main_col, user_errors("controlling the training"):
         st.session_state.pop(SIG_KEY, None)
         job = None
     elif action in ("play", "step", "autoplay") and not can_train:
-        st.error("Training cannot start with these settings; see the message on the left.")
+        pass  # the reason is shown beside the buttons
     elif action in ("play", "step", "autoplay"):
         stale = job is not None and job.steps_done == 0 and st.session_state.get(SIG_KEY) != sig
         if job is None or stale or action == "autoplay" or job.state == jobs.FAILED and action == "step":
@@ -308,6 +323,11 @@ with main_col:
                   disabled=job is None,
                   help="Start again from a fresh model with the current settings. A model that trained is kept "
                        "in your session's models.")
+    if settings_problem is not None:
+        st.error(f"Training cannot start with these settings: {settings_problem}", icon=":material/tune:")
+    elif clip_blocked:
+        st.error("CLIP-style training needs captions; choose shapes or another method (see the left).",
+                 icon=":material/subtitles_off:")
     if job is not None and job.steps_done > 0 and sig is not None and st.session_state.get(SIG_KEY) != sig:
         st.warning("You changed settings since this model started. **Play** goes on with the model as it is; "
                    "**Reset** starts a new one with the new settings.", icon=":material/tune:")
@@ -492,11 +512,12 @@ with main_col:
                 st.session_state["train._ckpt_id"] = up.file_id
                 st.session_state.pop("train._uploaded", None)
                 try:
-                    loaded = _load_checkpoint(up.name, up.getvalue())
+                    loaded, note = _load_checkpoint(up.name, up.getvalue(), dataset)
                     entry = registry.register_trainer(loaded)
                     st.session_state["train._uploaded"] = loaded
                     st.session_state["train._ckpt_msg"] = ("success", f"Loaded **{entry.name}**. It is in your "
-                                                           "session's models; the Augmentation Lab can use it.")
+                                                           "session's models; the Augmentation Lab can use it."
+                                                           + (f" {note}" if note else ""))
                 except PlaygroundError as err:
                     st.session_state["train._ckpt_msg"] = ("error", str(err))
             kind, text = st.session_state.get("train._ckpt_msg", ("", ""))

@@ -15,7 +15,8 @@ _MARGIN = dict(l=10, r=10, t=40, b=10)
 def _layout(fig: go.Figure, title: str, height: int = 260, **kw) -> go.Figure:
     fig.update_layout(title=dict(text=title, x=0, xanchor="left", font=dict(size=14)), height=height,
                       margin=_MARGIN, uirevision=title,
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1), **kw)
+                      # below the plot: at the top right a legend covers plotly's toolbar
+                      legend=dict(orientation="h", yanchor="top", y=-0.12, xanchor="left", x=0), **kw)
     return fig
 
 
@@ -132,9 +133,7 @@ def embedding_scatter(coords: np.ndarray, labels: np.ndarray | None, classes: Se
         fig.update_yaxes(range=list(ranges[1]))
     fig.update_xaxes(showticklabels=False, zeroline=False, title_text="")
     fig.update_yaxes(showticklabels=False, zeroline=False, scaleanchor="x", scaleratio=1)
-    fig = _layout(fig, title, height=height)
-    fig.update_layout(legend=dict(orientation="v", y=1, x=1.02))
-    return fig
+    return _layout(fig, title, height=height)
 
 
 def padded_ranges(all_coords: Sequence[np.ndarray], pad: float = 0.08):

@@ -117,7 +117,7 @@ def register_trainer(trainer: Any, *, label: str | None = None) -> Entry:
         return emb
 
     entry = Entry(
-        name=label or source,
+        name=label or short_name(trainer),
         kind="trained",
         source=source,
         payload=frozen,
@@ -127,6 +127,14 @@ def register_trainer(trainer: Any, *, label: str | None = None) -> Entry:
         make_embeddings=make_embeddings,
     )
     return register(entry)
+
+
+def short_name(trainer: Any) -> str:
+    """A name that fits a selectbox: "SimCLR on shapes, step 200" (the full description is the entry's source)."""
+    from core.train import METHOD_NAMES
+
+    method = METHOD_NAMES.get(trainer.cfg.method, trainer.cfg.method).split(" (")[0]
+    return f"{method} on {trainer.dataset.name}, step {trainer.step_count}"
 
 
 def register_embedding_file(data: bytes, filename: str) -> Entry:

@@ -137,3 +137,58 @@ def test_checkpoint_round_trip_and_continue(make_app):
     assert job.steps_done == 1
     assert other.session_state["train.batch_size"] == 32  # the page shows the checkpoint's settings
     assert not any("changed settings" in w.value for w in other.warning)
+
+
+def test_invalid_settings_are_explained_beside_the_buttons(make_app):
+    from tests.app.conftest import TINY
+
+    at = make_app(query_params=TINY, page=TRAIN)
+    at.session_state["train.method"] = "clip"
+    at.session_state["train.dataset"] = "digits"
+    at.run()
+    assert not at.exception
+    assert at.button(key="train.play").disabled
+    assert any("needs captions" in e.value for e in at.error)
+
+
+def test_moco_without_a_queue_is_offered_explained_and_trains(make_app):
+    from tests.app.conftest import TINY, wait_for_job
+
+    at = make_app(query_params={**TINY, "train.method": "moco", "train.queue_size": "0"}, page=TRAIN)
+    assert_clean(at)
+    assert any("No queue: the only negatives are the other images of this batch" in c.value for c in at.caption)
+    at.button(key="train.play").click().run()
+    job = wait_for_job(at)
+    assert job.state == "finished" and job.trainer.queue is None
+
+
+def test_checkpoint_naming_other_data_continues_on_the_chosen_data(make_app, tmp_path):
+    """A checkpoint whose metadata names a folder on the server is not read from there; it loads on the data
+    chosen on the left, says so, and Continue starts training at once."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from core.data import load_dataset
+    from core.train import TrainConfig, Trainer
+    from tests.app.conftest import TINY
+
+    trainer = Trainer(TrainConfig(batch_size=32, steps=3, probe_size=20, knn_reference=50),
+                      load_dataset("shapes", n=200, size=32, seed=0))
+    trainer.run()
+    path = trainer.save(tmp_path / "ckpt.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    meta["dataset"] = json.dumps({"name": "/etc", "options": {}})
+    save_file(tensors, str(path), metadata=meta)
+
+    at = make_app(query_params=TINY, page=TRAIN)
+    at.file_uploader(key="train.ckpt_upload").upload("ckpt.safetensors", path.read_bytes()).run()
+    assert not at.exception
+    text = " ".join(s.value for s in at.success)
+    assert "cannot ask this server to load" in text and "loaded on **shapes**" in text
+    at.button(key="train.continue_upload").click().run()
+    job = at.session_state["train._job"]
+    assert job.state in ("queued", "running", "finished")  # started without pressing Play
+    job.pause()
