@@ -192,3 +192,15 @@ def test_checkpoint_naming_other_data_continues_on_the_chosen_data(make_app, tmp
     job = at.session_state["train._job"]
     assert job.state in ("queued", "running", "finished")  # started without pressing Play
     job.pause()
+
+
+def test_sidebar_status_shows_what_the_last_click_did(make_app):
+    """The sidebar is drawn after the page, so it is never one action behind (it said 'running' after Reset)."""
+    at = make_app(query_params=TINY, page=TRAIN)
+    at.button(key="train.play").click().run()
+    wait_for_job(at)
+    at.button(key="train.reset").click().run()
+    assert_clean(at)
+    side = " ".join(c.value for c in at.sidebar.caption)
+    assert "Training:" not in side  # the job is gone
+    assert "1 model or embedding file in this session" in side  # and its model was kept
