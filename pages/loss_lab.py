@@ -309,8 +309,8 @@ with user_errors("taking the batch apart"):
         m1, m2, m3, m4 = st.columns(4)
         m1.metric("Anchor's loss", f"{bd.loss:.3f}", help=gloss("NT-Xent"))
         m2.metric("Positive's weight", f"{bd.positive_weight:.1%}", help=gloss("softmax weight"))
-        m3.metric("Hardest negative's share", f"{bd.share[hardest]:.1%}", help=gloss("hard negative"))
-        m4.metric("Negatives really pushing", f"{bd.effective_negatives:.1f} of {int(neg.sum())}",
+        m3.metric("Hardest share", f"{bd.share[hardest]:.1%}", help=gloss("hard negative"))
+        m4.metric("Pushing negatives", f"{bd.effective_negatives:.1f}/{int(neg.sum())}",
                   help="1 / Σ share²: equals the number of negatives when all push equally, 1 when one does.")
         st.session_state["loss_lab._last_anchor"] = {
             "loss": bd.loss, "pos_weight": bd.positive_weight, "hardest_share": float(bd.share[hardest]),
@@ -326,7 +326,7 @@ with user_errors("taking the batch apart"):
         h_sim, h_w = float(bd.similarity[hardest]), float(bd.weight[hardest])
         st.latex(rf"\text{{hardest negative: }} s = {h_sim:.3f},\; p = {h_w:.4f},\;"
                  rf"\frac{{\partial \ell_i}}{{\partial s}} = \frac{{{h_w:.4f}}}{{{tau:g}}} = {h_w / tau:.4f},\;"
-                 rf"\text{{share}} = \frac{{p}}{{\sum_{{\text{{neg}}}} p_j}} = {bd.share[hardest]:.1%}")
+                 rf"\text{{share}} = \frac{{p}}{{\sum_{{\text{{neg}}}} p_j}} = {100 * bd.share[hardest]:.1f}\%")
         st.caption("The positive is pulled with the same total force that pushes all negatives: "
                    f"(1 − p_pos)/τ = {(1 - bd.positive_weight) / tau:.4f}. " + gloss("gradient share"))
 

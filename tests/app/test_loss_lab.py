@@ -57,11 +57,11 @@ def test_play_moves_within_a_second_and_pause_stops(make_app):
 
 def test_temperature_slider_changes_weights_and_formula(make_app):
     at = make_app(page=PAGE)
-    share_02 = _metric(at, "Hardest negative's share")
+    share_02 = _metric(at, "Hardest share")
     latex_02 = [x.value for x in at.latex]
     at.select_slider(key="loss_lab.tau").set_value(0.02).run()
     assert_clean(at)
-    share_low = _metric(at, "Hardest negative's share")
+    share_low = _metric(at, "Hardest share")
     assert float(share_low.rstrip("%")) > float(share_02.rstrip("%"))
     assert [x.value for x in at.latex] != latex_02
     assert "/0.02" in at.latex[0].value
@@ -73,7 +73,6 @@ def test_anchor_selection_changes_the_breakdown(make_app):
     at.number_input(key="loss_lab.anchor").set_value(5).run()
     assert_clean(at)
     assert at.session_state["loss_lab._last_anchor"]["loss"] != pytest.approx(float(loss0), abs=1e-4)
-    assert "Anchor 5" in at.session_state["loss_lab._last_anchor"].__repr__() or True
     # a smaller batch clamps an anchor that no longer exists
     at.number_input(key="loss_lab.anchor").set_value(60).run()
     at.select_slider(key="loss_lab.anatomy_batch").set_value(8).run()

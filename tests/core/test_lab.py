@@ -186,7 +186,7 @@ def test_unknown_preset_is_refused():
 def test_temperature_preset_low_tau_focuses_on_hard_negatives():
     seen = []
     r = lab.run_preset("temperature", lambda f, m: seen.append(f), taus=(0.05, 1.0), steps=30)
-    assert r.numbers["hardest_share_t0.05"] > 2 * r.numbers["hardest_share_t1"]
+    assert r.numbers["hardest_share_t0.05"] > 1.2 * r.numbers["hardest_share_t1"]
     assert seen and seen[-1] == pytest.approx(1.0)
     assert set(r.panels[0].series) == {"t = 0.05", "t = 1"}
 
