@@ -490,8 +490,12 @@ class LossOnBatch:
         return int((self.coupling > 1e-9).sum())
 
 
+COMPARED_LOSSES = ("nt_xent", "info_nce", "supcon", "triplet_all", "triplet_hard", "triplet_semihard", "margin")
+TEMPERATURE_KEYS = ("nt_xent", "info_nce", "supcon")  # the compared losses that depend on the temperature
+
+
 def compare_losses(z1, z2, labels, *, anchor: int, temperature: float, margin: float = 0.5,
-                   queue=None, seed: int = 0) -> list[LossOnBatch]:
+                   queue=None, seed: int = 0, keys=None) -> list[LossOnBatch]:
     """Every loss of :mod:`core.losses` on the very same batch (Chen 2020; He 2020; Schroff 2015; Hadsell 2006;
     Khosla 2020), with autograd telling which embeddings get gradient and which pairs with ``anchor`` matter.
 
@@ -499,8 +503,12 @@ def compare_losses(z1, z2, labels, *, anchor: int, temperature: float, margin: f
     Hessian is non-zero (computed with ``dim`` extra backward passes). For InfoNCE the keys are detached, as in
     MoCo, so only the queries (view 1) learn. The margin loss pairs view 1 with the other view for the first half
     of the samples and with a seeded random partner for the rest, as core.train does.
+    ``keys`` picks a subset of :data:`COMPARED_LOSSES` (the page caches the temperature-free ones apart).
     Shape: z1, z2 (N, D); labels (N,); queue (K, D) or None (then InfoNCE uses the other samples' keys).
     """
+    unknown = set(keys or ()) - set(COMPARED_LOSSES)
+    if unknown:
+        raise PlaygroundError(f"Unknown losses {sorted(unknown)}; choose from {', '.join(COMPARED_LOSSES)}.")
     z_all = _stack_unit(z1, z2).float()
     m2, dim = z_all.shape
     n = m2 // 2
@@ -540,6 +548,8 @@ def compare_losses(z1, z2, labels, *, anchor: int, temperature: float, margin: f
     ]
     out = []
     for key, name, fn, note in specs:
+        if keys is not None and key not in keys:
+            continue
         z = z_all.clone().requires_grad_(True)
         loss = fn(z)
         (g,) = torch.autograd.grad(loss, z, create_graph=True)

@@ -228,8 +228,13 @@ def _array_key(*arrays: np.ndarray) -> str:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _comparison(key: str, _z1, _z2, _y, anchor: int, tau: float, margin: float, _queue):
-    return lab.compare_losses(_z1, _z2, _y, anchor=anchor, temperature=tau, margin=margin, queue=_queue)
+def _comparison(key: str, _z1, _z2, _y, anchor: int, tau: float | None, margin: float, _queue):
+    """The losses that use ``tau`` (None: the temperature-free ones, cached across τ moves)."""
+    if tau is None:
+        keys = [k for k in lab.COMPARED_LOSSES if k not in lab.TEMPERATURE_KEYS]
+        return lab.compare_losses(_z1, _z2, _y, anchor=anchor, temperature=1.0, margin=margin, keys=keys)
+    return lab.compare_losses(_z1, _z2, _y, anchor=anchor, temperature=tau, margin=margin, queue=_queue,
+                              keys=lab.TEMPERATURE_KEYS)
 
 
 def _on_pick() -> None:
@@ -333,8 +338,10 @@ with user_errors("taking the batch apart"):
     st.subheader("Every loss on this very batch", help="The same embeddings and labels through each loss of "
                  "core.losses. Autograd tells which pairs with the anchor carry gradient.")
     margin = float(st.session_state.get("loss_lab.margin", 0.5))
-    results = _comparison(_array_key(z1, z2, yb), z1, z2, yb, int(anchor), float(tau), margin,
-                          trainer.queue_keys() if trainer.cfg.loss == "info_nce" else None)
+    queue = trainer.queue_keys() if trainer.cfg.loss == "info_nce" else None
+    batch_key = _array_key(z1, z2, yb, *([queue] if queue is not None else []))
+    results = _comparison(batch_key, z1, z2, yb, int(anchor), float(tau), margin, queue) + \
+        _comparison(batch_key, z1, z2, yb, int(anchor), None, margin, None)
     order = bd.index  # other embeddings, most similar to the anchor first
     heat = np.stack([r.coupling[order] / max(r.coupling[order].max(), 1e-12) for r in results])
     hm = go.Figure(go.Heatmap(z=heat, x=np.arange(1, len(order) + 1), y=[r.name for r in results],

@@ -104,3 +104,26 @@ def test_collapse_preset_runs_and_is_cached(make_app):
     at.button(key="loss_lab.run_preset").click().run()  # cached: the same object comes back at once
     assert time.perf_counter() - t0 < 5
     assert at.session_state["loss_lab._presets"]["collapse"].verdict == result.verdict
+
+
+def test_glossary_covers_the_issue_terms_in_one_line_each():
+    from ui import glossary
+
+    wanted = ["NT-Xent", "InfoNCE", "temperature", "alignment", "uniformity", "logit scale", "projection head",
+              "effective rank", "hard negative", "false negative", "modality gap", "PCA",
+              "PCA of encoder features", "alignment / uniformity"]
+    for term in wanted:
+        text = glossary.help(term)
+        assert text and "\n" not in text and len(text) < 260, term
+    assert glossary.help("nt-xent") == glossary.TERMS["NT-Xent"]
+    with pytest.raises(KeyError):
+        glossary.help("no such term")
+
+
+def test_train_page_explains_its_terms(make_app):
+    from ui import glossary
+
+    at = make_app(page="pages/train.py")
+    assert_clean(at)
+    assert at.select_slider(key="train.temperature").help == glossary.help("temperature")
+    assert any(glossary.help("NT-Xent") in c.value for c in at.caption)
