@@ -242,10 +242,22 @@ def _on_pick() -> None:
     points = (sel or {}).get("selection", {}).get("points", []) if isinstance(sel, dict) else \
         getattr(getattr(sel, "selection", None), "points", [])
     for p in points:
-        cd = p.get("customdata")
-        if cd is not None:
-            st.session_state["loss_lab.anchor"] = int(cd[0] if isinstance(cd, (list, tuple)) else cd)
+        row = _first_number(p.get("customdata"))
+        if row is not None:
+            st.session_state["loss_lab.anchor"] = row
             return
+
+
+def _first_number(value) -> int | None:
+    """The embedding row a clicked point carries: plotly sends customdata as a number, a list or a dict."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return _first_number(value[0]) if value else None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 trainer: lab.ToyTrainer = job.trainer

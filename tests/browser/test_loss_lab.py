@@ -1,4 +1,4 @@
-"""Loss & Temperature Lab in a real browser: the toy plays a few steps, the τ slider moves, no exception box.
+"""Loss & Temperature Lab in a real browser: the toy plays, the τ slider moves, a clicked point becomes the anchor.
 
 Markup this relies on (pages/loss_lab.py): buttons ``loss_lab.play`` / ``loss_lab.pause``; the toy's loss chart
 ``loss_lab.chart.loss`` (one point per step); the anchor's bar chart ``loss_lab.chart.anchor``; the slider
@@ -42,5 +42,15 @@ def test_toy_plays_and_temperature_slider_moves(app: Any) -> None:
     assert slider.get_attribute("aria-valuetext") == "0.02"
     assert "τ = 0.02" in app.page.inner_text(".st-key-loss_lab-chart-anchor")
     assert "τ = 0.2:" in title_before
+    # Click a point of the batch: it becomes the anchor (plotly selection -> callback -> number input).
+    anchor_input = app.page.locator(".st-key-loss_lab-anchor input").first
+    before = anchor_input.input_value()
+    points = app.page.locator(".st-key-loss_lab-chart-batch .scatterlayer .trace:nth-child(2) .points path")
+    points.nth(3).click(force=True)
+    app.page.wait_for_function(  # the rerun may start a moment after the click on a loaded machine
+        "([sel, v]) => { const e = document.querySelector(sel); return e && e.value !== v; }",
+        arg=[".st-key-loss_lab-anchor input", before], timeout=60_000, polling=200)
+    app.wait_idle(timeout=60)
+    assert f"Anchor {anchor_input.input_value()} at" in app.page.inner_text(".st-key-loss_lab-chart-anchor")
     app.screenshot("loss-lab-after-play")
     assert app.problems() == []
