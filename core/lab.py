@@ -717,14 +717,18 @@ def preset_temperature(progress: Progress = _no_progress, taus: tuple[float, ...
     more_uniform = u_lo < u_hi
     first_flip = next((s for s, a, b in zip(steps_x, runs[lo].curves["uniformity"], runs[hi].curves["uniformity"])
                        if a < b and s > 0), None)
+    final_u = {t: r.curves["uniformity"][-1] for t, r in runs.items()}
+    most_uniform = min(final_u, key=final_u.get)
     verdict = (f"After {steps} steps the hardest negative takes {s_lo:.1%} of the push at t = {lo:g} against "
                f"{s_hi:.1%} at t = {hi:g} ({'as claimed' if focus else 'NOT as claimed'}). Uniformity: "
-               f"{u_lo:.2f} at t = {lo:g} vs {u_hi:.2f} at t = {hi:g}: ")
-    if more_uniform:
-        verdict += f"the low temperature is the more uniform (first ahead at step {first_flip})."
+               + ", ".join(f"{u:.2f} at t = {t:g}" for t, u in final_u.items()) + ": ")
+    if more_uniform and most_uniform == lo:
+        verdict += f"the lowest temperature is the most uniform (ahead of t = {hi:g} from step {first_flip})."
     else:
-        verdict += ("the high temperature is still the more uniform at this scale. It depends on the stage and the "
-                    "recipe: a plain SimCLR measured on this machine flipped only after ~150 full-size steps.")
+        more_uniform = False
+        verdict += (f"the lowest temperature is NOT the most uniform here (t = {most_uniform:g} is). It depends on the "
+                    "stage and the recipe: a plain SimCLR measured on this machine flipped only after ~150 full-size "
+                    "steps, and the project's own Trainer had not flipped after 150.")
     return PresetResult(
         key="temperature", title="Temperature: uniformity and hard negatives",
         claim="Lower temperature makes the embedding more uniform and focuses the gradient on the hardest "
