@@ -16,7 +16,6 @@ from _common import machine_info, median_time
 
 
 def anatomy() -> None:
-    import numpy as np
     import torch
 
     from core import lab, losses
@@ -46,7 +45,6 @@ def anatomy() -> None:
           f"(autograd through info_nce {b * 1e3:.2f} ms: {b / a:.1f}x); goal <= 100 ms: {'yes' if a < 0.1 else 'no'}")
     print(f"compare_losses, batch 256: all 7 losses {c * 1e3:.0f} ms median; the 3 that use the temperature (what "
           f"a τ move recomputes on the page, the rest is cached) {d * 1e3:.0f} ms ({c / d:.1f}x less)")
-    _ = np
 
 
 def presets(only: list[str]) -> None:

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ui import charts, jobs
+from ui.glossary import TERMS
 from ui.glossary import help as gloss
 from ui.widgets import user_errors
 
@@ -462,8 +463,6 @@ examples = {
     "modality gap": "not shown on this page: it needs an image and a text tower (CLIP-style training)",
     "PCA": "the Train page draws its 2-D view with PCA; the toy needs none: it lives in 2-D or 3-D",
 }
-from ui.glossary import TERMS  # noqa: E402 - kept beside its only use
-
 st.dataframe({"term": list(TERMS), "what it means": list(TERMS.values()),
               "here on this page": [examples.get(t, "") for t in TERMS]},
              hide_index=True, key="loss_lab.glossary",
