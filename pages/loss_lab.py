@@ -356,13 +356,16 @@ with user_errors("taking the batch apart"):
     results = _comparison(batch_key, z1, z2, yb, int(anchor), float(tau), margin, queue) + \
         _comparison(batch_key, z1, z2, yb, int(anchor), None, margin, None)
     order = bd.index  # other embeddings, most similar to the anchor first
-    heat = np.stack([r.coupling[order] / max(r.coupling[order].max(), 1e-12) for r in results])
+    rel = np.stack([r.coupling[order] / max(r.coupling[order].max(), 1e-12) for r in results])
+    # log scale per row, 1e-3 of the row's strongest pair and below drawn white: NT-Xent's many weak pairs show
+    heat = np.where(rel > 0, (np.log10(np.maximum(rel, 1e-3)) + 3) / 3, 0.0)
     hm = go.Figure(go.Heatmap(z=heat, x=np.arange(1, len(order) + 1), y=[r.name for r in results],
                               colorscale="Greys", showscale=False,
-                              hovertemplate="%{y}, neighbour %{x}: %{z:.2f}<extra></extra>"))
+                              customdata=rel, hovertemplate="%{y}, neighbour %{x}: %{customdata:.3f} of the row's "
+                                                          "strongest<extra></extra>"))
     hm.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10),
-                     title=dict(text=f"Which pairs with anchor {bd.anchor} get gradient (dark = strong), "
-                                     "other embeddings most similar first", x=0, font=dict(size=13)))
+                     title=dict(text=f"Which pairs with anchor {bd.anchor} get gradient (dark = strong, log scale "
+                                     "per row; white = none)", x=0, font=dict(size=13)))
     hm.update_xaxes(title_text="other embeddings, most similar first")
     st.plotly_chart(hm, key="loss_lab.chart.pairs")
     st.dataframe(
