@@ -30,6 +30,9 @@ pages = {
         st.Page("pages/train.py", title="Train", icon=":material/model_training:",
                 help="Train a contrastive model live: press play and watch the loss fall and the embedding "
                      "space organise itself."),
+        st.Page("pages/loss_lab.py", title="Loss & Temperature Lab", icon=":material/functions:",
+                help="What the loss does: a toy to watch, one batch taken apart at any temperature, and the "
+                     "classic results reproduced."),
     ],
 }
 page = st.navigation(pages)

@@ -35,6 +35,10 @@ with c2.container(border=True, height="stretch"):
     st.page_link("pages/train.py", label="Train", icon=":material/model_training:")
     st.caption("SimCLR, MoCo, triplet, margin, SupCon or CLIP-style training, live: loss, accuracy and a 2-D "
                "view of the embeddings, redrawn every second.")
+with c1.container(border=True, height="stretch"):
+    st.page_link("pages/loss_lab.py", label="Loss & Temperature Lab", icon=":material/functions:")
+    st.caption("Watch a loss train a toy, take one batch apart at any temperature, and rerun six classic results "
+               "with their figures.")
 
 with st.expander("Your models and embeddings", icon=":material/inventory_2:",
                  expanded=bool(registry.entries())):

@@ -14,6 +14,7 @@ import numpy as np
 import streamlit as st
 
 from ui import charts, jobs, loaders, registry, session
+from ui.glossary import help as gloss
 from ui import settings as S
 from ui import widgets as W
 from ui.widgets import user_errors
@@ -32,7 +33,7 @@ with st.spinner("Loading the training engine…"):
 
 METHOD_HELP = {
     "simclr": "No labels. Two augmented views of each image are pulled together; every other image in the "
-              "batch is a negative (NT-Xent loss, Chen et al. 2020).",
+              "batch is a negative (NT-Xent loss, Chen et al. 2020). NT-Xent: " + gloss("NT-Xent"),
     "moco": "No labels. Like SimCLR, but the negatives come from a queue of earlier batches, encoded by a "
             "slowly moving copy of the model (He et al. 2020).",
     "triplet": "Uses labels. An anchor is pulled towards an image of its class and pushed away from one of "
@@ -227,9 +228,9 @@ with settings_col:
         W.select_slider("train.projection_dim")
         W.select_slider("train.batch_size")
         if method in USES_TEMPERATURE:
-            W.select_slider("train.temperature", format_func=lambda t: f"{t:g}")
+            W.select_slider("train.temperature", format_func=lambda t: f"{t:g}", help=gloss("temperature"))
         elif method == "clip":
-            st.caption("CLIP learns its own temperature: watch the logit scale chart.")
+            st.caption("CLIP learns its own temperature: watch the logit scale chart. " + gloss("logit scale"))
         W.select_slider("train.lr", format_func=lambda v: f"{v:g}")
         W.select_slider("train.steps", format_func=lambda v: f"{v:,}")
         W.number("train.seed")
@@ -386,8 +387,8 @@ def _charts(job: jobs.TrainingJob) -> None:
         with c3:
             st.plotly_chart(charts.alignment_uniformity([e.step for e in evals], [e.alignment for e in evals],
                                                         [e.uniformity for e in evals]), key="train.chart.au")
-            st.caption("Wang & Isola's two goals, lower is better for both: views of one image close together "
-                       "(alignment) and all images spread evenly over the sphere (uniformity).")
+            st.caption(gloss("alignment / uniformity") + " Alignment: " + gloss("alignment") + " Uniformity: "
+                       + gloss("uniformity"))
         with c4:
             last = evals[-1]
             st.plotly_chart(charts.similarity_histogram(last.pos_sims, last.neg_sims, last.step),
@@ -397,7 +398,7 @@ def _charts(job: jobs.TrainingJob) -> None:
     if tr.cfg.method == "clip" and hist and hist[-1].logit_scale is not None:
         st.plotly_chart(charts.logit_scale([r.step for r in hist], [r.logit_scale for r in hist]),
                         key="train.chart.logit")
-        st.caption("CLIP learns how sharp its softmax is. A rising scale means it grows more confident.")
+        st.caption("Logit scale: " + gloss("logit scale"))
 
 
 def _embedding_view(job: jobs.TrainingJob) -> None:
@@ -433,7 +434,8 @@ def _embedding_view(job: jobs.TrainingJob) -> None:
                                    ranges=charts.padded_ranges([s.coords for s in snaps]))
     st.plotly_chart(fig, key="train.chart.embedding")
     st.caption("Each dot is one image the model never trains on. Colour them by another factor to see what the "
-               "model groups together; slide the timeline to watch the same dots move as training goes on.")
+               "model groups together; slide the timeline to watch the same dots move as training goes on. "
+               "PCA of encoder features: " + gloss("PCA of encoder features"))
 
 
 active_at_render = job is not None and job.active

@@ -76,7 +76,7 @@ def alignment_uniformity(steps: Sequence[int], align: Sequence[float], unif: Seq
     fig.add_scatter(x=list(steps), y=list(align), mode="lines+markers", showlegend=False, line=dict(color=PALETTE[2]))
     fig.add_scatter(x=list(steps), y=list(unif), mode="lines+markers", showlegend=False, line=dict(color=PALETTE[3]),
                     xaxis="x2", yaxis="y2")
-    fig = _side_by_side(fig, "Alignment", "Uniformity", 260)
+    fig = _side_by_side(fig, "Alignment (lower: views closer)", "Uniformity (lower: more spread)", 260)
     fig.update_layout(uirevision="align")
     return fig
 

@@ -1,0 +1,129 @@
+"""Loss & Temperature Lab page: the toy steps and plays, the τ slider changes the weights, anchors can be picked,
+every loss is compared on one batch, presets run and are remembered, the glossary fills in live numbers."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.app.conftest import assert_clean
+
+PAGE = "pages/loss_lab.py"
+
+
+def _metric(at, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_page_renders_with_an_untrained_toy(make_app):
+    at = make_app(page=PAGE)
+    assert_clean(at)
+    assert at.session_state["loss_lab._job"].steps_done == 0
+    assert any("Every loss" in s.value for s in at.subheader)
+    table = at.dataframe[0].value
+    assert len(table) == 7 and set(table["loss"]) >= {"NT-Xent", "Triplet, hardest", "Margin contrastive"}
+    assert at.latex, "the worked formula is missing"
+    assert len(at.dataframe[1].value) >= 12
+
+
+def test_step_trains_the_toy_and_updates_the_metrics(make_app):
+    at = make_app(page=PAGE)
+    before = at.session_state["loss_lab._job"].trainer.points().copy()
+    at.button(key="loss_lab.step").click().run()
+    assert_clean(at)
+    job = at.session_state["loss_lab._job"]
+    assert job.steps_done == 1
+    assert job.trainer.evals, "the first step is followed by a first evaluation"
+    assert abs(job.trainer.points() - before).max() > 1e-4
+    assert _metric(at, "Uniformity") and _metric(at, "Alignment")
+
+
+def test_play_moves_within_a_second_and_pause_stops(make_app):
+    at = make_app(page=PAGE)
+    at.button(key="loss_lab.play").click().run()
+    job = at.session_state["loss_lab._job"]
+    t0 = time.monotonic()
+    while job.steps_done < 3 and time.monotonic() - t0 < 20:
+        time.sleep(0.05)
+    assert job.steps_done >= 3
+    at.button(key="loss_lab.pause").click().run()
+    job.wait(10)
+    assert not job.active
+    steps = job.steps_done
+    time.sleep(0.3)
+    assert job.steps_done == steps
+    assert_clean(at)
+
+
+def test_temperature_slider_changes_weights_and_formula(make_app):
+    at = make_app(page=PAGE)
+    share_02 = _metric(at, "Hardest share")
+    latex_02 = [x.value for x in at.latex]
+    at.select_slider(key="loss_lab.tau").set_value(0.02).run()
+    assert_clean(at)
+    share_low = _metric(at, "Hardest share")
+    assert float(share_low.rstrip("%")) > float(share_02.rstrip("%"))
+    assert [x.value for x in at.latex] != latex_02
+    assert "/0.02" in at.latex[0].value
+
+
+def test_anchor_selection_changes_the_breakdown(make_app):
+    at = make_app(page=PAGE)
+    loss0 = _metric(at, "Anchor's loss")
+    at.number_input(key="loss_lab.anchor").set_value(5).run()
+    assert_clean(at)
+    assert at.session_state["loss_lab._last_anchor"]["loss"] != pytest.approx(float(loss0), abs=1e-4)
+    # a smaller batch clamps an anchor that no longer exists
+    at.number_input(key="loss_lab.anchor").set_value(60).run()
+    at.select_slider(key="loss_lab.anatomy_batch").set_value(8).run()
+    assert_clean(at)
+    assert at.session_state["loss_lab.anchor"] < 16
+
+
+def test_changing_the_loss_rebuilds_an_untrained_toy(make_app):
+    at = make_app(page=PAGE)
+    at.selectbox(key="loss_lab.loss").set_value("triplet").run()
+    assert_clean(at)
+    assert at.session_state["loss_lab._job"].trainer.cfg.loss == "triplet"
+    assert at.selectbox(key="loss_lab.mining").value == "semihard"
+    at.radio(key="loss_lab.dim").set_value(3).run()
+    assert_clean(at)
+    assert at.session_state["loss_lab._job"].trainer.points().shape[1] == 3
+
+
+@pytest.mark.slow
+def test_collapse_preset_runs_and_is_cached(make_app):
+    at = make_app(page=PAGE)
+    at.selectbox(key="loss_lab.preset").set_value("collapse").run()
+    at.button(key="loss_lab.run_preset").click().run()
+    assert_clean(at)
+    result = at.session_state["loss_lab._presets"]["collapse"]
+    assert result.reproduced and result.numbers["effective_rank_align"] < 1.2
+    assert any("Alignment only" in s.value for s in at.success)
+    t0 = time.perf_counter()
+    at.button(key="loss_lab.run_preset").click().run()  # cached: the same object comes back at once
+    assert time.perf_counter() - t0 < 5
+    assert at.session_state["loss_lab._presets"]["collapse"].verdict == result.verdict
+
+
+def test_glossary_covers_the_issue_terms_in_one_line_each():
+    from ui import glossary
+
+    wanted = ["NT-Xent", "InfoNCE", "temperature", "alignment", "uniformity", "logit scale", "projection head",
+              "effective rank", "hard negative", "false negative", "modality gap", "PCA",
+              "PCA of encoder features", "alignment / uniformity"]
+    for term in wanted:
+        text = glossary.help(term)
+        assert text and "\n" not in text and len(text) < 260, term
+    assert glossary.help("nt-xent") == glossary.TERMS["NT-Xent"]
+    with pytest.raises(KeyError):
+        glossary.help("no such term")
+
+
+def test_train_page_explains_its_terms(make_app):
+    from ui import glossary
+
+    at = make_app(page="pages/train.py")
+    assert_clean(at)
+    assert at.select_slider(key="train.temperature").help == glossary.help("temperature")
+    assert any(glossary.help("NT-Xent") in c.value for c in at.caption)
