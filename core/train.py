@@ -79,8 +79,8 @@ _INT_LIMITS: dict[str, tuple[int, int]] = {
     "warmup_steps": (0, 10_000),
     "steps": (1, 100_000),
     "queue_size": (0, 65_536),
-    "snapshot_every": (1, 100_000),
-    "eval_every": (1, 100_000),
+    "snapshot_every": (1, 10**9),  # large values switch snapshots / evaluations off; they allocate nothing
+    "eval_every": (1, 10**9),
     "probe_size": (10, 5_000),
     "knn_k": (1, 200),
     "knn_reference": (10, 20_000),
