@@ -27,6 +27,11 @@ pages = {
                 help="Train a contrastive model live: press play and watch the loss fall and the embedding "
                      "space organise itself."),
     ],
+    "Use": [
+        st.Page("pages/clip.py", title="CLIP", icon=":material/image_search:",
+                help="Zero-shot classification, text and image search, and images + prompts on one map, with a "
+                     "CLIP that works offline."),
+    ],
 }
 page = st.navigation(pages)
 

@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/make_mini_clip.py              # rebuilds assets/mini_clip (seed 0)
     .venv/bin/python benchmarks/make_mini_clip.py --out /tmp/m --seed 1 --steps 300
 
-What it does: core.train.Trainer(method="clip", clip_model="mini-rn") on the built-in shapes (4,000 images,
+What it does: core.train.Trainer(method="clip", clip_model="mini-rn", batch 128, AdamW 2e-3, weight decay 0.1
+on matrices only) on the built-in shapes (4,000 images,
 32 px, dataset seed 0) with captions drawn per step from each image's caption pool ("a red circle",
 "a circle", "a red shape", ...), no augmentation (a flip or crop would contradict "at the top left");
 then core.clip.export_local_dir writes open_clip_config.json + open_clip_model.safetensors (fp16), and the
@@ -29,13 +30,13 @@ COLOUR_TEMPLATE = "a {} shape"
 EVAL_SEED = 12345
 
 
-def train(seed: int, steps: int, n: int):
+def train(seed: int, steps: int, n: int, batch_size: int = 128):
     from core.augment import PRESETS
     from core.data import load_dataset
     from core.train import TrainConfig, Trainer
 
     cfg = TrainConfig(
-        method="clip", clip_model="mini-rn", projection_dim=64, batch_size=256, lr=2e-3, weight_decay=0.1,
+        method="clip", clip_model="mini-rn", projection_dim=64, batch_size=batch_size, lr=2e-3, weight_decay=0.1,
         warmup_steps=20, steps=steps, augment=PRESETS["none"], seed=seed,
         snapshot_every=steps, eval_every=steps, probe_size=100, knn_reference=500,
     )

@@ -543,10 +543,10 @@ def embed_images(
 ) -> np.ndarray:
     """CLIP image embeddings, L2-normalised float32. Shape: N images -> (N, embed_dim).
 
-    ``images``: PIL images, an :class:`core.data.ImageSet` or a uint8 (N, 3, H, W) tensor. PIL images go
-    through ``bundle.preprocess`` (open_clip's transform) one by one, exactly as open_clip's own loops do;
-    uint8 tensors already at the model's size skip PIL (the same resize-free ``ToTensor`` + ``Normalize``,
-    done on the whole batch), other sizes are converted to PIL and preprocessed. Batches run on the
+    ``images``: PIL images, an :class:`core.data.ImageSet` or a uint8 (N, 3, H, W) tensor. Images of
+    another size go through ``bundle.preprocess`` (open_clip's transform) one by one, exactly as open_clip's
+    own loops do; images already at the model's square size skip PIL (open_clip's resize and crop are the
+    identity there, so ``ToTensor`` + ``Normalize`` on the whole batch is the same computation). Batches run on the
     bundle's device under ``torch.inference_mode``. ``progress(done, total)`` after every batch.
     ``cache``: look up and store vectors on disk by (model fingerprint, image content hash)
     (:class:`EmbeddingCache`); a second run over the same images only hashes them.
@@ -572,7 +572,14 @@ def embed_images(
     for start in range(0, len(todo), batch_size):
         rows = todo[start:start + batch_size]
         batch = [items[i] for i in rows]
-        if tensors and all(t.shape[-2:] == (size, size) for t in batch):
+        if not tensors and all(im.size == (size, size) for im in batch):
+            # Already at the model's size: open_clip's Resize and CenterCrop leave it as it is, so
+            # ToTensor + Normalize on the stacked batch is the same computation without per-image PIL work.
+            batch = [torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1) for im in batch]
+            tensors_now = True
+        else:
+            tensors_now = tensors
+        if tensors_now and all(t.shape[-2:] == (size, size) for t in batch):
             out[rows] = embed_image_tensor(bundle, torch.stack(batch))
         else:
             if tensors:

@@ -35,6 +35,10 @@ with c2.container(border=True, height="stretch"):
     st.page_link("pages/train.py", label="Train", icon=":material/model_training:")
     st.caption("SimCLR, MoCo, triplet, margin, SupCon or CLIP-style training, live: loss, accuracy and a 2-D "
                "view of the embeddings, redrawn every second.")
+with c1.container(border=True, height="stretch"):
+    st.page_link("pages/clip.py", label="CLIP", icon=":material/image_search:")
+    st.caption("Zero-shot classification with prompts you type, search images with words, and see images and "
+               "prompts on one map; the shipped mini-CLIP works offline.")
 
 with st.expander("Your models and embeddings", icon=":material/inventory_2:",
                  expanded=bool(registry.entries())):

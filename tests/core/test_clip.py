@@ -159,6 +159,9 @@ def test_embed_images_matches_open_clips_plain_loop(bundle, pil_images, cache_ro
     assert ours.dtype == np.float32 and ours.shape == (6, 16)
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(ours, reference_image_features(bundle, pil_images), atol=1e-5)
+    at_size = [im.resize((32, 32)) for im in pil_images]  # the batched fast path
+    np.testing.assert_allclose(cc.embed_images(bundle, at_size, cache=False),
+                               reference_image_features(bundle, at_size), atol=1e-5)
 
 
 def test_imageset_fast_path_equals_the_pil_path(bundle, cache_root):
