@@ -93,16 +93,17 @@ _OFFLINE_CHOICES = (
 # method "clip". "mini-rn": a ModifiedResNet image tower (CLIP's RN family, attention pooling) cut to one
 # block per stage and width 32, with a two-layer text transformer. Measured (FINDINGS.md): on shapes + varied
 # captions it reaches shape ~0.98 / colour 1.0 zero-shot in ~200 steps, where a tiny ViT stalled at shape 0.3.
-# Text width 32 keeps the 49,408-token embedding table (open_clip's BPE vocabulary) at 1.6 M parameters, so the
-# whole model (6.9 M parameters: most of the image side is the 1024-wide attention pool) is 13.8 MB in fp16.
+# Here at width 16 (a quarter of width 32's compute: a step costs ~4x less CPU on the shared 2-core machines).
+# Text width 32 keeps the 49,408-token embedding table (open_clip's BPE vocabulary) at 1.6 M parameters; the
+# whole model is about 3 M parameters, 6 MB in fp16.
 TRAINABLE_CONFIGS: dict[str, dict] = {
     "mini-rn": {
         "embed_dim": 64,
-        "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 32, "head_width": 32},
+        "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 16, "head_width": 32},
         "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 4, "layers": 2},
     },
 }
-TRAINABLE_NAMES = {"mini-rn": "mini CLIP (ModifiedResNet 1-1-1-1 x 32 + 2-layer text transformer)"}
+TRAINABLE_NAMES = {"mini-rn": "mini CLIP (ModifiedResNet 1-1-1-1 x 16 + 2-layer text transformer)"}
 
 
 # ------------------------------------------------------------------------------------------ the bundle
@@ -575,7 +576,7 @@ def embed_images(
         if not tensors and all(im.size == (size, size) for im in batch):
             # Already at the model's size: open_clip's Resize and CenterCrop leave it as it is, so
             # ToTensor + Normalize on the stacked batch is the same computation without per-image PIL work.
-            batch = [torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1) for im in batch]
+            batch = [torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1) for im in batch]
             tensors_now = True
         else:
             tensors_now = tensors
@@ -942,3 +943,34 @@ def export_local_dir(clip_model: nn.Module, model_cfg: dict, folder: str | os.Pa
             Path(tmp).unlink(missing_ok=True)
             raise
     return folder
+
+
+def bundle_from_trainer(trainer: Any, *, name: str | None = None) -> ClipBundle:
+    """A frozen :class:`ClipBundle` of a core.train.Trainer's open_clip CLIP (``clip_model`` set): a deep copy
+    in eval mode, so training on never changes it, with open_clip's eval preprocessing for its size. This is
+    how a CLIP trained on the Train page joins the registry (``ui.registry.register_clip``)."""
+    import copy
+
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+
+    if getattr(trainer, "clip", None) is None:
+        raise PlaygroundError("Only a CLIP-style run trained as an open_clip model (clip_model set, e.g. 'mini-rn') "
+                              "can be used as a CLIP model.")
+    with trainer._lock:
+        model = copy.deepcopy(trainer.clip.clip).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    size = int(trainer.clip.model_cfg["vision_cfg"]["image_size"])
+    preprocess = image_transform_v2(PreprocessCfg(size=size), is_train=False)
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().numpy().tobytes())
+    dev = next(model.parameters()).device
+    return ClipBundle(
+        model=model, preprocess=preprocess, tokenizer=trainer.clip.tokenizer, name=name or trainer.describe(),
+        spec="trained", fingerprint=f"trained:{h.hexdigest()[:24]}", image_size=size,
+        mean=tuple(OPENAI_DATASET_MEAN), std=tuple(OPENAI_DATASET_STD), device=dev,
+        learned_logit_scale=float(model.logit_scale.exp()), embed_dim=int(trainer.clip.model_cfg["embed_dim"]),
+    )

@@ -209,3 +209,11 @@ def register_clip(bundle: Any, *, imageset: Any = None, label: str | None = None
         make_embeddings=make_embeddings,
     )
     return register(entry)
+
+
+def register_clip_trainer(trainer: Any, *, label: str | None = None) -> Entry:
+    """Register a Train-page CLIP run (``clip_model`` set) as a "clip" entry the CLIP page and Explorer can
+    use: a frozen copy of its open_clip model (core.clip.bundle_from_trainer), embedding its held-out images."""
+    from core.clip import bundle_from_trainer
+
+    return register_clip(bundle_from_trainer(trainer), imageset=trainer.heldout, label=label)

@@ -294,3 +294,11 @@ def test_open_clip_model_trains_round_trips_and_exports_as_local_dir(tmp_path, s
     with torch.no_grad():
         t = torch.nn.functional.normalize(trainer.text_model(trainer.clip.tokenizer(["a red circle"])), dim=1)
     np.testing.assert_allclose(embed_texts(bundle, ["a red circle"]), t.numpy(), atol=1e-5)
+    # The in-memory bundle (how a trained CLIP joins the registry) is a frozen copy that agrees with the export.
+    from core.clip import bundle_from_trainer
+
+    frozen = bundle_from_trainer(trainer)
+    np.testing.assert_allclose(embed_image_tensor(frozen, x), ours, atol=1e-5)
+    np.testing.assert_allclose(embed_texts(frozen, ["a red circle"]), t.numpy(), atol=1e-5)
+    trainer.step()
+    np.testing.assert_allclose(embed_image_tensor(frozen, x), ours, atol=1e-5)  # training on leaves it alone
