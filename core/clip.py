@@ -938,6 +938,7 @@ def export_local_dir(clip_model: nn.Module, model_cfg: dict, folder: str | os.Pa
         os.close(fd)
         try:
             write(tmp)
+            os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a shipped model must be readable by all
             os.replace(tmp, folder / name)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
