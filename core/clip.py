@@ -386,15 +386,14 @@ def _image_hashes(images: Sequence[Any]) -> list[str]:
     """Content hash per image: pixels + shape (PIL images as RGB arrays, tensors/arrays as uint8 CHW)."""
     out = []
     for img in images:
-        if isinstance(img, torch.Tensor):
-            arr = img.detach().cpu().numpy()
-        elif isinstance(img, np.ndarray):
-            arr = img
-        else:  # PIL
-            arr = np.asarray(img.convert("RGB"))
-        arr = np.ascontiguousarray(arr)
-        h = hashlib.blake2b(arr.tobytes(), digest_size=16)
-        h.update(repr((arr.shape, str(arr.dtype))).encode())
+        if isinstance(img, (torch.Tensor, np.ndarray)):
+            arr = np.ascontiguousarray(img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else img)
+            data, shape = arr.data, (arr.shape, str(arr.dtype))
+        else:  # PIL: its own buffer, no array copy
+            rgb = img if img.mode == "RGB" else img.convert("RGB")
+            data, shape = rgb.tobytes(), ("pil", rgb.size)
+        h = hashlib.blake2b(data, digest_size=16)
+        h.update(repr(shape).encode())
         out.append(h.hexdigest())
     return out
 
