@@ -648,7 +648,7 @@ def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_s
 
     ``text_ids`` (N,) marks rows whose captions are the same text (equal ids). Those pairs are removed
     from each other's denominators (in both directions), so an image is never pushed away from a caption
-    identical to its own; with one-hot targets a batch with duplicate captions has a loss floor above 0.
+    identical to its own (without ``text_ids``, duplicates are negatives and the loss cannot reach 0).
     Row i's target stays column i. Without ``text_ids`` every other row is a negative (plain CLIP).
 
     Shape:

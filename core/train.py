@@ -336,8 +336,9 @@ class Trainer:
         return losses.margin_contrastive(z1, z2[partner], y == y[partner], cfg.margin)
 
     def _clip_param_groups(self) -> list[dict]:
-        """AdamW groups as open_clip's training script builds them: weight decay only on weight matrices;
-        none on biases, norm (BatchNorm / LayerNorm) gains, embeddings' scalars and the logit scale."""
+        """AdamW groups as open_clip's training script builds them: weight decay on weight matrices only;
+        none on anything with fewer than two dimensions or named bn/ln/bias/logit_scale (biases, BatchNorm
+        and LayerNorm gains, the logit scale)."""
         named = list(self.model.named_parameters(prefix="image"))
         if self.text_model is not None:
             named += list(self.text_model.named_parameters(prefix="text"))
