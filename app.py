@@ -34,6 +34,11 @@ pages = {
                 help="What the loss does: a toy to watch, one batch taken apart at any temperature, and the "
                      "classic results reproduced."),
     ],
+    "Use": [
+        st.Page("pages/clip.py", title="CLIP", icon=":material/image_search:",
+                help="Zero-shot classification, text and image search, and images + prompts on one map, with a "
+                     "CLIP that works offline."),
+    ],
 }
 page = st.navigation(pages)
 

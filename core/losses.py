@@ -662,7 +662,8 @@ class SupConLoss(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
-def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: Scalar) -> torch.Tensor:
+def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: Scalar,
+              text_ids: LabelsLike | None = None) -> torch.Tensor:
     """Symmetric image-text cross-entropy of CLIP (Radford et al. 2021).
 
     Both sides are L2-normalised; ``logits = logit_scale * img @ txt.T`` and row i's match is column i.
@@ -670,8 +671,13 @@ def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_s
     CLIP starts at 1 / 0.07), a float or a one-element tensor that may require grad; capping it (CLIP
     uses 100) is the caller's job. All-identical features give log N, exact up to rounding.
 
+    ``text_ids`` (N,) marks rows whose captions are the same text (equal ids). Those pairs are removed
+    from each other's denominators (in both directions), so an image is never pushed away from a caption
+    identical to its own (without ``text_ids``, duplicates are negatives and the loss cannot reach 0).
+    Row i's target stays column i. Without ``text_ids`` every other row is a negative (plain CLIP).
+
     Shape:
-        image_features, text_features: (N, D). Returns a scalar.
+        image_features, text_features: (N, D); text_ids: (N,). Returns a scalar.
 
     >>> f = torch.eye(3)
     >>> clip_loss(f, f, logit_scale=100.0).item() < 1e-6  # matched, orthogonal rows
@@ -685,6 +691,10 @@ def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_s
     txt = F.normalize(text_features, dim=1)  # (N, D)
     logits = scale * img @ txt.T  # (N, N) image i against text j
     targets = torch.arange(img.shape[0], device=img.device)
+    if text_ids is not None:
+        ids = _labels(text_ids, img.shape[0], img.device, "text_ids")
+        same = (ids[:, None] == ids[None, :]) & ~torch.eye(len(ids), dtype=torch.bool, device=img.device)
+        logits = logits.masked_fill(same, float("-inf"))  # symmetric mask: serves logits.T as well
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
 

@@ -123,6 +123,9 @@ class TrainConfig:
     heldout_fraction: float = 0.2
     knn_k: int = 10
     knn_reference: int = 2000  # training images embedded as the kNN reference set at each evaluation
+    # clip only: an open_clip model config from core.clip.TRAINABLE_CONFIGS (e.g. "mini-rn") to train as one
+    # open_clip CLIP that core.clip.export_local_dir can save as a local-dir; None: encoder + TextTransformer.
+    clip_model: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -151,6 +154,12 @@ class TrainConfig:
         if self.queue_size * self.projection_dim > _MAX_QUEUE_VALUES:
             raise ValueError(f"A MoCo queue of {self.queue_size:,} keys of size {self.projection_dim} is too large "
                              f"for this server; keep queue_size x projection_dim under {_MAX_QUEUE_VALUES:,}.")
+        if self.clip_model is not None:
+            from core.clip import TRAINABLE_CONFIGS
+
+            if self.clip_model not in TRAINABLE_CONFIGS:
+                raise ValueError(f"clip_model = {self.clip_model!r} is not allowed; it must be one of "
+                                 f"{', '.join(TRAINABLE_CONFIGS)} (or None).")
 
     @property
     def encoder_config(self) -> EncoderConfig:
@@ -277,10 +286,20 @@ class Trainer:
         # Model init under its own seed, leaving the caller's global RNG untouched.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            self.model: ContrastiveModel = build_model(cfg.encoder_config, device=self.device)
+            self.clip = None  # clip with cfg.clip_model: the open_clip CLIP whose two towers are trained
+            if cfg.method == "clip" and cfg.clip_model:
+                from core.clip import build_trainable_clip
+
+                self.clip = build_trainable_clip(cfg.clip_model, embed_dim=cfg.projection_dim, device=self.device)
+                self.model = self.clip.image_tower
+            else:
+                self.model: ContrastiveModel = build_model(cfg.encoder_config, device=self.device)
             self.text_model: nn.Module | None = None
             self.logit_scale: nn.Parameter | None = None
-            if cfg.method == "clip":
+            if self.clip is not None:
+                self.text_model, self._tokenizer = self.clip.text_tower, self.clip.tokenizer
+                self.logit_scale = self.clip.clip.logit_scale  # CLIP's own parameter, log(1 / 0.07) at init
+            elif cfg.method == "clip":
                 self.text_model, self._tokenizer = _build_text_tower(cfg.projection_dim, self.device)
                 self.logit_scale = nn.Parameter(torch.tensor(math.log(_LOGIT_SCALE_INIT), device=self.device))
         self.key_model: ContrastiveModel | None = None
@@ -294,10 +313,10 @@ class Trainer:
                 init = torch.randn(cfg.queue_size, cfg.projection_dim, generator=torch.Generator().manual_seed(cfg.seed))
                 self.queue.enqueue(F.normalize(init, dim=1).to(self.device))
 
-        params = list(self.model.parameters())
-        if self.text_model is not None:
-            params += list(self.text_model.parameters()) + [self.logit_scale]
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.method == "clip":
+            self.optimizer = torch.optim.AdamW(self._clip_param_groups(), lr=cfg.lr)
+        else:
+            self.optimizer = torch.optim.AdamW(list(self.model.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
         # Training images live on the device as uint8 (4000 x 3 x 32 x 32 is 12 MB).
         self._images = self.train_set.images.to(self.device)
@@ -345,8 +364,12 @@ class Trainer:
         n = len(idx)
         if cfg.method == "clip":
             img = self.model(augment(x, cfg.augment, self._aug_gen))
-            txt = self.text_model(self._tokens(idx.cpu().numpy()))
-            return losses.clip_loss(img, txt, self.logit_scale.exp().clamp(max=_LOGIT_SCALE_MAX))
+            texts = self._captions(idx.cpu().numpy())
+            txt = self.text_model(self._tokenizer(texts).to(self.device))
+            # Rows that drew the same caption text are not each other's negatives (multi-positive batch).
+            ids = {t: i for i, t in enumerate(dict.fromkeys(texts))}
+            text_ids = torch.tensor([ids[t] for t in texts], device=img.device)
+            return losses.clip_loss(img, txt, self.logit_scale.exp().clamp(max=_LOGIT_SCALE_MAX), text_ids=text_ids)
         v1, v2 = self._views(x)
         if cfg.method == "moco":
             q = _split_batch_forward(self.model, v1)
@@ -375,7 +398,29 @@ class Trainer:
         partner = torch.where(torch.arange(n, device=self.device) < n // 2, torch.arange(n, device=self.device), perm)
         return losses.margin_contrastive(z1, z2[partner], y == y[partner], cfg.margin)
 
+    def _clip_param_groups(self) -> list[dict]:
+        """AdamW groups as open_clip's training script builds them: weight decay on weight matrices only;
+        none on anything with fewer than two dimensions or named bn/ln/bias/logit_scale (biases, BatchNorm
+        and LayerNorm gains, the logit scale)."""
+        named = list(self.model.named_parameters(prefix="image"))
+        if self.text_model is not None:
+            named += list(self.text_model.named_parameters(prefix="text"))
+        if self.logit_scale is not None:  # not inside either tower, also for an open_clip CLIP
+            named.append(("logit_scale", self.logit_scale))
+        decay, no_decay, seen = [], [], set()
+        for name, p in named:
+            if id(p) in seen or not p.requires_grad:
+                continue
+            seen.add(id(p))
+            exclude = p.ndim < 2 or any(k in name for k in ("bn", "ln", "bias", "logit_scale"))
+            (no_decay if exclude else decay).append(p)
+        return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": self.cfg.weight_decay}]
+
     def _tokens(self, rows: np.ndarray) -> torch.Tensor:
+        """Tokens of one caption per image (see :meth:`_captions`)."""
+        return self._tokenizer(self._captions(rows)).to(self.device)
+
+    def _captions(self, rows: np.ndarray) -> list[str]:
         """One caption per image, drawn from its caption pool when it has one (prompt variety)."""
         ds = self.train_set
         texts = []
@@ -386,7 +431,7 @@ class Trainer:
                 texts.append(pool[j])
             else:
                 texts.append(ds.captions[i])
-        return self._tokenizer(texts).to(self.device)
+        return texts
 
     def step(self) -> StepRecord:
         """One optimisation step. Raises :class:`TrainingDiverged` if the loss or gradients blow up."""
@@ -413,6 +458,10 @@ class Trainer:
             if not torch.isfinite(grad_norm):
                 self._diverge("the gradients became infinite")
             self.optimizer.step()
+            if self.logit_scale is not None:
+                # As open_clip: clamp the parameter itself, so past ln(100) its gradient never goes dead.
+                with torch.no_grad():
+                    self.logit_scale.clamp_(0.0, math.log(_LOGIT_SCALE_MAX))
             self.step_count += 1
             if self.step_count % self.cfg.snapshot_every == 0:
                 self._snapshot()
@@ -529,7 +578,7 @@ class Trainer:
 
     def describe(self) -> str:
         return (
-            f"{METHOD_NAMES[self.cfg.method]} · {self.cfg.encoder.arch} on {self.dataset.name}, "
+            f"{METHOD_NAMES[self.cfg.method]} · {self.cfg.clip_model or self.cfg.encoder.arch} on {self.dataset.name}, "
             f"step {self.step_count}"
         )
 

@@ -39,6 +39,10 @@ with c1.container(border=True, height="stretch"):
     st.page_link("pages/loss_lab.py", label="Loss & Temperature Lab", icon=":material/functions:")
     st.caption("Watch a loss train a toy, take one batch apart at any temperature, and rerun six classic results "
                "with their figures.")
+with c2.container(border=True, height="stretch"):
+    st.page_link("pages/clip.py", label="CLIP", icon=":material/image_search:")
+    st.caption("Zero-shot classification with prompts you type, search images with words, and see images and "
+               "prompts on one map; the shipped mini-CLIP works offline.")
 
 with st.expander("Your models and embeddings", icon=":material/inventory_2:",
                  expanded=bool(registry.entries())):

@@ -97,3 +97,13 @@ def upscale(img: np.ndarray, target: int = 128) -> np.ndarray:
     """Nearest-neighbour upscaling of (H, W, 3) so 8 or 32 px images stay crisp on screen."""
     k = max(1, target // max(img.shape[0], 1))
     return img if k == 1 else img.repeat(k, axis=0).repeat(k, axis=1)
+
+
+# ------------------------------------------------------------------------------------------ CLIP
+@st.cache_resource(max_entries=4, show_spinner=False)
+def clip_model(spec: str):
+    """A CLIP model (core.clip.load_clip), shared read-only by every session: eval mode, no gradients.
+    Raises PlaygroundError / DownloadUnavailable (fast, offline) with a sentence for the page."""
+    from core.clip import load_clip
+
+    return load_clip(spec)

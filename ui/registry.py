@@ -183,3 +183,49 @@ def panel(key: str = "home.registry") -> None:
                 st.markdown(f"**{e.name}**  \n:gray[{KINDS.get(e.kind, e.kind)} · {e.source}]", width="stretch")
                 st.button("Remove", key=f"{key}.remove.{e.name}", on_click=remove, args=(e.name,),
                           type="tertiary", icon=":material/delete:")
+
+
+def register_clip(bundle: Any, *, imageset: Any = None, label: str | None = None) -> Entry:
+    """Register a loaded :class:`core.clip.ClipBundle` as a "clip" entry.
+
+    ``embed_images`` maps a float (N, C, H, W) batch in [0, 1] to L2-normalised numpy (the image tower,
+    resized to the model's side); ``make_embeddings`` embeds ``imageset`` (default: 1,000 built-in shapes)
+    into an :class:`core.embed.EmbeddingSet` with the set's labels. The bundle is shared read-only.
+    """
+    from core.clip import embed_image_tensor, embed_images
+
+    def embed(x: Any):
+        return embed_image_tensor(bundle, x)
+
+    def make_embeddings():
+        from core.embed import EmbeddingSet
+
+        ds = imageset
+        if ds is None:
+            from core.data import load_dataset
+
+            ds = load_dataset("shapes", n=1000, size=32, seed=1)
+        vectors = embed_images(bundle, ds)
+        return EmbeddingSet(vectors, list(ds.ids) if ds.ids else None,
+                            {k: v for k, v in ds.labels.items()}, {k: list(v) for k, v in ds.classes.items()},
+                            f"{bundle.name} image tower on {ds.name}")
+
+    entry = Entry(
+        name=label or bundle.name,
+        kind="clip",
+        source=f"{bundle.name}, {bundle.embed_dim}-d image and text towers",
+        payload=bundle,
+        image_size=int(bundle.image_size),
+        dataset_name=getattr(imageset, "name", None),
+        embed_images=embed,
+        make_embeddings=make_embeddings,
+    )
+    return register(entry)
+
+
+def register_clip_trainer(trainer: Any, *, label: str | None = None) -> Entry:
+    """Register a Train-page CLIP run (``clip_model`` set) as a "clip" entry the CLIP page and Explorer can
+    use: a frozen copy of its open_clip model (core.clip.bundle_from_trainer), embedding its held-out images."""
+    from core.clip import bundle_from_trainer
+
+    return register_clip(bundle_from_trainer(trainer), imageset=trainer.heldout, label=label)

@@ -667,3 +667,54 @@ def test_mining_error_names_the_allowed_modes():
         triplet_loss(Z, Y, 0.2, mining="hardest")
     with pytest.raises(ValueError, match="greater than 0"):
         nt_xent(Z, Z, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# CLIP with duplicate captions in the batch (multi-positive)
+# ---------------------------------------------------------------------------------------------
+
+
+def ref_clip_dedup(img: np.ndarray, txt: np.ndarray, scale: float, ids: np.ndarray) -> float:
+    """CLIP's symmetric cross-entropy where pairs (i, j != i) with the same caption id are left out of each
+    other's softmax denominators (they are not negatives), written out per row."""
+    img, txt = unit(img), unit(txt)
+    logits = scale * img @ txt.T
+    n = len(img)
+    i2t = [-(logits[i, i] - math.log(sum(math.exp(logits[i, j]) for j in range(n) if j == i or ids[j] != ids[i])))
+           for i in range(n)]
+    t2i = [-(logits[j, j] - math.log(sum(math.exp(logits[i, j]) for i in range(n) if i == j or ids[i] != ids[j])))
+           for j in range(n)]
+    return float((np.mean(i2t) + np.mean(t2i)) / 2)
+
+
+@pytest.mark.parametrize("n,d", [(6, 8), (32, 16)])
+@pytest.mark.parametrize("scale", [1.0, 1 / 0.07, 100.0])
+def test_clip_loss_with_duplicate_captions_matches_numpy(n, d, scale):
+    img, txt = randn(n, d, seed=10), randn(n, d, seed=11)
+    ids = np.random.default_rng(0).integers(0, max(2, n // 3), n)
+    got = clip_loss(img, txt, scale, text_ids=ids).item()
+    assert got == pytest.approx(ref_clip_dedup(np_(img), np_(txt), scale, ids), abs=ATOL)
+    # all ids distinct: plain CLIP
+    assert clip_loss(img, txt, scale, text_ids=np.arange(n)).item() == pytest.approx(clip_loss(img, txt, scale).item())
+
+
+def test_identical_captions_are_not_pushed_apart():
+    """Two images with the same caption text (so the same text features): with one-hot targets the loss has a
+    floor of log 2 on those rows and its gradient pushes each image away from the other's (identical) caption;
+    with text_ids the duplicate is no negative, the loss can reach 0 and that push is gone."""
+    img = torch.tensor([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [0.0, 0.0, 1.0]], requires_grad=True)
+    txt = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # rows 0 and 1: one caption
+    ids = torch.tensor([0, 0, 1])
+    plain = clip_loss(img, txt, 100.0)
+    assert plain.item() > 0.8 * math.log(2) * 4 / 6  # rows 0 and 1 on both sides sit at ~log 2
+    fixed = clip_loss(img, txt, 100.0, text_ids=ids)
+    assert fixed.item() < 1e-3
+    # The gradient of image 1 no longer points away from caption 0 (the same sentence as its own).
+    fixed.backward()
+    assert abs(img.grad[1] @ txt[0]).item() < 1e-3
+
+
+def test_clip_text_ids_are_checked():
+    img = randn(4, 3)
+    with pytest.raises(PlaygroundError, match="text_ids"):
+        clip_loss(img, img, 10.0, text_ids=[0, 1])

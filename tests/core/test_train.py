@@ -484,3 +484,94 @@ def test_default_run_beats_the_untrained_encoder(name, margin):
     trainer.run()
     after = trainer.evaluate().knn[factor]
     assert after > before + margin, (name, before, after)
+# ---------------------------------------------------------------------------------------------
+# CLIP-style training: open_clip model, logit-scale clamp, weight-decay groups, duplicate captions
+# ---------------------------------------------------------------------------------------------
+from core.augment import PRESETS as _AUG  # noqa: E402
+
+CLIP_TINY = dict(TINY, method="clip", augment=_AUG["none"])
+
+
+@pytest.mark.parametrize("clip_model", [None, "mini-rn"])
+def test_logit_scale_is_clamped_in_place_after_each_step(clip_model, shapes_small):
+    """open_clip clamps the parameter to [0, ln 100] after optimizer.step(); clamping only inside the forward
+    (min(exp(s), 100)) gives s a zero gradient above ln 100, so it would stay there for good."""
+    trainer = Trainer(TrainConfig(clip_model=clip_model, **CLIP_TINY), shapes_small)
+    with torch.no_grad():
+        trainer.logit_scale.fill_(math.log(150.0))
+    trainer.step()
+    assert trainer.logit_scale.item() <= math.log(100.0) + 1e-6
+    assert trainer.current_logit_scale == pytest.approx(100.0, rel=1e-3)
+
+
+@pytest.mark.parametrize("clip_model", [None, "mini-rn"])
+def test_weight_decay_skips_logit_scale_norms_and_biases(clip_model, shapes_small):
+    trainer = Trainer(TrainConfig(clip_model=clip_model, weight_decay=0.1, **CLIP_TINY), shapes_small)
+    groups = {g["weight_decay"]: {id(p) for p in g["params"]} for g in trainer.optimizer.param_groups}
+    assert set(groups) == {0.0, 0.1}
+    no_decay, decay = groups[0.0], groups[0.1]
+    assert id(trainer.logit_scale) in no_decay
+    norms = [m for mod in (trainer.model, trainer.text_model) for m in mod.modules()
+             if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.LayerNorm))]
+    assert norms and all(id(p) in no_decay for m in norms for p in m.parameters())
+    for mod in (trainer.model, trainer.text_model):
+        for name, p in mod.named_parameters():
+            if name.endswith("bias"):
+                assert id(p) in no_decay, name
+    convs = [m.weight for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(id(w) in decay for w in convs)
+    every = {id(p) for mod in (trainer.model, trainer.text_model) for p in mod.parameters()} | {id(trainer.logit_scale)}
+    assert no_decay | decay == every and not (no_decay & decay)
+
+
+def test_identical_captions_in_a_batch_share_a_text_id(shapes_small, monkeypatch):
+    from core import losses
+
+    seen = {}
+    original = losses.clip_loss
+
+    def spy(img, txt, scale, text_ids=None):
+        seen["ids"] = text_ids.cpu().numpy()
+        return original(img, txt, scale, text_ids=text_ids)
+
+    trainer = Trainer(TrainConfig(batch_size=128, **{k: v for k, v in CLIP_TINY.items() if k != "batch_size"}),
+                      shapes_small)
+    captions = []
+    monkeypatch.setattr(losses, "clip_loss", spy)
+    real = trainer._captions
+    monkeypatch.setattr(trainer, "_captions", lambda rows: captions.extend(real(rows)) or captions[-len(rows):])
+    trainer.step()
+    ids, texts = seen["ids"], captions[-128:]
+    assert len(set(texts)) < len(texts), "a 128-caption batch of shapes repeats some captions"
+    for i in range(len(texts)):
+        for j in range(len(texts)):
+            assert (ids[i] == ids[j]) == (texts[i] == texts[j])
+
+
+@pytest.mark.slow
+def test_open_clip_model_trains_round_trips_and_exports_as_local_dir(tmp_path, shapes_small):
+    from core.clip import embed_image_tensor, embed_texts, export_local_dir, load_clip
+
+    trainer = Trainer(TrainConfig(clip_model="mini-rn", **CLIP_TINY), shapes_small)
+    trainer.run(2)
+    assert "mini-rn" in trainer.describe()
+    path = trainer.save(tmp_path / "run.safetensors")
+    again = Trainer.load(path, shapes_small)
+    x = shapes_small.images[:8].float() / 255
+    assert torch.allclose(again.model.embed(x), trainer.model.embed(x), atol=1e-6)
+    folder = export_local_dir(trainer.clip.clip, trainer.clip.model_cfg, tmp_path / "exported", half=False)
+    bundle = load_clip(f"local-dir:{folder}", device="cpu")
+    ours = trainer.model.embed(x, normalize=True).numpy()
+    np.testing.assert_allclose(embed_image_tensor(bundle, x), ours, atol=1e-5)
+    trainer.text_model.eval()
+    with torch.no_grad():
+        t = torch.nn.functional.normalize(trainer.text_model(trainer.clip.tokenizer(["a red circle"])), dim=1)
+    np.testing.assert_allclose(embed_texts(bundle, ["a red circle"]), t.numpy(), atol=1e-5)
+    # The in-memory bundle (how a trained CLIP joins the registry) is a frozen copy that agrees with the export.
+    from core.clip import bundle_from_trainer
+
+    frozen = bundle_from_trainer(trainer)
+    np.testing.assert_allclose(embed_image_tensor(frozen, x), ours, atol=1e-5)
+    np.testing.assert_allclose(embed_texts(frozen, ["a red circle"]), t.numpy(), atol=1e-5)
+    trainer.step()
+    np.testing.assert_allclose(embed_image_tensor(frozen, x), ours, atol=1e-5)  # training on leaves it alone

@@ -1,0 +1,401 @@
+"""CLIP: zero-shot classification, text/image retrieval and images + prompts on one map (core.clip).
+
+Opens on the shipped mini-CLIP and fresh built-in shapes, so the zero-shot demo runs with no click and no
+network. Everything heavy is cached: the model (ui.loaders.clip_model, shared read-only), image features
+(on disk by model and image content, core.clip.EmbeddingCache) and class weights (st.cache_data).
+"""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from ui import loaders, registry
+from ui.widgets import user_errors
+
+PAGE = "clip"
+SOURCES = {
+    "mini": "Shipped mini-CLIP (offline)",
+    "tag": "open_clip pretrained tag",
+    "hub": "Hugging Face hub (hf-hub:)",
+    "local": "Local folder or weights file",
+}
+DATASETS = {"shapes": "Built-in shapes (fresh, unseen seed)", "photos": "Built-in photos", "digits": "Digits",
+            "upload": "Upload images"}
+TEMPLATE_MODES = {"one": "One template", "custom": "Custom list", "openai": "OpenAI ImageNet (80, ensembled)"}
+NAME_SOURCES = {"dataset": "From the dataset", "preset": "Preset", "typed": "Typed"}
+SCALES = (1, 2, 5, 10, 20, 50, 100)
+MAX_GALLERY = 24
+
+st.title("CLIP: images and text in one space")
+st.caption(
+    "CLIP (Radford et al. 2021) trains an image encoder and a text encoder so that an image and its caption "
+    "land close together. Classify without training (zero-shot) by comparing an image with one prompt per "
+    "class, search images with words, and see both kinds of embedding on one map."
+)
+
+
+# ------------------------------------------------------------------------------------------ model
+def _spec_from_widgets(source: str) -> str | None:
+    if source == "mini":
+        return "mini-clip"
+    if source == "tag":
+        import open_clip
+
+        pairs = [f"{m}:{t}" for m, t in open_clip.list_pretrained()]
+        return st.selectbox("Model and pretrained tag", pairs, key="clip.tag",
+                            index=pairs.index("ViT-B-32:laion2b_s34b_b79k") if "ViT-B-32:laion2b_s34b_b79k" in pairs else 0,
+                            help="Any pair from open_clip.list_pretrained(). Needs the network unless the weights "
+                                 "are already in the local cache.")
+    if source == "hub":
+        return st.text_input("Hub repository", "hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K", key="clip.hub",
+                             help="An open_clip model on the Hugging Face hub (needs the network the first time).")
+    return st.text_input("Folder or weights file", "local-dir:assets/mini_clip", key="clip.local",
+                         help="'local-dir:/path' (open_clip_config.json + open_clip_model.safetensors), or "
+                              "'MODEL:/path/weights.safetensors' with the open_clip model name it fits.")
+
+
+st.session_state.setdefault("clip._spec", "mini-clip")
+with st.expander("Model", icon=":material/neurology:", expanded=False):
+    source = st.radio("Where the model comes from", list(SOURCES), format_func=SOURCES.get, key="clip.source",
+                      horizontal=True, help="The shipped mini-CLIP works offline. Pretrained tags and hub models "
+                                            "download once; with no network they fail within seconds.")
+    with user_errors("choosing the model"):
+        wanted = _spec_from_widgets(source)
+        if st.button("Load", key="clip.load", icon=":material/download:", disabled=not wanted):
+            with st.spinner(f"Loading {wanted}… (a download prints its progress in the console)"):
+                loaders.clip_model(wanted)  # raises with a sentence; the old model stays on failure
+            st.session_state["clip._spec"] = wanted
+
+bundle = None
+with user_errors("loading the CLIP model"):
+    with st.spinner("Loading the CLIP model…"):
+        bundle = loaders.clip_model(st.session_state["clip._spec"])
+if bundle is None:
+    st.session_state["clip._spec"] = "mini-clip"
+    st.stop()
+
+mc1, mc2 = st.columns([3, 1], vertical_alignment="center")
+mc1.markdown(f":material/neurology: **{bundle.name}** · {bundle.embed_dim}-d embeddings · "
+             f"{bundle.image_size} px images · learned logit scale {bundle.learned_logit_scale:.1f}")
+
+
+# ------------------------------------------------------------------------------------------ images
+def _default_template() -> str:
+    if st.session_state.get("clip.dataset", "shapes") == "shapes":
+        return "a {} shape" if st.session_state.get("clip.factor") == "colour" else "a {}"
+    return "a photo of a {}."
+
+
+def _reset_template() -> None:
+    st.session_state["clip.template"] = _default_template()
+
+
+ic1, ic2, ic3 = st.columns([2, 1, 1])
+dataset_name = ic1.segmented_control("Images", list(DATASETS), format_func=DATASETS.get, key="clip.dataset",
+                                     default="shapes", on_change=_reset_template,
+                                     help="Shapes are generated with a seed the mini-CLIP never saw in training.")
+dataset_name = dataset_name or "shapes"
+images = None  # ImageSet or list of PIL images
+names_for_display: list[str] = []
+with user_errors("loading the images"):
+    if dataset_name == "shapes":
+        n = ic2.select_slider("How many", (50, 100, 200, 500, 1000), value=200, key="clip.n",
+                              help="Freshly generated shapes (seed 1; the mini-CLIP was trained on seed 0).")
+        images = loaders.dataset("shapes", n=int(n), size=32, seed=1)
+    elif dataset_name in ("photos", "digits"):
+        images = loaders.dataset(dataset_name)
+    else:
+        files = st.file_uploader("Images (PNG, JPEG, WebP, …)", key="clip.upload", accept_multiple_files=True,
+                                 type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"],
+                                 help="Decoded safely (size cap, decompression-bomb guard); at most 64 at once.")
+        if files:
+            from core.clip import images_from_uploads
+
+            decoded, problems = images_from_uploads([(f.name, f.getvalue()) for f in files])
+            for name, why in problems:
+                st.warning(f"{name}: {why}", icon=":material/warning:")
+            if decoded:
+                names_for_display = [name for name, _ in decoded]
+                images = [img for _, img in decoded]
+        else:
+            st.info("Upload one or more images to classify them, or pick a built-in set above.",
+                    icon=":material/upload:")
+
+if images is None:
+    st.stop()
+
+labelled = not isinstance(images, list)
+factors = images.factors if labelled else []
+factor = None
+if labelled:
+    factor = ic3.selectbox("Label", factors, key="clip.factor", on_change=_reset_template,
+                           help="Which known factor the class names describe (shapes have five).")
+
+
+def _pixels(idx) -> np.ndarray:
+    """uint8 (k, H, W, 3) for display."""
+    idx = np.asarray(idx, dtype=int)
+    if labelled:
+        return loaders.to_uint8_hwc(images.images[idx])
+    return np.stack([np.asarray(images[i].convert("RGB").resize((128, 128))) for i in idx]) if len(idx) else \
+        np.zeros((0, 128, 128, 3), np.uint8)
+
+
+def _features() -> np.ndarray:
+    """Image features of the current set: per session memo, then the on-disk cache, else embed with progress."""
+    from core.clip import embed_images
+
+    key = (bundle.fingerprint, dataset_name, len(images),
+           images.spec.__repr__() if labelled else tuple(names_for_display))
+    memo = st.session_state.setdefault("clip._features", {})
+    if key not in memo:
+        bar = st.progress(0.0, text="Embedding the images…")
+        memo.clear()  # one set per session is enough; the disk cache keeps the rest
+        memo[key] = embed_images(bundle, images, progress=lambda d, t: bar.progress(d / max(t, 1),
+                                 text=f"Embedding the images… {d}/{t}"))
+        bar.empty()
+    return memo[key]
+
+
+@st.cache_data(max_entries=32, show_spinner="Embedding the class prompts…")
+def _weights(_bundle, fingerprint: str, names: tuple[str, ...], templates: tuple[str, ...]):
+    from core.clip import zero_shot_weights
+
+    return zero_shot_weights(_bundle, list(names), list(templates))
+
+
+feats = None
+with user_errors("embedding the images"):
+    feats = _features()
+if feats is None:
+    st.stop()
+
+if mc2.button("Add to my session", key="clip.register", icon=":material/add:",
+              help="Lets the other pages (e.g. the Explorer) use this model's image embeddings."):
+    already = [e for e in registry.entries(["clip"]) if e.payload is bundle]
+    if already:
+        st.toast(f"{already[0].name} is already in your session.")
+    else:
+        entry = registry.register_clip(bundle, imageset=images if labelled else None)
+        st.toast(f"Added {entry.name} to your session.")
+
+tab_zs, tab_ret, tab_map = st.tabs(["Zero-shot", "Retrieval", "Images and prompts on one map"])
+
+# ------------------------------------------------------------------------------------------ zero-shot
+with tab_zs:
+    c1, c2, c3 = st.columns(3)
+    name_modes = list(NAME_SOURCES) if labelled else ["preset", "typed"]
+    name_mode = c1.radio("Class names", name_modes, format_func=NAME_SOURCES.get, key="clip.names_from",
+                         help="With the dataset's own names the page can also score the answers.")
+    classnames: list[str] = []
+    with user_errors("reading the class names"):
+        if name_mode == "dataset":
+            classnames = list(images.classes[factor])
+            c1.caption(", ".join(classnames[:12]) + (" …" if len(classnames) > 12 else ""))
+        elif name_mode == "preset":
+            from core.clip import classname_presets
+
+            presets = classname_presets()
+            preset = c1.selectbox("Preset", list(presets), key="clip.preset",
+                                  help="CIFAR-10 and ImageNet names (ImageNet's from open_clip.zero_shot_metadata).")
+            classnames = presets[preset]
+        else:
+            typed = c1.text_area("One class per line (or comma-separated)", "circle\nsquare\nstar", key="clip.typed")
+            classnames = [c.strip() for part in typed.splitlines() for c in part.split(",") if c.strip()]
+
+    st.session_state.setdefault("clip.template", _default_template())
+    tmode = c2.radio("Prompt templates", list(TEMPLATE_MODES), format_func=TEMPLATE_MODES.get, key="clip.tmode",
+                     help="Each class name is put into each template ('a photo of a {}.'). With several templates "
+                          "their embeddings are normalised, averaged and renormalised (prompt ensembling).")
+    templates: list[str] = []
+    with user_errors("reading the templates"):
+        if tmode == "one":
+            templates = [c2.text_input("Template ({} is the class name)", key="clip.template")]
+        elif tmode == "custom":
+            text = c2.text_area("One template per line", "a {}\na photo of a {}.\na drawing of a {}.",
+                                key="clip.templates")
+            templates = [t for t in text.splitlines() if t.strip()]
+        else:
+            from core.clip import template_set
+
+            templates = template_set("openai")
+            c2.caption(f"{len(templates)} templates, e.g. “{templates[0]}”, “{templates[1]}”.")
+
+    scale = c3.select_slider("Logit scale (1 / temperature)", SCALES, value=100, key="clip.scale",
+                             help="Probabilities are softmax(scale × cosine similarity). CLIP learned ~100: sharp. "
+                                  "Lower it and the probabilities flatten; the ranking stays the same.")
+    topk = c3.select_slider("Top-k shown", (3, 5, 10), value=5, key="clip.topk")
+
+    result = single = w = None
+    with user_errors("classifying"):
+        from core.clip import accuracy_report, zero_shot
+
+        w = _weights(bundle, bundle.fingerprint, tuple(classnames), tuple(templates))
+        result = zero_shot(bundle, feats, w, logit_scale=float(scale))
+        if len(w.templates) > 1:
+            single = zero_shot(bundle, feats, w.single(0), logit_scale=float(scale))
+
+    if result is not None:
+        top_idx, top_p = result.top_k(int(topk))
+        n_img = len(feats)
+        left, right = st.columns([1, 2])
+        pick = left.number_input("Image", 0, n_img - 1, 0, key="clip.image",
+                                 help="Which image's probabilities to show.") if n_img > 1 else 0
+        left.image(loaders.upscale(_pixels([pick])[0], 192), width=192,
+                   caption=(names_for_display[pick] if names_for_display else
+                            f"true: {images.classes[factor][images.labels[factor][pick]]}" if labelled else None))
+        bars = go.Figure(go.Bar(x=top_p[pick][::-1], y=[w.classnames[i] for i in top_idx[pick][::-1]],
+                                orientation="h", marker_color="#4c78a8",
+                                text=[f"{p:.1%}" for p in top_p[pick][::-1]], textposition="auto"))
+        bars.update_layout(title=f"Top-{len(top_idx[pick])} probabilities at logit scale {scale}", height=260,
+                           margin=dict(l=10, r=10, t=40, b=10), xaxis=dict(range=[0, 1], tickformat=".0%"))
+        right.plotly_chart(bars, key="clip.chart.topk", width="stretch")
+
+        show = list(range(min(n_img, 12)))
+        cols = st.columns(6)
+        pix = _pixels(show)
+        for j, i in enumerate(show):
+            guess = w.classnames[top_idx[i][0]]
+            mark = ""
+            if name_mode == "dataset":
+                mark = " ✓" if top_idx[i][0] == images.labels[factor][i] else " ✗"
+            cols[j % 6].image(loaders.upscale(pix[j], 96), caption=f"{i}: {guess} {top_p[i][0]:.0%}{mark}",
+                              width="stretch")
+
+        if name_mode == "dataset":
+            st.subheader("How good is it?")
+            y = images.labels[factor]
+            rep = accuracy_report(result.predictions, y, len(w.classnames))
+            m1, m2, m3 = st.columns(3)
+            m1.metric("Accuracy", f"{rep['accuracy']:.1%}", help="Share of images whose top class is right. "
+                      f"Chance: {1 / len(w.classnames):.0%}.")
+            if single is not None:
+                rep1 = accuracy_report(single.predictions, y, len(w.classnames))
+                gain = rep["accuracy"] - rep1["accuracy"]
+                m2.metric("One template only", f"{rep1['accuracy']:.1%}",
+                          help=f"With just “{w.templates[0]}”.")
+                m3.metric("Ensembling gain", f"{gain:+.1%}", delta=f"{gain:+.1%}",
+                          help=f"Averaging {len(w.templates)} templates vs the first one alone.")
+            else:
+                m2.caption("Choose several templates (custom list or OpenAI's) to see what ensembling adds.")
+            pc1, pc2 = st.columns(2)
+            per = go.Figure(go.Bar(x=w.classnames, y=np.nan_to_num(rep["per_class"]), marker_color="#72b7b2"))
+            per.update_layout(title="Accuracy per class", height=320, yaxis=dict(range=[0, 1], tickformat=".0%"),
+                              margin=dict(l=10, r=10, t=40, b=10))
+            pc1.plotly_chart(per, key="clip.chart.per_class", width="stretch")
+            cm = rep["confusion"]
+            heat = go.Figure(go.Heatmap(z=cm, x=w.classnames, y=w.classnames, colorscale="Blues",
+                                        text=cm, texttemplate="%{text}", hovertemplate=
+                                        "true %{y}, predicted %{x}: %{z} images<extra></extra>"))
+            heat.update_layout(title="Confusion matrix (click a cell)", height=320,
+                               xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
+                               margin=dict(l=10, r=10, t=40, b=10))
+            event = pc2.plotly_chart(heat, key="clip.chart.confusion", width="stretch", on_select="rerun",
+                                     selection_mode="points")
+            off = cm.copy()
+            np.fill_diagonal(off, 0)
+            worst = np.unravel_index(int(off.argmax()), off.shape)
+            points = (event or {}).get("selection", {}).get("points", []) if event else []
+            if points:
+                names_idx = {c: i for i, c in enumerate(w.classnames)}
+                p0 = points[0]
+                if p0.get("y") in names_idx and p0.get("x") in names_idx:
+                    st.session_state["clip.cm_true"] = p0["y"]
+                    st.session_state["clip.cm_pred"] = p0["x"]
+            s1, s2 = st.columns(2)
+            t_name = s1.selectbox("True class", w.classnames, index=int(worst[0]), key="clip.cm_true")
+            p_name = s2.selectbox("Predicted as", w.classnames, index=int(worst[1]), key="clip.cm_pred")
+            ti, pi = w.classnames.index(t_name), w.classnames.index(p_name)
+            hits = np.flatnonzero((y == ti) & (result.predictions == pi))
+            word = "right" if ti == pi else "mistaken"
+            st.caption(f"{len(hits)} images of **{t_name}** classified as **{p_name}** ({word}).")
+            if len(hits):
+                hcols = st.columns(8)
+                hp = _pixels(hits[:MAX_GALLERY])
+                for j, i in enumerate(hits[:MAX_GALLERY]):
+                    hcols[j % 8].image(loaders.upscale(hp[j], 96), caption=f"{i}: {result.probs[i, pi]:.0%}",
+                                       width="stretch")
+
+# ------------------------------------------------------------------------------------------ retrieval
+with tab_ret:
+    from core.clip import combine_queries, embed_texts, search
+
+    r1, r2 = st.columns([1, 2])
+    mode = r1.radio("Search with", ["text", "image"], key="clip.ret_mode",
+                    format_func={"text": "Text → image", "image": "Image → image"}.get, horizontal=True)
+    k = r1.select_slider("Results", (4, 8, 12, 24), value=8, key="clip.ret_k")
+    default_query = "a red circle" if dataset_name == "shapes" else "a photo of a cat"
+    with user_errors("searching"):
+        terms = []
+        exclude = None
+        if mode == "text":
+            q = r2.text_input("Find images of…", default_query, key="clip.query")
+            terms.append((1.0, embed_texts(bundle, [q])[0]))
+            formula = f"“{q}”"
+        else:
+            qi = r2.number_input("Query image", 0, len(feats) - 1, 0, key="clip.query_image")
+            terms.append((1.0, feats[qi]))
+            exclude = int(qi)
+            formula = f"image {qi}"
+            r1.image(loaders.upscale(_pixels([qi])[0], 96), caption=f"query image {qi}", width=96)
+        a1, a2 = r2.columns(2)
+        plus = a1.text_input("+ text (optional)", "", key="clip.plus", help="Query arithmetic: add a concept, "
+                             "e.g. image of a red circle + “a blue shape” − “a red shape”.")
+        minus = a2.text_input("− text (optional)", "", key="clip.minus")
+        for sign, text in ((1.0, plus), (-1.0, minus)):
+            if text.strip():
+                terms.append((sign, embed_texts(bundle, [text])[0]))
+                formula += f" {'+' if sign > 0 else '−'} “{text.strip()}”"
+        query = combine_queries(terms)
+        st.caption(f"Query: {formula}, normalised; results ranked by cosine similarity.")
+        idx, sims = search(feats, query, k=int(k), exclude=exclude)
+        gcols = st.columns(8)
+        gp = _pixels(idx)
+        for j, (i, s) in enumerate(zip(idx, sims)):
+            label = f" · {images.classes[factor][images.labels[factor][i]]}" if labelled else ""
+            gcols[j % 8].image(loaders.upscale(gp[j], 96), caption=f"#{j + 1} {s:.3f}{label}", width="stretch")
+
+# ------------------------------------------------------------------------------------------ shared map
+with tab_map:
+    from core.clip import modality_gap
+    from core.projection import project
+
+    if w is None:
+        st.info("Choose class names and templates on the Zero-shot tab first.")
+    else:
+        m1, m2 = st.columns([1, 3])
+        method = m1.radio("Projection", ["pca", "umap"], key="clip.map_method", format_func=str.upper,
+                          help="PCA is instant and keeps distances' big picture; UMAP keeps neighbours.")
+        rng = np.random.default_rng(0)
+        keep = np.sort(rng.permutation(len(feats))[:1000])
+        prompts = w.per_template.reshape(-1, w.per_template.shape[-1])[:1000]  # (T*C, D) one per prompt
+        prompt_class = np.tile(np.arange(len(w.classnames)), w.per_template.shape[0])[:1000]
+        gap = modality_gap(feats, prompts)
+        m1.metric("Modality gap", f"{gap:.3f}", help="Distance between the centroid of the image embeddings and "
+                  "the centroid of the prompt embeddings (Liang et al. 2022). CLIP keeps the two kinds in separate "
+                  "cones: 0 would mean they share one centre; 2 is the most two unit-vector centroids can differ.")
+        m1.caption(f"{len(keep)} images (circles) and {len(prompts)} prompts (stars).")
+        with user_errors("projecting the embeddings"):
+            with st.spinner("Projecting…"):
+                coords = project(np.vstack([feats[keep], prompts]), method=method, dim=2, seed=0)
+            ci, ct = coords[: len(keep)], coords[len(keep):]
+            fig = go.Figure()
+            if labelled and name_mode == "dataset":
+                colour_of = images.labels[factor][keep]
+                img_text = [images.classes[factor][c] for c in colour_of]
+            else:
+                colour_of = result.predictions[keep] if result is not None else np.zeros(len(keep), int)
+                img_text = [f"predicted {w.classnames[c]}" for c in colour_of]
+            fig.add_trace(go.Scattergl(x=ci[:, 0], y=ci[:, 1], mode="markers", name="images",
+                                       marker=dict(size=6, color=colour_of, colorscale="Turbo", opacity=0.7),
+                                       text=img_text, hovertemplate="%{text}<extra>image</extra>"))
+            fig.add_trace(go.Scatter(x=ct[:, 0], y=ct[:, 1], mode="markers+text" if len(ct) <= 40 else "markers",
+                                     name="class prompts", text=[w.classnames[c] for c in prompt_class],
+                                     textposition="top center",
+                                     marker=dict(size=13, symbol="star", color=prompt_class, colorscale="Turbo",
+                                                 line=dict(width=1, color="black")),
+                                     hovertemplate="%{text}<extra>prompt</extra>"))
+            fig.update_layout(height=520, margin=dict(l=10, r=10, t=30, b=10),
+                              title=f"{method.upper()} of image and prompt embeddings")
+            m2.plotly_chart(fig, key="clip.chart.map", width="stretch")

@@ -1,0 +1,117 @@
+"""CLIP page: opens on the shipped mini-CLIP with a zero-shot result, scores labelled sets, searches, maps,
+refuses bad uploads, registers the model, and shows the offline error as a sentence (hub patched away)."""
+from __future__ import annotations
+
+import pytest
+
+from tests.app.conftest import assert_clean, errors, png_bytes
+
+CLIP = "pages/clip.py"
+
+
+def _charts(at):
+    return [c for c in at.get("plotly_chart")]
+
+
+def test_opens_with_a_zero_shot_result_on_the_shipped_model(make_app):
+    at = make_app(page=CLIP)
+    assert_clean(at)
+    assert any("mini-CLIP" in m.value for m in at.markdown)
+    assert at.session_state["clip._spec"] == "mini-clip"
+    assert len(_charts(at)) >= 4  # top-k bars, per-class accuracy, confusion matrix, map
+    assert any(m.label == "Accuracy" for m in at.metric)
+    assert any(m.label == "Modality gap" for m in at.metric)
+
+
+def test_templates_scale_and_ensembling(make_app):
+    at = make_app(page=CLIP)
+    at.radio(key="clip.tmode").set_value("custom").run()
+    assert_clean(at)
+    labels = [m.label for m in at.metric]
+    assert "Ensembling gain" in labels and "One template only" in labels
+    at.select_slider(key="clip.scale").set_value(2).run()
+    assert_clean(at)
+    at.radio(key="clip.tmode").set_value("openai").run()
+    assert_clean(at)
+    at.selectbox(key="clip.factor").set_value("colour").run()
+    assert_clean(at)
+    assert at.session_state["clip.template"] == "a {} shape"
+
+
+def test_typed_and_preset_class_names(make_app):
+    at = make_app(page=CLIP)
+    at.radio(key="clip.names_from").set_value("typed").run()
+    at.text_area(key="clip.typed").set_value("circle, star").run()
+    assert_clean(at)
+    assert not any(m.label == "Accuracy" for m in at.metric)  # typed names are not scored
+    at.text_area(key="clip.typed").set_value("circle").run()
+    assert any("at least two class names" in e for e in errors(at))
+    assert not at.exception
+    at.radio(key="clip.names_from").set_value("preset").run()
+    at.selectbox(key="clip.preset").set_value("CIFAR-10").run()
+    assert_clean(at)
+
+
+def test_confusion_cell_opens_its_images(make_app):
+    at = make_app(page=CLIP)
+    at.selectbox(key="clip.cm_true").set_value("circle").run()
+    at.selectbox(key="clip.cm_pred").set_value("circle").run()
+    assert_clean(at)
+    assert any("classified as **circle** (right)" in c.value for c in at.caption)
+
+
+def test_retrieval_by_text_image_and_arithmetic(make_app):
+    at = make_app(page=CLIP)
+    at.text_input(key="clip.query").set_value("a blue star").run()
+    assert_clean(at)
+    at.radio(key="clip.ret_mode").set_value("image").run()
+    at.text_input(key="clip.plus").set_value("a blue shape").run()
+    at.text_input(key="clip.minus").set_value("a red shape").run()
+    assert_clean(at)
+    assert any("Query: image 0 + “a blue shape” − “a red shape”" in c.value for c in at.caption)
+
+
+def test_register_adds_a_clip_entry_for_other_pages(make_app):
+    at = make_app(page=CLIP)
+    at.button(key="clip.register").click().run()
+    assert_clean(at)
+    reg = at.session_state["registry"]
+    entry = next(e for e in reg.values() if e.kind == "clip")
+    import numpy as np
+    import torch
+
+    vecs = entry.embed_images(torch.rand(3, 3, 32, 32))
+    assert vecs.shape == (3, 64) and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
+    emb = entry.embeddings()
+    assert len(emb) == 200 and "shape" in emb.labels
+
+
+def test_bad_uploads_are_refused_with_a_sentence(make_app):
+    at = make_app(page=CLIP)
+    at.segmented_control(key="clip.dataset").set_value("upload").run()
+    assert_clean(at)
+    assert any("Upload one or more images" in i.value for i in at.info)
+
+
+def test_offline_pretrained_tag_shows_one_sentence(make_app, monkeypatch):
+    import core.clip as cc
+
+    monkeypatch.setattr(cc, "_cached_tag_weights", lambda *a: None)
+    monkeypatch.setattr(cc, "_hub_reachable", lambda timeout: False)
+    at = make_app(page=CLIP)
+    at.radio(key="clip.source").set_value("tag").run()
+    at.button(key="clip.load").click().run()
+    assert not at.exception
+    msgs = errors(at)
+    assert any("could not be downloaded" in m and "mini-clip" in m for m in msgs), msgs
+    assert at.session_state["clip._spec"] == "mini-clip"  # the shipped model stays in use
+    assert any(m.label == "Accuracy" for m in at.metric)
+
+
+@pytest.mark.parametrize("payload,why", [(b"not an image at all", "could not be decoded"),
+                                         (png_bytes()[:30], "could not be decoded")])
+def test_upload_decoding_refuses_broken_files(payload, why):
+    from core.clip import images_from_uploads
+
+    ok, problems = images_from_uploads([("x.png", payload), ("good.png", png_bytes())])
+    assert [n for n, _ in ok] == ["good.png"] and why in problems[0][1]
