@@ -247,6 +247,12 @@ class Trainer:
         self._gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         self._aug_gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
         self._probe_gen_seed = cfg.seed + 2
+        # Hooks for core.distributed (no-ops in one process): the modules the loss runs through (DDP wrappers
+        # under torchrun), a gather of every rank's rows with gradient, and (rank, world size) of the shard.
+        self.forward_model: nn.Module = self.model
+        self.forward_text: nn.Module | None = self.text_model
+        self.gather: Callable[[torch.Tensor], torch.Tensor] = _local_rows
+        self.shard: tuple[int, int] = (0, 1)
 
         self.step_count = 0
         self.seconds = 0.0
@@ -272,8 +278,10 @@ class Trainer:
         return self.cfg.lr
 
     def _sample(self) -> torch.Tensor:
-        idx = torch.randperm(len(self.train_set), generator=self._gen)[: self.batch_size]
-        return idx.to(self.device)
+        # One global draw on every rank (same generator), each rank training on its own slice of it.
+        rank, world = self.shard
+        idx = torch.randperm(len(self.train_set), generator=self._gen)[: self.batch_size * world]
+        return idx[rank * self.batch_size:(rank + 1) * self.batch_size].to(self.device)
 
     def _views(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         v1 = augment(x, self.cfg.augment, self._aug_gen)
@@ -286,21 +294,23 @@ class Trainer:
         y = self._labels[idx]
         n = len(idx)
         if cfg.method == "clip":
-            img = self.model(augment(x, cfg.augment, self._aug_gen))
-            txt = self.text_model(self._tokens(idx.cpu().numpy()))
-            return losses.clip_loss(img, txt, self.logit_scale.exp().clamp(max=_LOGIT_SCALE_MAX))
+            img = self.forward_model(augment(x, cfg.augment, self._aug_gen))
+            txt = self.forward_text(self._tokens(idx.cpu().numpy()))
+            return losses.clip_loss(self.gather(img), self.gather(txt), self.logit_scale.exp().clamp(max=_LOGIT_SCALE_MAX))
         v1, v2 = self._views(x)
         if cfg.method == "moco":
-            q = self.model(v1)
+            q = self.forward_model(v1)
             with torch.no_grad():
                 momentum_update(self.key_model, self.model, cfg.momentum)
                 k = self.key_model(v2)
+            q, k = self.gather(q), self.gather(k)  # the queue takes every rank's keys
             loss = losses.info_nce(q, k, self.queue.tensor, cfg.temperature)
             self.queue.enqueue(k)
             return loss
         # One forward over both views: BatchNorm sees 2N images, as in SimCLR.
-        z = self.model(torch.cat([v1, v2]))
-        z1, z2 = z[:n], z[n:]
+        z = self.forward_model(torch.cat([v1, v2]))
+        z1, z2, y = self.gather(z[:n]), self.gather(z[n:]), self.gather(y)
+        n = len(y)
         if cfg.method == "simclr":
             return losses.nt_xent(z1, z2, cfg.temperature)
         if cfg.method == "supcon":
@@ -538,6 +548,10 @@ class Trainer:
                 self.logit_scale.copy_(tensors["logit_scale"])
         if self.key_model is not None:
             self.key_model.load_state_dict(part("key."))
+
+
+def _local_rows(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
