@@ -222,6 +222,8 @@ def write_shard(path: str | os.PathLike, refs: Sequence[ImageRef], vectors: np.n
 def _shard_files(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
     if isinstance(source, (str, os.PathLike)):
         p = Path(source)
+        if not p.exists():
+            raise PlaygroundError(f"There is no file or folder at {p}; give the folder a batch job wrote its shards to.")
         files = sorted(f for f in p.rglob("*.parquet") if _visible(f.name)) if p.is_dir() else [p]
     else:
         files = [Path(f) for f in source]

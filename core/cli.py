@@ -10,6 +10,7 @@ DistributedDataParallel run (core.distributed); rank 0 writes the checkpoint the
 writes Parquet shards that the Explorer loads (core.batch_embed.read_shards):
 
     python -m core.cli embed images/ --checkpoint runs/simclr.safetensors --out shards/ [--address ray://head:10001]
+    python -m core.cli merge shards/ --out vectors.npz      # one file for the Explorer's upload
 """
 from __future__ import annotations
 
@@ -88,6 +89,20 @@ def embed(args: argparse.Namespace) -> None:
     print(result.summary(), flush=True)
 
 
+def merge(args: argparse.Namespace) -> Path:
+    """Join a job's shards into one .npz the Explorer's upload reads (core.embed.EmbeddingSet.from_file)."""
+    from core.batch_embed import read_shards
+
+    emb = read_shards(args.shards)
+    out = Path(args.out).with_suffix(".npz")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_bytes(emb.to_npz_bytes())
+    tmp.replace(out)
+    print(f"wrote {out}: {len(emb):,} vectors of {emb.dim} numbers", flush=True)
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core.cli", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--actors", type=int, default=2, help="embedding actors (each holds one model copy)")
     e.add_argument("--batch-size", type=int, default=128)
     e.set_defaults(func=embed)
+
+    m = sub.add_parser("merge", help="join Parquet shards into one .npz for the Explorer's upload")
+    m.add_argument("shards", help="the folder `embed` wrote")
+    m.add_argument("--out", required=True, help="the .npz to write")
+    m.set_defaults(func=merge)
     return parser
 
 

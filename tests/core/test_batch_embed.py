@@ -155,3 +155,17 @@ def test_ray_job_gives_the_in_process_vectors(ray_local, image_folder, checkpoin
     ref_names = reference.classes["class"]
     ref_labels = dict(zip(reference.ids, reference.labels["class"]))
     assert [names[c] for c in emb.labels["class"]] == [ref_names[ref_labels[i]] for i in emb.ids]
+
+
+def test_cli_merge_writes_one_file_the_explorer_uploads(tmp_path, capsys):
+    from core.cli import main
+
+    vecs = np.arange(12, dtype=np.float32).reshape(4, 3)
+    refs = [ImageRef(f"{c}/{i}.png", f"/x/{c}/{i}.png", c) for i, c in enumerate("abab")]
+    write_shard(tmp_path / "shards" / "part-0.parquet", refs, vecs)
+    assert main(["merge", str(tmp_path / "shards"), "--out", str(tmp_path / "set")]) == 0
+    emb = EmbeddingSet.from_file(tmp_path / "set.npz")
+    np.testing.assert_array_equal(emb.vectors, vecs[np.argsort([r.id for r in refs])])
+    assert emb.classes["class"] == ["a", "b"]
+    assert main(["merge", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
+    assert "There is no file or folder" in capsys.readouterr().err
