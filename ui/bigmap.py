@@ -58,7 +58,8 @@ def _cells(index: bigmap.PointIndex, raster: bigmap.Raster):
     return cx, cy, counts[rows, cols].astype(np.int64), np.asarray(nearest, dtype=np.int64)
 
 
-def _figure(raster: bigmap.Raster, cells, hover: list[str], picked_xy, height: int) -> go.Figure:
+def _figure(raster: bigmap.Raster, cells, hover: list[str], picked_xy, height: int,
+            legend: Sequence[str] = ()) -> go.Figure:
     (x0, x1), (y0, y1) = raster.x_range, raster.y_range
     fig = go.Figure()
     fig.add_layout_image(source=Image.fromarray(raster.image, mode="RGBA"), xref="x", yref="y", x=x0, y=y1,
@@ -66,13 +67,17 @@ def _figure(raster: bigmap.Raster, cells, hover: list[str], picked_xy, height: i
     cx, cy, _, _ = cells
     fig.add_scatter(x=cx, y=cy, mode="markers", marker=dict(size=14, opacity=0, color="#000"),
                     text=hover, hoverinfo="text", showlegend=False, name="cells")
+    for i, name in enumerate(legend):  # legend entries only: the points themselves are in the image
+        fig.add_scatter(x=[None], y=[None], mode="markers", name=str(name), hoverinfo="skip",
+                        marker=dict(size=10, color=bigmap.PALETTE[i % len(bigmap.PALETTE)]))
     if picked_xy is not None:
         fig.add_scatter(x=[picked_xy[0]], y=[picked_xy[1]], mode="markers", hoverinfo="skip", showlegend=False,
                         marker=dict(size=14, color="rgba(0,0,0,0)", line=dict(width=2, color="#d62728")))
     fig.update_xaxes(range=[x0, x1], showticklabels=False, zeroline=False, showgrid=False)
     fig.update_yaxes(range=[y0, y1], showticklabels=False, zeroline=False, showgrid=False)
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10), dragmode="select",
-                      plot_bgcolor="white", clickmode="event+select")
+                      plot_bgcolor="white", clickmode="event+select", showlegend=bool(legend),
+                      legend=dict(orientation="v", y=1, x=1.02))
     return fig
 
 
@@ -135,7 +140,7 @@ def big_map(coords, labels=None, *, classes: Sequence[str] | None = None, ids: S
         st.session_state.pop(f"{key}.applied", None)
     index = _index(fp, c)
 
-    buttons = st.columns(7)
+    buttons = st.columns([3, 3, 1, 1, 1, 1, 3])
     buttons[0].button("Zoom in", key=f"{key}.zoom_in", on_click=_zoom, args=(key, _ZOOM_STEP),
                       icon=":material/zoom_in:", help="Draw the middle half of the window again, at full detail.")
     buttons[1].button("Zoom out", key=f"{key}.zoom_out", on_click=_zoom, args=(key, 1 / _ZOOM_STEP),
@@ -159,7 +164,8 @@ def big_map(coords, labels=None, *, classes: Sequence[str] | None = None, ids: S
              for n, i in zip(cells[2].tolist(), cells[3].tolist())]
     picked = st.session_state.get(f"{key}.picked")
     picked_xy = tuple(c[picked]) if picked is not None else None
-    event = st.plotly_chart(_figure(raster, cells, hover, picked_xy, height), key=f"{key}.chart",
+    legend = (names or [f"label {i}" for i in range(int(lab.max()) + 1)]) if lab is not None else []
+    event = st.plotly_chart(_figure(raster, cells, hover, picked_xy, height, legend[:20]), key=f"{key}.chart",
                             on_select="rerun", selection_mode=("points", "box"), width="stretch",
                             config={"displayModeBar": False, "scrollZoom": False})
     before = (st.session_state[f"{key}.window"], st.session_state.get(f"{key}.picked"))
