@@ -20,7 +20,7 @@ import numpy as np
 
 from core.errors import PlaygroundError
 
-__all__ = ["BIG_MAP_THRESHOLD", "Raster", "extent", "zoom", "pan", "aggregate", "rasterize", "PointIndex",
+__all__ = ["BIG_MAP_THRESHOLD", "warm_up", "Raster", "extent", "zoom", "pan", "aggregate", "rasterize", "PointIndex",
            "SampledProjection", "sampled_umap", "neighbours"]
 
 BIG_MAP_THRESHOLD = 50_000  # above this many points the Explorer draws a raster instead of a plotly scatter
@@ -147,6 +147,18 @@ def rasterize(coords, labels=None, *, width: int = 800, height: int = 800, x_ran
     x_range, y_range = _range(x_range, "x_range"), _range(y_range, "y_range")
     inside = ((c[:, 0] >= x_range[0]) & (c[:, 0] <= x_range[1]) & (c[:, 1] >= y_range[0]) & (c[:, 1] <= y_range[1]))
     return Raster(rgba, x_range, y_range, int(inside.sum()), len(c))
+
+
+def warm_up() -> float:
+    """Compile datashader's numba kernels on ten points (the first raster in a process otherwise pays
+    several seconds); returns the seconds spent. Safe to call from a background thread at start-up."""
+    import time
+
+    t0 = time.perf_counter()
+    pts = np.linspace(0, 1, 20, dtype=np.float32).reshape(10, 2)
+    rasterize(pts, width=8, height=8)
+    rasterize(pts, np.arange(10) % 2, width=8, height=8)
+    return time.perf_counter() - t0
 
 
 class PointIndex:

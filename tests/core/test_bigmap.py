@@ -111,3 +111,7 @@ def test_sampled_umap_fits_a_sample_and_places_the_rest_near_their_cluster():
     assert knn.score(proj.coords[rest], y[rest]) > 0.95
     full = bigmap.sampled_umap(x[:200], sample=500, seed=0, n_neighbors=10, n_epochs=50)
     assert not full.sampled and len(full.sample) == 200
+
+
+def test_warm_up_draws_without_error():
+    assert bigmap.warm_up() >= 0
