@@ -6,8 +6,10 @@ One self-contained call for a page::
 
 The server draws the current window with datashader and sends one image; zoom and pan buttons (or a box
 drawn on the chart) draw the new window again at full resolution. Hover shows, per grid cell, how many points
-it holds and the label of the point nearest its centre; a click on a cell, or the coordinates typed under the
-map, picks the nearest point on the server (KD-tree). The caption says what was drawn and what was sampled.
+it holds and the label of the point nearest its centre; the coordinates typed under the map pick the nearest
+point on the server (KD-tree). A click on a cell is handled too (``_apply_selection``), but in Chromium with
+Streamlit 1.67 a click on the invisible cell markers did not reach the selection state (box selections do).
+The caption says what was drawn and what was sampled.
 Returns the picked row index, or None.
 """
 from __future__ import annotations
@@ -178,7 +180,7 @@ def big_map(coords, labels=None, *, classes: Sequence[str] | None = None, ids: S
         f"All {raster.total:,} points drawn on the server by datashader into a {width} x {height} image (every "
         f"point counted, none dropped); this window ({zoom_level:.3g}x) holds {raster.shown:,}. Colour mixes the "
         "labels of the points under each pixel, brightness is density. Draw a box to zoom into it; hover a spot "
-        "for its count; click one to pick the nearest point." + (f" {note}" if note else "")
+        "for its count; pick a point by its coordinates below." + (f" {note}" if note else "")
     )
     with st.expander("Pick a point by its coordinates"):
         cols = st.columns([2, 2, 1])
