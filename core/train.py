@@ -23,6 +23,7 @@ import os
 import tempfile
 import threading
 import time
+import zlib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
@@ -324,6 +325,12 @@ class Trainer:
         self._gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         self._aug_gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
         self._probe_gen_seed = cfg.seed + 2
+        # Hooks for core.distributed (no-ops in one process): the modules the loss runs through (DDP wrappers
+        # under torchrun), a gather of every rank's rows with gradient, and (rank, world size) of the shard.
+        self.forward_model: nn.Module = self.model
+        self.forward_text: nn.Module | None = self.text_model
+        self.gather: Callable[[torch.Tensor], torch.Tensor] = _local_rows
+        self.shard: tuple[int, int] = (0, 1)
 
         self.step_count = 0
         self.seconds = 0.0
@@ -349,8 +356,10 @@ class Trainer:
         return self.cfg.lr
 
     def _sample(self) -> torch.Tensor:
-        idx = torch.randperm(len(self.train_set), generator=self._gen)[: self.batch_size]
-        return idx.to(self.device)
+        # One global draw on every rank (same generator), each rank training on its own slice of it.
+        rank, world = self.shard
+        idx = torch.randperm(len(self.train_set), generator=self._gen)[: self.batch_size * world]
+        return idx[rank * self.batch_size:(rank + 1) * self.batch_size].to(self.device)
 
     def _views(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         v1 = augment(x, self.cfg.augment, self._aug_gen)
@@ -363,30 +372,34 @@ class Trainer:
         y = self._labels[idx]
         n = len(idx)
         if cfg.method == "clip":
-            img = self.model(augment(x, cfg.augment, self._aug_gen))
+            img = self.forward_model(augment(x, cfg.augment, self._aug_gen))
             texts = self._captions(idx.cpu().numpy())
-            txt = self.text_model(self._tokenizer(texts).to(self.device))
-            # Rows that drew the same caption text are not each other's negatives (multi-positive batch).
-            ids = {t: i for i, t in enumerate(dict.fromkeys(texts))}
-            text_ids = torch.tensor([ids[t] for t in texts], device=img.device)
-            return losses.clip_loss(img, txt, self.logit_scale.exp().clamp(max=_LOGIT_SCALE_MAX), text_ids=text_ids)
+            txt = self.forward_text(self._tokenizer(texts).to(self.device))
+            # Rows that drew the same caption text are not each other's negatives (multi-positive batch). The id
+            # is a checksum of the text, so equal captions on different ranks get equal ids once gathered.
+            text_ids = torch.tensor([zlib.crc32(t.encode("utf-8")) for t in texts], device=img.device)
+            return losses.clip_loss(self.gather(img), self.gather(txt),
+                                    self.logit_scale.exp().clamp(max=_LOGIT_SCALE_MAX),
+                                    text_ids=self.gather(text_ids))
         v1, v2 = self._views(x)
         if cfg.method == "moco":
-            q = _split_batch_forward(self.model, v1)
+            q = _split_batch_forward(self.forward_model, v1)
             with torch.no_grad():
                 momentum_update(self.key_model, self.model, cfg.momentum)
                 # Shuffling BN: keys are computed on sub-batches of a shuffled order, then put back in place.
                 perm = torch.randperm(n, generator=self._gen).to(self.device)
                 k = torch.empty_like(q)
                 k[perm] = _split_batch_forward(self.key_model, v2[perm])
+            q, k = self.gather(q), self.gather(k)  # the queue takes every rank's keys
             if self.queue is None:
                 return losses.info_nce(q, k, None, cfg.temperature, batch_negatives=True)
             loss = losses.info_nce(q, k, self.queue.tensor, cfg.temperature)
             self.queue.enqueue(k)
             return loss
         # One forward over both views: BatchNorm sees 2N images, as in SimCLR.
-        z = self.model(torch.cat([v1, v2]))
-        z1, z2 = z[:n], z[n:]
+        z = self.forward_model(torch.cat([v1, v2]))
+        z1, z2, y = self.gather(z[:n]), self.gather(z[n:]), self.gather(y)
+        n = len(y)
         if cfg.method == "simclr":
             return losses.nt_xent(z1, z2, cfg.temperature)
         if cfg.method == "supcon":
@@ -813,6 +826,10 @@ def _split_batch_forward(model: nn.Module, x: torch.Tensor, splits: int = MOCO_B
     """
     splits = max(1, min(splits, x.shape[0] // 2))
     return torch.cat([model(chunk) for chunk in x.chunk(splits)])
+
+
+def _local_rows(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
