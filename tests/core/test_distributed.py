@@ -110,13 +110,28 @@ def _reference(method: str, shards: list[torch.Tensor]):
     if method == "clip":
         t.text_model.train()
         img = torch.cat([t.model(x) for x in xs])
-        tokens = t._tokenizer([t.train_set.captions[j] for i in shards for j in i.tolist()])
-        loss = losses.clip_loss(img, t.text_model(tokens), t.logit_scale.exp().clamp(max=_LOGIT_SCALE_MAX))
+        texts = [t.train_set.captions[j] for i in shards for j in i.tolist()]
+        ids = {text: n for n, text in enumerate(dict.fromkeys(texts))}  # equal captions are not negatives
+        loss = losses.clip_loss(img, t.text_model(t._tokenizer(texts)), t.logit_scale.exp().clamp(max=_LOGIT_SCALE_MAX),
+                                text_ids=[ids[text] for text in texts])
     elif method == "moco":
-        q = torch.cat([t.model(x) for x in xs])
+        from core.train import _split_batch_forward
+
+        # Each rank runs its shard through the encoders in sub-batches, the keys in an order shuffled by its
+        # sampler's generator (shuffling BN). Both ranks' generators are in the same state after the step's draw.
+        t._sample()
+        state = t._gen.get_state()
+        q = torch.cat([_split_batch_forward(t.model, x) for x in xs])
         with torch.no_grad():
             momentum_update(t.key_model, t.model, cfg.momentum)
-            k = torch.cat([t.key_model(x) for x in xs])
+            keys = []
+            for x in xs:
+                t._gen.set_state(state)
+                perm = torch.randperm(len(x), generator=t._gen)
+                k_local = torch.empty(len(x), q.shape[1])
+                k_local[perm] = _split_batch_forward(t.key_model, x[perm])
+                keys.append(k_local)
+            k = torch.cat(keys)
         loss = losses.info_nce(q, k, t.queue.tensor, cfg.temperature)
         t.queue.enqueue(k)
     else:
