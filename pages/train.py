@@ -46,7 +46,7 @@ METHOD_HELP = {
 }
 USES_TEMPERATURE = ("simclr", "moco", "supcon")
 MAX_CHECKPOINT_BYTES = 300 * 1024 * 1024
-SIG_KEY = "train._job_sig"
+SIG_KEY = session.SIG_KEY
 
 
 def _ask(action: str) -> None:
@@ -93,26 +93,8 @@ def _build_config(method: str):
     )
 
 
-def _retire(job: jobs.TrainingJob) -> None:
-    """Stop a job for good; what it trained is kept in the registry."""
-    job.pause()
-    job.wait(30.0)
-    session.register_job(job)
-
-
-def _install(job: jobs.TrainingJob, sig: str | None) -> jobs.TrainingJob:
-    old = session.current_job()
-    if old is not None and old is not job:
-        _retire(old)
-    st.session_state[session.JOB_KEY] = job
-    st.session_state[SIG_KEY] = sig
-    return job
-
-
 def _new_job(cfg, dataset) -> jobs.TrainingJob:
-    with st.spinner("Building the model…"):
-        trainer = T.Trainer(cfg, dataset)
-    return _install(jobs.TrainingJob(trainer, target_steps=cfg.steps), _signature(cfg, dataset))
+    return session.new_job(lambda: T.Trainer(cfg, dataset), target_steps=cfg.steps, sig=_signature(cfg, dataset))
 
 
 def _checkpoint_bytes(trainer, suffix: str):
@@ -251,13 +233,10 @@ with main_col, user_errors("controlling the training"):
     if action == "continue_upload":
         trainer = st.session_state.pop("train._uploaded", None)
         if trainer is not None:
-            job = _install(jobs.TrainingJob(trainer, target_steps=trainer.step_count + trainer.cfg.steps),
-                           _signature(trainer.cfg, trainer.dataset))
+            job = session.install_job(jobs.TrainingJob(trainer, target_steps=trainer.step_count + trainer.cfg.steps),
+                                      _signature(trainer.cfg, trainer.dataset))
     elif action == "reset":
-        if job is not None:
-            _retire(job)
-        st.session_state.pop(session.JOB_KEY, None)
-        st.session_state.pop(SIG_KEY, None)
+        session.clear_job()
         job = None
     elif action in ("play", "step", "autoplay") and not can_train:
         st.error("Training cannot start with these settings; see the message on the left.")
@@ -316,14 +295,18 @@ def _status(job: jobs.TrainingJob) -> None:
     tr = job.trainer
     done, target, state = tr.step_count, job.target_steps, job.state
     secs = tr.history[-1].seconds if tr.history else 0.0
-    rate = f" · {done / secs:.1f} steps/s" if secs > 0 and done else ""
+    now = job.rate() if state == jobs.RUNNING else None  # the current rate, not the average since the start
+    rate = f" · {now:.1f} steps/s" if now is not None else ""
     st.progress(min(done / max(target, 1), 1.0), text=f"Step {done:,} of {target:,} · {secs:.0f} s of training"
                                                        f"{rate} · {state}")
+    if state in (jobs.QUEUED, jobs.RUNNING):
+        st.caption(f":material/groups: {session.server_line(job)}.")
     if state == jobs.QUEUED:
-        ahead = job.queue_position or 0
-        st.info(f"Queued: all {jobs.MAX_RUNNING} training slots on this server are busy, with {ahead} "
-                f"job{'s' if ahead != 1 else ''} ahead of yours. Training starts by itself.",
-                icon=":material/hourglass_top:")
+        st.info(f"Queued: {session.server_line(job)}. All {job.slots.capacity} training slots are busy; "
+                "training starts by itself when one frees up.", icon=":material/hourglass_top:")
+    elif state == jobs.PAUSED and job.orphaned:
+        st.info(f"Paused at step {done:,} while this page was closed, so other users could train. "
+                "Press **Play** to go on.", icon=":material/pause_circle:")
     elif state == jobs.FAILED:
         st.error(job.error or "Training stopped.", icon=":material/warning:")
     elif state == jobs.FINISHED:
@@ -415,15 +398,20 @@ def _embedding_view(job: jobs.TrainingJob) -> None:
 
 
 active_at_render = job is not None and job.active
-REFRESH = 1.0 if active_at_render else None  # seconds; no polling while nothing trains
+# Seconds between live redraws while the job is active (no polling while nothing trains). The status line is
+# cheap and ticks every second; the plotly charts cost tens of milliseconds each of Python under the GIL
+# (shared with every training thread on the server), and their data changes only every few steps, so they
+# refresh every few seconds.
+STATUS_REFRESH = 1.0 if active_at_render else None
+CHART_REFRESH = 3.0 if active_at_render else None
 
 
-@st.fragment(run_every=REFRESH)
-def live_panel() -> None:
-    """Status, progress and metric charts, redrawn about once a second while the job is active."""
+@st.fragment(run_every=STATUS_REFRESH)
+def status_panel() -> None:
+    """Progress, the current rate and the server's queue, redrawn every second while the job is active."""
     job = session.current_job()
     if active_at_render and (job is None or not job.active):
-        st.rerun()  # the job ended: a full rerun updates the buttons and stops the polling
+        st.rerun()  # the job ended: a full rerun updates the buttons, the charts, and stops the polling
     if job is None:
         if dataset is not None:
             st.info("Press **Play** to train, or **Step** to take one step at a time.",
@@ -433,12 +421,21 @@ def live_panel() -> None:
             st.image(sample, width=sample[0].shape[1])
             st.caption(f"A few of the {len(dataset):,} images it will train on.")
         return
-    with user_errors("drawing the training charts"):
+    with user_errors("drawing the training status"):
         _status(job)
+
+
+@st.fragment(run_every=CHART_REFRESH)
+def live_panel() -> None:
+    """The metric charts, redrawn every few seconds while the job is active."""
+    job = session.current_job()
+    if job is None:
+        return
+    with user_errors("drawing the training charts"):
         _charts(job)
 
 
-@st.fragment(run_every=REFRESH)
+@st.fragment(run_every=CHART_REFRESH)
 def embedding_panel() -> None:
     """The 2-D view in its own fragment: changing the colour or the timeline redraws only this."""
     job = session.current_job()
@@ -449,6 +446,7 @@ def embedding_panel() -> None:
 
 
 with main_col:
+    status_panel()
     live_panel()
     embedding_panel()
 
