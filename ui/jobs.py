@@ -281,8 +281,7 @@ class TrainingJob:
             self._lease_s = lease_s
             self._grace_s = grace_s
             self._gone_since = None
-            self._last_seen = time.monotonic()
-            self.orphaned = False
+            self._last_seen = time.monotonic()  # ``orphaned`` stays until play: the page says why it paused
 
     def touch(self) -> None:
         """The page saw this job (each rerun and live-panel refresh calls it)."""
