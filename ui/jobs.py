@@ -55,10 +55,15 @@ STEP_CONCURRENCY = _env_int("CP_STEP_CONCURRENCY", 1)
 class Slots:
     """A FIFO-fair counting semaphore that can tell a waiter its place in the queue."""
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, quantum_s: float | None = None):
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}.")
+        if quantum_s is not None and not quantum_s > 0:
+            raise ValueError(f"quantum_s must be a positive number of seconds or None, got {quantum_s}.")
         self.capacity = capacity
+        # A job that has trained this long while others wait gives its slot up and queues at the back,
+        # so with more users than slots everyone still makes progress (None: hold it until done).
+        self.quantum_s = quantum_s
         self._cond = threading.Condition()
         self._running: set[int] = set()
         self._waiting: list[int] = []  # job ids, oldest first
@@ -193,7 +198,8 @@ def thread_policy(threads: int) -> Iterator[None]:
             torch.set_num_threads(before)
 
 
-SLOTS = Slots(MAX_RUNNING)
+SLOT_QUANTUM_S = float(os.environ.get("CP_SLOT_QUANTUM", 20.0))
+SLOTS = Slots(MAX_RUNNING, quantum_s=SLOT_QUANTUM_S)
 GATE = StepGate(STEP_CONCURRENCY)
 RATE_WINDOW_S = 5.0  # the status line's rate: steps over about the last five seconds of training
 _ids = itertools.count(1)
@@ -387,8 +393,20 @@ class TrainingJob:
     # ---------------------------------------------------------------- the thread
     def _loop(self) -> None:
         holding = False
+        held_since = 0.0
         try:
             while True:
+                quantum = self.slots.quantum_s
+                if holding and quantum is not None and self.slots.waiting \
+                        and time.monotonic() - held_since >= quantum:
+                    # Others are waiting and this job had its turn: back of the queue (it keeps its place
+                    # in line fairly, FIFO, and no queued job starves behind a long run).
+                    self.gate.leave(self.id)
+                    self.slots.release(self.id)
+                    holding = False
+                    with self._lock:
+                        if self._state == RUNNING:
+                            self._state = QUEUED
                 if self.owner_gone():
                     with self._lock:
                         if self._want == "run":
@@ -406,6 +424,7 @@ class TrainingJob:
                         self.id, cancelled=lambda: self._want != "run" or self.owner_gone())
                     if not holding:
                         continue
+                    held_since = time.monotonic()
                     self.gate.join(self.id)
                     with self._lock:
                         self._state = RUNNING

@@ -89,6 +89,7 @@ def test_global_cap_queues_in_order():
     first.play()
     assert _until(lambda: first.state == jobs.RUNNING)
     second.play()
+    assert _until(lambda: second.queue_position == 0)  # its thread queued before the third's starts
     third.play()
     assert _until(lambda: third.queue_position == 1)
     assert second.state == jobs.QUEUED and second.queue_position == 0
@@ -278,3 +279,22 @@ def test_server_load_counts_running_and_queued():
     hold.set()
     assert a.wait(10) and b.wait(10)
     assert jobs.server_load(slots) == (0, 0)
+
+
+def test_with_more_jobs_than_slots_the_slot_rotates_and_every_job_progresses():
+    """One slot, three long jobs: each gives the slot up after its quantum while others wait (FIFO), so all
+    three train before any finishes; without a quantum the first would hold the slot to its end."""
+    slots = jobs.Slots(1, quantum_s=0.05)
+    js = [jobs.TrainingJob(FakeTrainer(steps=100_000, delay=0.002), slots=slots) for _ in range(3)]
+    for j in js:
+        j.play()
+    assert _until(lambda: all(j.steps_done > 0 for j in js), timeout=20)
+    assert _until(lambda: sum(j.state == jobs.RUNNING for j in js) == 1)
+    assert slots.running <= 1
+    for j in js:
+        j.pause()
+    for j in js:
+        assert j.wait(10) and j.state == jobs.PAUSED
+    assert slots.running == 0 and slots.waiting == 0
+    with pytest.raises(ValueError):
+        jobs.Slots(1, quantum_s=0)
