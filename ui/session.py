@@ -205,8 +205,11 @@ def sidebar_status(box=None) -> None:
     with box if box is not None else st.sidebar:
         if job is not None:
             state = job.state
+            rate = job.rate() if state == jobs.RUNNING else None
             st.caption(f":material/model_training: Training: **{state}**, step {job.steps_done} of "
-                       f"{job.target_steps}")
+                       f"{job.target_steps}" + (f" · {rate:.1f} steps/s now" if rate is not None else ""))
+            if job.active:
+                st.caption(f":material/groups: {server_line(job)}")
         things = f"{n} model{'s' if n != 1 else ''} or embedding file{'s' if n != 1 else ''}" if n else \
             "No models or embedding files yet"
         st.caption(f":material/inventory_2: {things} {ROUTER_MARK}")
