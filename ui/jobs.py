@@ -164,8 +164,13 @@ class StepGate:
         """
         with self._cond:
             self._queue.append(job_id)
-            while not (self._queue[0] == job_id and self._active < self.concurrency):
-                self._cond.wait()
+            try:
+                while not (self._queue[0] == job_id and self._active < self.concurrency):
+                    self._cond.wait()
+            except BaseException:  # never leave a dead waiter at the head of the line
+                self._queue.remove(job_id)
+                self._cond.notify_all()
+                raise
             self._queue.popleft()
             self._active += 1
             threads = self._threads_locked()
