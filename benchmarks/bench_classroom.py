@@ -4,7 +4,8 @@
           total of N jobs under the old policy (every job its own thread with torch's default threads, all
           stepping at once) beside the new one (``ui.jobs.StepGate``: round-robin turns, threads split).
 (browser) N Chromium contexts (one per pupil) against one ``streamlit run app.py`` on 127.0.0.1: the first
-          opens the first lesson alone (its steps/s is "one job alone"), then the others join. Reports each
+          opens the first lesson alone (its steps/s is "one job alone", beside the bare Trainer on the same
+          settings measured first in this process), then the others join. Reports each
           session's progress (starvation), whether any page shows another's job token, server-side run
           times of page interactions (Pause / Play clicks), the page's server line ("3 of 10 training, you
           are 2nd in the queue"), the server's peak RSS, and the total steps/s of all jobs against one alone.
@@ -41,12 +42,23 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 
 
 # --------------------------------------------------------------------------------------------- (jobs)
-def _trainer(batch: int, seed: int):
+def _trainer(batch: int, seed: int, n: int = 1000):
     from core.data import load_dataset
     from core.train import Trainer, default_preset
 
     cfg = replace(default_preset(), batch_size=batch, steps=100_000, seed=seed)
-    return Trainer(cfg, load_dataset("shapes", n=1000, size=32, seed=seed))
+    return Trainer(cfg, load_dataset("shapes", n=n, size=32, seed=seed))
+
+
+def _bare_loop(trainers):
+    halt = threading.Event()
+
+    def loop():
+        while not halt.is_set():
+            trainers[0].step()
+    th = threading.Thread(target=loop, daemon=True)
+    th.start()
+    return lambda: (halt.set(), th.join())
 
 
 def _steps_per_s(trainers: list, seconds: float, start) -> float:
@@ -68,16 +80,6 @@ def bench_jobs(n_jobs: int, seconds: float, batch: int) -> None:
     print(f"\n(jobs) shapes, SimCLR lesson settings at batch {batch}, {seconds:.0f} s per phase, "
           f"{os.cpu_count()} cores, torch default {torch.get_num_threads()} threads")
 
-    def bare(trainers):
-        halt = threading.Event()
-
-        def loop():
-            while not halt.is_set():
-                trainers[0].step()
-        th = threading.Thread(target=loop, daemon=True)
-        th.start()
-        return lambda: (halt.set(), th.join())
-
     def with_jobs(slots, gate):
         def start(trainers):
             js = [jobs.TrainingJob(t, target_steps=10**9, slots=slots, gate=gate) for t in trainers]
@@ -95,7 +97,7 @@ def bench_jobs(n_jobs: int, seconds: float, batch: int) -> None:
     cores = os.cpu_count() or 1
     default_threads = torch.get_num_threads()
     rows = {}
-    rows["bare Trainer"] = _steps_per_s([_trainer(batch, 0)], seconds, bare)
+    rows["bare Trainer"] = _steps_per_s([_trainer(batch, 0)], seconds, _bare_loop)
     rows["1 job (new policy)"] = _steps_per_s([_trainer(batch, 0)], seconds,
                                               with_jobs(jobs.Slots(8), jobs.StepGate(1, cores)))
     # Old policy: every job steps at once, each with torch's default thread count.
@@ -182,6 +184,10 @@ def bench_browser(n: int, seconds: float, alone_s: float, args_timeout: float = 
                 return
             halt.wait(0.2)
 
+    # The bare Trainer on the lesson's settings (batch 256, 5,000 shapes), in this process before the server
+    # starts: the app's one job alone is compared with it.
+    bare = _steps_per_s([_trainer(256, 0, n=5000)], alone_s, _bare_loop)
+    print(f"  bare Trainer, lesson settings: {bare:.2f} steps/s (this process, before the server starts)")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_FLAGS)
         try:
@@ -210,7 +216,8 @@ def bench_browser(n: int, seconds: float, alone_s: float, args_timeout: float = 
             t_a = time.time()
             time.sleep(alone_s)
             alone, _ = _total_rate(_samples(log), t_a + min(5.0, alone_s / 3), time.time())
-            print(f"  one job alone: {alone:.2f} steps/s (server-side, over {alone_s:.0f} s)")
+            print(f"  one job alone in the app: {alone:.2f} steps/s (server-side, over {alone_s:.0f} s) = "
+                  f"{alone / max(bare, 1e-9):.2f}x the bare Trainer (goal >= 0.8x)")
             t_join = time.time()
             for i in range(1, n):
                 open_lesson(i)

@@ -319,6 +319,18 @@ class TrainingJob:
             self._gone_since = now
         return now - self._gone_since >= (self._grace_s if grace_s is None else grace_s)
 
+    def owner_disconnected(self) -> bool:
+        """True when the owning browser session is known to be gone (no grace period). Without a session
+        check (``alive`` None) an expired lease counts as gone. Adoption by a reloaded page uses this: a
+        job whose page is open but idle is never handed to another session."""
+        alive = self._owner_alive
+        if alive is None:
+            return self._lease_s is not None and time.monotonic() - self._last_seen > self._lease_s
+        try:
+            return not alive()
+        except Exception:  # noqa: BLE001 - unknown: keep it with its owner
+            return False
+
     def _mark_rate(self) -> None:
         now = time.monotonic()
         marks = self._rate_marks

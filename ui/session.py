@@ -67,7 +67,7 @@ def _prune_tokens() -> None:
     now = time.monotonic()
     with _tokens_lock:
         for token, job in list(_tokens.items()):
-            if job.active or not job.owner_gone():
+            if job.active or not job.owner_disconnected():
                 _gone_since.pop(token, None)
             else:
                 _gone_since.setdefault(token, now)
@@ -102,7 +102,7 @@ def _adopt() -> jobs.TrainingJob | None:
         return None
     with _tokens_lock:
         job = _tokens.get(str(token))
-    if job is None or not job.owner_gone(grace_s=0.0):
+    if job is None or not job.owner_disconnected():
         if job is None:
             del st.query_params[JOB_PARAM]  # unknown or expired token: drop it from the URL
         return None

@@ -176,12 +176,15 @@ def test_reload_finds_the_job_paused_not_lost(make_app):
 
 
 def test_a_live_session_keeps_its_job_from_a_copied_url(make_app):
+    import time
+
     from ui import session
 
     at = make_app(query_params=TINY, page=TRAIN)
     at.button(key="train.step").click().run()
     job = at.session_state["train._job"]
-    job.attach_owner(lambda: True, lease_s=None)  # its page is still open
+    job.attach_owner(lambda: True, lease_s=0.01)  # its page is still open, idle (nothing polls a paused job)
+    time.sleep(0.05)
     token = job._token
     other = make_app(query_params={**TINY, session.JOB_PARAM: token}, page=TRAIN)
     assert_clean(other)
