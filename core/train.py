@@ -103,6 +103,10 @@ class TrainConfig:
             raise ValueError(f"Unknown method {self.method!r}; choose one of {', '.join(METHODS)}.")
         if self.mining not in MINING:
             raise ValueError(f"Unknown mining {self.mining!r}; choose one of {', '.join(MINING)}.")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"Unknown lr_schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"Unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}.")
         checks = [
             ("batch_size", self.batch_size >= 4, "at least 4"),
             ("projection_dim", 2 <= self.projection_dim <= 4096, "between 2 and 4096"),
@@ -121,10 +125,6 @@ class TrainConfig:
             ("knn_k", self.knn_k >= 1, "at least 1"),
             ("knn_reference", self.knn_reference >= 10, "at least 10"),
         ]
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"Unknown lr_schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}.")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"Unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}.")
         for name, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"{name} = {getattr(self, name)!r} is not allowed; it must be {allowed}.")
