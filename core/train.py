@@ -99,14 +99,14 @@ class TrainConfig:
     precision: str = "fp32"  # "fp32" | "bf16" (torch.autocast around the forward pass and the loss)
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"Unknown method {self.method!r}; choose one of {', '.join(METHODS)}.")
-        if self.mining not in MINING:
-            raise ValueError(f"Unknown mining {self.mining!r}; choose one of {', '.join(MINING)}.")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"Unknown lr_schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}.")
         if self.precision not in PRECISIONS:
             raise ValueError(f"Unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}.")
+        if self.method not in METHODS:
+            raise ValueError(f"Unknown method {self.method!r}; choose one of {', '.join(METHODS)}.")
+        if self.mining not in MINING:
+            raise ValueError(f"Unknown mining {self.mining!r}; choose one of {', '.join(MINING)}.")
         checks = [
             ("batch_size", self.batch_size >= 4, "at least 4"),
             ("projection_dim", 2 <= self.projection_dim <= 4096, "between 2 and 4096"),
