@@ -317,6 +317,23 @@ def _status(job: jobs.TrainingJob) -> None:
                 icon=":material/stop_circle:")
 
 
+def _figure(name: str, version: tuple, build):
+    """The live chart ``name``, rebuilt only when ``version`` (its trainer and data sizes) changed.
+
+    Building a plotly figure costs tens of milliseconds of Python under the GIL, shared with every training
+    thread on the server; between new steps / evaluations / snapshots the last figure is drawn again.
+    """
+    figs = st.session_state.setdefault("train._figures", {})
+    owner = version[0]
+    if not hasattr(owner, "_figure_token"):
+        owner._figure_token = object()  # identity of this trainer (ids of dead objects get reused)
+    key = (owner._figure_token, *version[1:])
+    held = figs.get(name)
+    if held is None or held[0] != key:
+        held = figs[name] = (key, build())
+    return held[1]
+
+
 def _charts(job: jobs.TrainingJob) -> None:
     tr = job.trainer
     hist = list(tr.history)
@@ -327,16 +344,18 @@ def _charts(job: jobs.TrainingJob) -> None:
     c1, c2 = st.columns(2)
     with c1:
         if hist:
-            st.plotly_chart(charts.loss([r.step for r in hist], [r.loss for r in hist]), key="train.chart.loss")
+            st.plotly_chart(_figure("loss", (tr, len(hist)), lambda: charts.loss([r.step for r in hist],
+                                                                                  [r.loss for r in hist])),
+                            key="train.chart.loss")
             st.caption("How wrong the model is on each batch. It should fall quickly, then flatten.")
         else:
             st.caption("The loss appears after the first step.")
     with c2:
         if evals:
             chance = {f: 1.0 / max(len(tr.dataset.classes[f]), 1) for f in factors}
-            st.plotly_chart(charts.knn([e.step for e in evals], {f: [e.knn.get(f, np.nan) for e in evals]
-                                                                 for f in factors}, chance),
-                            key="train.chart.knn")
+            st.plotly_chart(_figure("knn", (tr, len(evals)), lambda: charts.knn(
+                [e.step for e in evals], {f: [e.knn.get(f, np.nan) for e in evals] for f in factors}, chance)),
+                key="train.chart.knn")
             st.caption("For each held-out image, do its 10 nearest training images share its label? One line per "
                        "factor; dotted lines are chance. The model keeps what it needs and may drop what the "
                        "augmentations hide.")
@@ -345,19 +364,20 @@ def _charts(job: jobs.TrainingJob) -> None:
     if evals:
         c3, c4 = st.columns(2)
         with c3:
-            st.plotly_chart(charts.alignment_uniformity([e.step for e in evals], [e.alignment for e in evals],
-                                                        [e.uniformity for e in evals]), key="train.chart.au")
+            st.plotly_chart(_figure("au", (tr, len(evals)), lambda: charts.alignment_uniformity(
+                [e.step for e in evals], [e.alignment for e in evals], [e.uniformity for e in evals])),
+                key="train.chart.au")
             st.caption("Wang & Isola's two goals, lower is better for both: views of one image close together "
                        "(alignment) and all images spread evenly over the sphere (uniformity).")
         with c4:
             last = evals[-1]
-            st.plotly_chart(charts.similarity_histogram(last.pos_sims, last.neg_sims, last.step),
-                            key="train.chart.hist")
+            st.plotly_chart(_figure("hist", (tr, len(evals)), lambda: charts.similarity_histogram(
+                last.pos_sims, last.neg_sims, last.step)), key="train.chart.hist")
             st.caption("Green: two views of the same image. Red: different images. Training pulls green to the "
                        "right and pushes red to the left.")
     if tr.cfg.method == "clip" and hist and hist[-1].logit_scale is not None:
-        st.plotly_chart(charts.logit_scale([r.step for r in hist], [r.logit_scale for r in hist]),
-                        key="train.chart.logit")
+        st.plotly_chart(_figure("logit", (tr, len(hist)), lambda: charts.logit_scale(
+            [r.step for r in hist], [r.logit_scale for r in hist])), key="train.chart.logit")
         st.caption("CLIP learns how sharp its softmax is. A rising scale means it grows more confident.")
 
 
@@ -388,10 +408,14 @@ def _embedding_view(job: jobs.TrainingJob) -> None:
             chosen = latest
     snap = snaps[steps_list.index(chosen)]
     hover = probe.captions if probe.captions else probe.ids
-    fig = charts.embedding_scatter(snap.coords, probe.labels[factor], probe.classes[factor],
-                                   title=f"{len(probe)} held-out images at step {snap.step} (PCA of the encoder "
-                                         "features)", hover=hover,
-                                   ranges=charts.padded_ranges([s.coords for s in snaps]))
+
+    def build():
+        return charts.embedding_scatter(snap.coords, probe.labels[factor], probe.classes[factor],
+                                       title=f"{len(probe)} held-out images at step {snap.step} (PCA of the encoder "
+                                             "features)", hover=hover,
+                                       ranges=charts.padded_ranges([s.coords for s in snaps]))
+
+    fig = _figure("embedding", (tr, snap.step, factor, len(snaps)), build)
     st.plotly_chart(fig, key="train.chart.embedding")
     st.caption("Each dot is one image the model never trains on. Colour them by another factor to see what the "
                "model groups together; slide the timeline to watch the same dots move as training goes on.")
