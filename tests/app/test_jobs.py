@@ -298,3 +298,17 @@ def test_with_more_jobs_than_slots_the_slot_rotates_and_every_job_progresses():
     assert slots.running == 0 and slots.waiting == 0
     with pytest.raises(ValueError):
         jobs.Slots(1, quantum_s=0)
+
+
+def test_a_busy_machine_gets_one_thread_per_step_and_the_budget_follows_omp(monkeypatch):
+    load = {"avg": 0.5}
+    gate = jobs.StepGate(concurrency=1, cores=2, load=lambda: load["avg"])
+    with gate.turn(1) as threads:
+        assert threads == 2
+    load["avg"] = 9.0  # other processes keep the cores busy: spinning OpenMP threads would collapse
+    with gate.turn(1) as threads:
+        assert threads == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert jobs._thread_budget() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "64")
+    assert jobs._thread_budget() == (__import__("os").cpu_count() or 1)
