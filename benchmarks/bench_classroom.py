@@ -94,18 +94,19 @@ def bench_jobs(n_jobs: int, seconds: float, batch: int) -> None:
             return stop
         return start
 
-    cores = os.cpu_count() or 1
+    cores = jobs.CORES
     default_threads = torch.get_num_threads()
+    print(f"  new policy = the server's gate: {jobs.STEP_CONCURRENCY} step at a time, up to {cores} threads, one "
+          f"thread while the load average ({os.getloadavg()[0]:.1f}) exceeds the cores")
     rows = {}
     rows["bare Trainer"] = _steps_per_s([_trainer(batch, 0)], seconds, _bare_loop)
-    rows["1 job (new policy)"] = _steps_per_s([_trainer(batch, 0)], seconds,
-                                              with_jobs(jobs.Slots(8), jobs.StepGate(1, cores)))
+    rows["1 job (new policy)"] = _steps_per_s([_trainer(batch, 0)], seconds, with_jobs(jobs.Slots(8), jobs.GATE))
     # Old policy: every job steps at once, each with torch's default thread count.
     old_gate = jobs.StepGate(concurrency=n_jobs, cores=default_threads * n_jobs)
     rows[f"{n_jobs} jobs, old policy (total)"] = _steps_per_s(
         [_trainer(batch, i) for i in range(n_jobs)], seconds, with_jobs(jobs.Slots(8), old_gate))
     rows[f"{n_jobs} jobs, new policy (total)"] = _steps_per_s(
-        [_trainer(batch, i) for i in range(n_jobs)], seconds, with_jobs(jobs.Slots(8), jobs.StepGate(1, cores)))
+        [_trainer(batch, i) for i in range(n_jobs)], seconds, with_jobs(jobs.Slots(8), jobs.GATE))
     rows[f"{n_jobs} jobs, 1 thread each in parallel (total)"] = _steps_per_s(
         [_trainer(batch, i) for i in range(n_jobs)], seconds, with_jobs(jobs.Slots(8), jobs.StepGate(cores, cores)))
     one = rows["1 job (new policy)"]
