@@ -58,8 +58,10 @@ def _env_int(name: str, default: int) -> int:
 
 # Jobs training at once (the rest queue). More than the cores, so a few users see progress together.
 MAX_RUNNING = _env_int("CP_MAX_TRAINING", max(3, CORES + 1))
-# Steps computing at once across all jobs; each gets CORES // min(STEP_CONCURRENCY, jobs training) threads.
-STEP_CONCURRENCY = _env_int("CP_STEP_CONCURRENCY", 1)
+# Steps computing at once across all jobs; each gets CORES // min(STEP_CONCURRENCY, jobs training) threads:
+# a job alone uses every core, two or more run side by side with one thread each (no OpenMP spinning between
+# a job's threads), and the rest wait their turn. Set CP_STEP_CONCURRENCY=1 to serialise steps instead.
+STEP_CONCURRENCY = _env_int("CP_STEP_CONCURRENCY", CORES)
 
 
 class Slots:
