@@ -94,9 +94,9 @@ class TrainConfig:
     probe_size: int = 400  # fixed held-out images shown in the live 2-D view and timeline
     heldout_fraction: float = 0.2
     knn_k: int = 10
-    knn_reference: int = 2000  # training images embedded as the kNN reference set at each evaluation
     lr_schedule: str = "constant"  # after warm-up: "constant" | "cosine" (to 10% of lr at `steps`, then flat)
     precision: str = "fp32"  # "fp32" | "bf16" (torch.autocast around the forward pass and the loss)
+    knn_reference: int = 2000  # training images embedded as the kNN reference set at each evaluation
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:
