@@ -55,6 +55,8 @@ METHOD_NAMES = {
 }
 SUPERVISED = ("triplet", "margin", "supcon")
 MINING = ("all", "hard", "semihard")
+LR_SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("fp32", "bf16")
 CHECKPOINT_FORMAT = "contrastive-playground/1"
 # The default preset ("SimCLR on shapes", the home page's first lesson): DEFAULT_PRESET on this dataset.
 DEFAULT_DATASET = {"name": "shapes", "options": {"n": 5000, "size": 32, "seed": 0}}
@@ -123,12 +125,18 @@ class TrainConfig:
     probe_size: int = 400  # fixed held-out images shown in the live 2-D view and timeline
     heldout_fraction: float = 0.2
     knn_k: int = 10
+    lr_schedule: str = "constant"  # after warm-up: "constant" | "cosine" (to 10% of lr at `steps`, then flat)
+    precision: str = "fp32"  # "fp32" | "bf16" (torch.autocast around the forward pass and the loss)
     knn_reference: int = 2000  # training images embedded as the kNN reference set at each evaluation
     # clip only: an open_clip model config from core.clip.TRAINABLE_CONFIGS (e.g. "mini-rn") to train as one
     # open_clip CLIP that core.clip.export_local_dir can save as a local-dir; None: encoder + TextTransformer.
     clip_model: str | None = None
 
     def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"Unknown lr_schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"Unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}.")
         if self.method not in METHODS:
             raise ValueError(f"Unknown method {self.method!r}; choose one of {', '.join(METHODS)}.")
         if self.mining not in MINING:
@@ -353,6 +361,11 @@ class Trainer:
     def _lr_at(self, step: int) -> float:
         if self.cfg.warmup_steps and step < self.cfg.warmup_steps:
             return self.cfg.lr * (step + 1) / self.cfg.warmup_steps
+        if self.cfg.lr_schedule == "cosine":
+            # Cosine decay (Loshchilov & Hutter 2017) from lr to 10% of it at cfg.steps; flat afterwards.
+            span = max(self.cfg.steps - self.cfg.warmup_steps, 1)
+            t = min(max(step - self.cfg.warmup_steps, 0) / span, 1.0)
+            return self.cfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * t)))
         return self.cfg.lr
 
     def _sample(self) -> torch.Tensor:
@@ -460,7 +473,11 @@ class Trainer:
             lr = self._lr_at(self.step_count)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            loss = self._loss(self._sample())
+            if self.cfg.precision == "bf16":
+                with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                    loss = self._loss(self._sample()).float()
+            else:
+                loss = self._loss(self._sample())
             if not torch.isfinite(loss):
                 self._diverge(f"the loss became {loss.item()}")
             self.optimizer.zero_grad(set_to_none=True)

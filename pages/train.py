@@ -48,7 +48,7 @@ METHOD_HELP = {
 USES_TEMPERATURE = ("simclr", "moco", "supcon")
 ARCH_LABELS = {"small_cnn": "Small CNN", "resnet18": "ResNet-18"}  # short: the full text is the help tooltip
 MAX_CHECKPOINT_BYTES = 300 * 1024 * 1024
-SIG_KEY = "train._job_sig"
+SIG_KEY = session.SIG_KEY
 
 
 def _ask(action: str) -> None:
@@ -95,26 +95,8 @@ def _build_config(method: str):
     )
 
 
-def _retire(job: jobs.TrainingJob) -> None:
-    """Stop a job for good; what it trained is kept in the registry."""
-    job.pause()
-    job.wait(30.0)
-    session.register_job(job)
-
-
-def _install(job: jobs.TrainingJob, sig: str | None) -> jobs.TrainingJob:
-    old = session.current_job()
-    if old is not None and old is not job:
-        _retire(old)
-    st.session_state[session.JOB_KEY] = job
-    st.session_state[SIG_KEY] = sig
-    return job
-
-
 def _new_job(cfg, dataset) -> jobs.TrainingJob:
-    with st.spinner("Building the model…"):
-        trainer = T.Trainer(cfg, dataset)
-    return _install(jobs.TrainingJob(trainer, target_steps=cfg.steps), _signature(cfg, dataset))
+    return session.new_job(lambda: T.Trainer(cfg, dataset), target_steps=cfg.steps, sig=_signature(cfg, dataset))
 
 
 def _checkpoint_bytes(trainer, suffix: str):
@@ -268,14 +250,11 @@ with main_col, user_errors("controlling the training"):
     if action == "continue_upload":
         trainer = st.session_state.pop("train._uploaded", None)
         if trainer is not None:
-            job = _install(jobs.TrainingJob(trainer, target_steps=trainer.step_count + trainer.cfg.steps),
-                           _signature(trainer.cfg, trainer.dataset))
+            job = session.install_job(jobs.TrainingJob(trainer, target_steps=trainer.step_count + trainer.cfg.steps),
+                                      _signature(trainer.cfg, trainer.dataset))
             job.play()  # "Continue training" means train: it starts now, from the checkpoint's step
     elif action == "reset":
-        if job is not None:
-            _retire(job)
-        st.session_state.pop(session.JOB_KEY, None)
-        st.session_state.pop(SIG_KEY, None)
+        session.clear_job()
         job = None
     elif action in ("play", "step", "autoplay") and not can_train:
         pass  # the reason is shown beside the buttons
@@ -339,14 +318,18 @@ def _status(job: jobs.TrainingJob) -> None:
     tr = job.trainer
     done, target, state = tr.step_count, job.target_steps, job.state
     secs = tr.history[-1].seconds if tr.history else 0.0
-    rate = f" · {done / secs:.1f} steps/s" if secs > 0 and done else ""
+    now = job.rate() if state == jobs.RUNNING else None  # the current rate, not the average since the start
+    rate = f" · {now:.1f} steps/s" if now is not None else ""
     st.progress(min(done / max(target, 1), 1.0), text=f"Step {done:,} of {target:,} · {secs:.0f} s of training"
                                                        f"{rate} · {state}")
+    if state in (jobs.QUEUED, jobs.RUNNING):
+        st.caption(f":material/groups: {session.server_line(job)}.")
     if state == jobs.QUEUED:
-        ahead = job.queue_position or 0
-        st.info(f"Queued: all {jobs.MAX_RUNNING} training slots on this server are busy, with {ahead} "
-                f"job{'s' if ahead != 1 else ''} ahead of yours. Training starts by itself.",
-                icon=":material/hourglass_top:")
+        st.info(f"Queued: {session.server_line(job)}. All {job.slots.capacity} training slots are busy; "
+                "training starts by itself when one frees up.", icon=":material/hourglass_top:")
+    elif state == jobs.PAUSED and job.orphaned:
+        st.info(f"Paused at step {done:,} while this page was closed, so other users could train. "
+                "Press **Play** to go on.", icon=":material/pause_circle:")
     elif state == jobs.FAILED:
         st.error(job.error or "Training stopped.", icon=":material/warning:")
     elif state == jobs.FINISHED:
@@ -355,6 +338,23 @@ def _status(job: jobs.TrainingJob) -> None:
     elif state == jobs.STOPPED:
         st.info(f"Stopped at step {done:,}; the model is in your session's models. Play trains it further.",
                 icon=":material/stop_circle:")
+
+
+def _figure(name: str, version: tuple, build):
+    """The live chart ``name``, rebuilt only when ``version`` (its trainer and data sizes) changed.
+
+    Building a plotly figure costs tens of milliseconds of Python under the GIL, shared with every training
+    thread on the server; between new steps / evaluations / snapshots the last figure is drawn again.
+    """
+    figs = st.session_state.setdefault("train._figures", {})
+    owner = version[0]
+    if not hasattr(owner, "_figure_token"):
+        owner._figure_token = object()  # identity of this trainer (ids of dead objects get reused)
+    key = (owner._figure_token, *version[1:])
+    held = figs.get(name)
+    if held is None or held[0] != key:
+        held = figs[name] = (key, build())
+    return held[1]
 
 
 def _charts(job: jobs.TrainingJob) -> None:
@@ -367,16 +367,18 @@ def _charts(job: jobs.TrainingJob) -> None:
     c1, c2 = st.columns(2)
     with c1:
         if hist:
-            st.plotly_chart(charts.loss([r.step for r in hist], [r.loss for r in hist]), key="train.chart.loss")
+            st.plotly_chart(_figure("loss", (tr, len(hist)), lambda: charts.loss([r.step for r in hist],
+                                                                                  [r.loss for r in hist])),
+                            key="train.chart.loss")
             st.caption("How wrong the model is on each batch. It should fall quickly, then flatten.")
         else:
             st.caption("The loss appears after the first step.")
     with c2:
         if evals:
             chance = {f: 1.0 / max(len(tr.dataset.classes[f]), 1) for f in factors}
-            st.plotly_chart(charts.knn([e.step for e in evals], {f: [e.knn.get(f, np.nan) for e in evals]
-                                                                 for f in factors}, chance),
-                            key="train.chart.knn")
+            st.plotly_chart(_figure("knn", (tr, len(evals)), lambda: charts.knn(
+                [e.step for e in evals], {f: [e.knn.get(f, np.nan) for e in evals] for f in factors}, chance)),
+                key="train.chart.knn")
             st.caption("For each held-out image, do its 10 nearest training images share its label? One line per "
                        "factor; dotted lines are chance. The model keeps what it needs and may drop what the "
                        "augmentations hide.")
@@ -385,19 +387,20 @@ def _charts(job: jobs.TrainingJob) -> None:
     if evals:
         c3, c4 = st.columns(2)
         with c3:
-            st.plotly_chart(charts.alignment_uniformity([e.step for e in evals], [e.alignment for e in evals],
-                                                        [e.uniformity for e in evals]), key="train.chart.au")
+            st.plotly_chart(_figure("au", (tr, len(evals)), lambda: charts.alignment_uniformity(
+                [e.step for e in evals], [e.alignment for e in evals], [e.uniformity for e in evals])),
+                key="train.chart.au")
             st.caption(gloss("alignment / uniformity") + " Alignment: " + gloss("alignment") + " Uniformity: "
                        + gloss("uniformity"))
         with c4:
             last = evals[-1]
-            st.plotly_chart(charts.similarity_histogram(last.pos_sims, last.neg_sims, last.step),
-                            key="train.chart.hist")
+            st.plotly_chart(_figure("hist", (tr, len(evals)), lambda: charts.similarity_histogram(
+                last.pos_sims, last.neg_sims, last.step)), key="train.chart.hist")
             st.caption("Green: two views of the same image. Red: different images. Training pulls green to the "
                        "right and pushes red to the left.")
     if tr.cfg.method == "clip" and hist and hist[-1].logit_scale is not None:
-        st.plotly_chart(charts.logit_scale([r.step for r in hist], [r.logit_scale for r in hist]),
-                        key="train.chart.logit")
+        st.plotly_chart(_figure("logit", (tr, len(hist)), lambda: charts.logit_scale(
+            [r.step for r in hist], [r.logit_scale for r in hist])), key="train.chart.logit")
         st.caption("Logit scale: " + gloss("logit scale"))
 
 
@@ -428,10 +431,14 @@ def _embedding_view(job: jobs.TrainingJob) -> None:
             chosen = latest
     snap = snaps[steps_list.index(chosen)]
     hover = probe.captions if probe.captions else probe.ids
-    fig = charts.embedding_scatter(snap.coords, probe.labels[factor], probe.classes[factor],
-                                   title=f"{len(probe)} held-out images at step {snap.step} (PCA of the encoder "
-                                         "features)", hover=hover,
-                                   ranges=charts.padded_ranges([s.coords for s in snaps]))
+
+    def build():
+        return charts.embedding_scatter(snap.coords, probe.labels[factor], probe.classes[factor],
+                                       title=f"{len(probe)} held-out images at step {snap.step} (PCA of the encoder "
+                                             "features)", hover=hover,
+                                       ranges=charts.padded_ranges([s.coords for s in snaps]))
+
+    fig = _figure("embedding", (tr, snap.step, factor, len(snaps)), build)
     st.plotly_chart(fig, key="train.chart.embedding")
     st.caption("Each dot is one image the model never trains on. Colour them by another factor to see what the "
                "model groups together; slide the timeline to watch the same dots move as training goes on. "
@@ -439,15 +446,20 @@ def _embedding_view(job: jobs.TrainingJob) -> None:
 
 
 active_at_render = job is not None and job.active
-REFRESH = 1.0 if active_at_render else None  # seconds; no polling while nothing trains
+# Seconds between live redraws while the job is active (no polling while nothing trains). The status line is
+# cheap and ticks every second; the plotly charts cost tens of milliseconds each of Python under the GIL
+# (shared with every training thread on the server), and their data changes only every few steps, so they
+# refresh every few seconds.
+STATUS_REFRESH = 1.0 if active_at_render else None
+CHART_REFRESH = 3.0 if active_at_render else None
 
 
-@st.fragment(run_every=REFRESH)
-def live_panel() -> None:
-    """Status, progress and metric charts, redrawn about once a second while the job is active."""
+@st.fragment(run_every=STATUS_REFRESH)
+def status_panel() -> None:
+    """Progress, the current rate and the server's queue, redrawn every second while the job is active."""
     job = session.current_job()
     if active_at_render and (job is None or not job.active):
-        st.rerun()  # the job ended: a full rerun updates the buttons and stops the polling
+        st.rerun()  # the job ended: a full rerun updates the buttons, the charts, and stops the polling
     if job is None:
         if dataset is not None:
             st.info("Press **Play** to train, or **Step** to take one step at a time.",
@@ -457,12 +469,21 @@ def live_panel() -> None:
             st.image(sample, width=sample[0].shape[1])
             st.caption(f"A few of the {len(dataset):,} images it will train on.")
         return
-    with user_errors("drawing the training charts"):
+    with user_errors("drawing the training status"):
         _status(job)
+
+
+@st.fragment(run_every=CHART_REFRESH)
+def live_panel() -> None:
+    """The metric charts, redrawn every few seconds while the job is active."""
+    job = session.current_job()
+    if job is None:
+        return
+    with user_errors("drawing the training charts"):
         _charts(job)
 
 
-@st.fragment(run_every=REFRESH)
+@st.fragment(run_every=CHART_REFRESH)
 def embedding_panel() -> None:
     """The 2-D view in its own fragment: changing the colour or the timeline redraws only this."""
     job = session.current_job()
@@ -473,6 +494,7 @@ def embedding_panel() -> None:
 
 
 with main_col:
+    status_panel()
     live_panel()
     embedding_panel()
 

@@ -1,37 +1,81 @@
-"""Background training jobs: one per session, at most ``MAX_RUNNING`` training at once across all sessions.
+"""Background training jobs: one per session, a few training at once across all sessions, fairly.
 
-A :class:`TrainingJob` wraps a :class:`core.train.Trainer` and steps it in a ``threading.Thread`` while the
-page stays responsive and polls it (``st.fragment(run_every=...)``). The thread never calls ``st.*``: it only
+A :class:`TrainingJob` wraps a trainer (``core.train.Trainer`` or anything with ``step()``, ``step_count``,
+``cfg.steps``, ``evaluate()``, ``evals``, ``history``) and steps it in a ``threading.Thread`` while the page
+stays responsive and polls it (``st.fragment(run_every=...)``). The thread never calls ``st.*``: it only
 steps the trainer and records what happened; the page reads ``job.state`` / ``job.error`` and the trainer's
 ``history`` / ``evals`` / ``snapshots`` (append-only lists, safe to read while they grow).
 
-Admission is first come, first served (:class:`Slots`): a job waits in a queue until a slot is free, and the
-page can say "queued, N jobs ahead". A paused or finished job holds no slot and no thread.
+Two levels of sharing keep a classroom on one server fair and fast:
+
+- Admission (:class:`Slots`): at most ``MAX_RUNNING`` jobs train at once; the rest wait first come, first
+  served, and the page can say "3 of 10 training, you are 2nd in the queue". A paused or finished job holds
+  no slot and no thread.
+- Turns (:class:`StepGate`): the jobs that hold a slot take turns step by step, in FIFO order, at most
+  ``STEP_CONCURRENCY`` steps at a time, and each step runs with its share of the CPU cores as torch
+  intra-op threads (``torch.set_num_threads`` is per thread under OpenMP; it is set for the step and put
+  back afterwards). Without this, two jobs on two cores each ran torch's default two threads, the threads
+  busy-waited on each other and the server's total throughput fell to a fraction of one job alone.
+
+A job whose page went away (the browser session closed, or nobody polled it for ``lease_s``) pauses itself
+and frees its slot (:meth:`TrainingJob.attach_owner`); it is kept, paused, for the user who comes back.
 
 This module does not import streamlit, so it is tested without a page.
 """
 from __future__ import annotations
 
+import collections
+import contextlib
 import itertools
 import logging
 import os
 import threading
 import time
 import weakref
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 log = logging.getLogger(__name__)
 
-MAX_RUNNING = os.cpu_count() or 1
+def _thread_budget() -> int:
+    """Cores this process may use for torch: the CPU count, capped by OMP_NUM_THREADS when it is set."""
+    cores = os.cpu_count() or 1
+    try:
+        cap = int(os.environ.get("OMP_NUM_THREADS", "") or cores)
+    except ValueError:
+        cap = cores
+    return max(1, min(cores, cap))
+
+
+CORES = _thread_budget()
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return max(1, int(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+# Jobs training at once (the rest queue). More than the cores, so a few users see progress together.
+MAX_RUNNING = _env_int("CP_MAX_TRAINING", max(3, CORES + 1))
+# Steps computing at once across all jobs; each gets CORES // min(STEP_CONCURRENCY, jobs training) threads:
+# a job alone uses every core, two or more run side by side with one thread each (no OpenMP spinning between
+# a job's threads), and the rest wait their turn. Set CP_STEP_CONCURRENCY=1 to serialise steps instead.
+STEP_CONCURRENCY = _env_int("CP_STEP_CONCURRENCY", CORES)
 
 
 class Slots:
     """A FIFO-fair counting semaphore that can tell a waiter its place in the queue."""
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, quantum_s: float | None = None):
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}.")
+        if quantum_s is not None and not quantum_s > 0:
+            raise ValueError(f"quantum_s must be a positive number of seconds or None, got {quantum_s}.")
         self.capacity = capacity
+        # A job that has trained this long while others wait gives its slot up and queues at the back,
+        # so with more users than slots everyone still makes progress (None: hold it until done).
+        self.quantum_s = quantum_s
         self._cond = threading.Condition()
         self._running: set[int] = set()
         self._waiting: list[int] = []  # job ids, oldest first
@@ -88,7 +132,107 @@ class Slots:
             return len(self._waiting)
 
 
-SLOTS = Slots(MAX_RUNNING)
+class StepGate:
+    """Round-robin turns for training steps: at most ``concurrency`` run at once, served first come, first
+    served, so a job that just stepped queues behind the others (no job can starve another).
+
+    ``members`` are the jobs currently training (they hold a slot); a turn's torch thread count is
+    ``cores // min(concurrency, members)`` (at least 1), so the cores are split, never oversubscribed.
+
+    ``load`` (default none; the server's gate uses ``os.getloadavg``) returns the 1-minute load average:
+    when other processes already keep more than ``cores`` busy, a turn gets one thread. Measured on this
+    2-core machine at load 15: ten small MoCo steps took 69 s with two OpenMP threads (they spin-wait for
+    each other when descheduled) against 4.7 s with one.
+    """
+
+    def __init__(self, concurrency: int = 1, cores: int = CORES, load: Callable[[], float] | None = None):
+        if concurrency < 1 or cores < 1:
+            raise ValueError(f"concurrency and cores must be at least 1, got {concurrency} and {cores}.")
+        self.concurrency = concurrency
+        self.cores = cores
+        self.load = load
+        self._cond = threading.Condition()
+        self._queue: collections.deque[int] = collections.deque()
+        self._active = 0
+        self._members: set[int] = set()
+        self.turns: collections.Counter[int] = collections.Counter()  # turns taken per job id
+
+    def join(self, job_id: int) -> None:
+        with self._cond:
+            self._members.add(job_id)
+
+    def leave(self, job_id: int) -> None:
+        with self._cond:
+            self._members.discard(job_id)
+            self._cond.notify_all()
+
+    def threads_for_turn(self) -> int:
+        with self._cond:
+            return self._threads_locked()
+
+    def _threads_locked(self) -> int:
+        sharing = min(self.concurrency, max(len(self._members), self._active, 1))
+        threads = max(1, self.cores // sharing)
+        if threads > 1 and self.load is not None:
+            try:
+                busy = float(self.load())
+            except (OSError, ValueError, TypeError):
+                busy = 0.0
+            if busy > self.cores + 0.5:  # the machine is oversubscribed by others: never spin-wait
+                threads = 1
+        return threads
+
+    @contextlib.contextmanager
+    def turn(self, job_id: int) -> Iterator[int]:
+        """Wait for this job's turn, run the body with the turn's torch threads set, then hand over.
+
+        Yields the thread count. The calling thread's previous ``torch.get_num_threads()`` is restored.
+        """
+        with self._cond:
+            self._queue.append(job_id)
+            try:
+                while not (self._queue[0] == job_id and self._active < self.concurrency):
+                    self._cond.wait()
+            except BaseException:  # never leave a dead waiter at the head of the line
+                self._queue.remove(job_id)
+                self._cond.notify_all()
+                raise
+            self._queue.popleft()
+            self._active += 1
+            threads = self._threads_locked()
+            self.turns[job_id] += 1
+            self._cond.notify_all()
+        try:
+            with thread_policy(threads):
+                yield threads
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
+
+
+@contextlib.contextmanager
+def thread_policy(threads: int) -> Iterator[None]:
+    """Run the body with ``torch.set_num_threads(threads)`` in this thread, then restore the old count.
+
+    Under OpenMP the count is per thread: a job's setting does not leak to the page's threads or other jobs.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    if before != threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+SLOT_QUANTUM_S = float(os.environ.get("CP_SLOT_QUANTUM", 20.0))
+SLOTS = Slots(MAX_RUNNING, quantum_s=SLOT_QUANTUM_S)
+GATE = StepGate(STEP_CONCURRENCY, load=lambda: os.getloadavg()[0])
+RATE_WINDOW_S = 5.0  # the status line's rate: steps over about the last five seconds of training
 _ids = itertools.count(1)
 _live: "weakref.WeakSet[TrainingJob]" = weakref.WeakSet()
 
@@ -104,11 +248,20 @@ class TrainingJob:
     A finished or stopped job sets ``needs_registration`` so the page can put the model in the registry.
     """
 
-    def __init__(self, trainer: Any, *, target_steps: int | None = None, slots: Slots | None = None):
+    def __init__(self, trainer: Any, *, target_steps: int | None = None, slots: Slots | None = None,
+                 gate: StepGate | None = None):
         self.id = next(_ids)
         self.trainer = trainer
         self.target_steps = int(target_steps if target_steps is not None else trainer.cfg.steps)
         self.slots = slots or SLOTS
+        self.gate = gate or GATE
+        self.orphaned = False  # paused by itself because its page went away (see attach_owner)
+        self._owner_alive: Callable[[], bool] | None = None
+        self._lease_s: float | None = None
+        self._grace_s = 10.0
+        self._last_seen = time.monotonic()
+        self._gone_since: float | None = None
+        self._rate_marks: collections.deque[tuple[float, int]] = collections.deque()
         self.error: str | None = None
         self.needs_registration = False
         self.registered_step: int | None = None  # step of the last registry entry made from this job
@@ -138,6 +291,79 @@ class TrainingJob:
     def queue_position(self) -> int | None:
         return self.slots.ahead_of(self.id)
 
+    def rate(self, window: float = RATE_WINDOW_S) -> float | None:
+        """Steps per second over about the last ``window`` seconds of this job's training (None: no data).
+
+        Unlike the average since the start, this follows what the job gets now (e.g. when others join).
+        """
+        marks = list(self._rate_marks)
+        if len(marks) < 2:
+            return None
+        t_end, s_end = marks[-1]
+        start = next((m for m in marks if t_end - m[0] <= window), marks[0])
+        if start is marks[-1]:
+            start = marks[-2]
+        dt = t_end - start[0]
+        return (s_end - start[1]) / dt if dt > 0 else None
+
+    # ---------------------------------------------------------------- who is watching
+    def attach_owner(self, alive: Callable[[], bool] | None, *, lease_s: float | None = 120.0,
+                     grace_s: float = 10.0) -> None:
+        """Tie the job to a page session: it pauses itself (``orphaned``) and frees its slot when ``alive()``
+        has been false for ``grace_s`` seconds, or when :meth:`touch` was not called for ``lease_s`` seconds.
+        A new owner (the user who came back) attaches itself again and finds the job paused, not lost.
+        """
+        with self._lock:
+            self._owner_alive = alive
+            self._lease_s = lease_s
+            self._grace_s = grace_s
+            self._gone_since = None
+            self._last_seen = time.monotonic()  # ``orphaned`` stays until play: the page says why it paused
+
+    def touch(self) -> None:
+        """The page saw this job (each rerun and live-panel refresh calls it)."""
+        self._last_seen = time.monotonic()
+        self._gone_since = None
+
+    def owner_gone(self, grace_s: float | None = None) -> bool:
+        """True when nobody is watching this job any more (see :meth:`attach_owner`); ``grace_s`` overrides
+        the grace period (0: gone as soon as the session is)."""
+        now = time.monotonic()
+        if self._lease_s is not None and now - self._last_seen > self._lease_s:
+            return True
+        alive = self._owner_alive
+        if alive is None:
+            return False
+        try:
+            ok = bool(alive())
+        except Exception:  # noqa: BLE001 - an unknown answer keeps the job running
+            ok = True
+        if ok:
+            self._gone_since = None
+            return False
+        if self._gone_since is None:
+            self._gone_since = now
+        return now - self._gone_since >= (self._grace_s if grace_s is None else grace_s)
+
+    def owner_disconnected(self) -> bool:
+        """True when the owning browser session is known to be gone (no grace period). Without a session
+        check (``alive`` None) an expired lease counts as gone. Adoption by a reloaded page uses this: a
+        job whose page is open but idle is never handed to another session."""
+        alive = self._owner_alive
+        if alive is None:
+            return self._lease_s is not None and time.monotonic() - self._last_seen > self._lease_s
+        try:
+            return not alive()
+        except Exception:  # noqa: BLE001 - unknown: keep it with its owner
+            return False
+
+    def _mark_rate(self) -> None:
+        now = time.monotonic()
+        marks = self._rate_marks
+        marks.append((now, int(self.trainer.step_count)))
+        while len(marks) > 2 and now - marks[1][0] > 2 * RATE_WINDOW_S:
+            marks.popleft()
+
     # ---------------------------------------------------------------- commands (from the page)
     def play(self) -> None:
         """Train in the background until ``target_steps`` (queued first if every slot is busy)."""
@@ -147,7 +373,11 @@ class TrainingJob:
             if self.trainer.step_count >= self.target_steps:
                 return
             self._want = "run"
+            self.orphaned = False
+            self._last_seen = time.monotonic()
+            self._gone_since = None
             if self._thread is None:
+                self._rate_marks.clear()
                 self._state = QUEUED
                 self._thread = threading.Thread(target=self._loop, name=f"train-job-{self.id}", daemon=True)
                 self._thread.start()
@@ -183,9 +413,12 @@ class TrainingJob:
                 return False
         if not self.slots.try_acquire(self.id):
             return False
+        self.gate.join(self.id)
         try:
-            self._safe_step()
+            with self.gate.turn(self.id):
+                self._safe_step()
         finally:
+            self.gate.leave(self.id)
             self.slots.release(self.id)
         with self._lock:
             if self._state != FAILED:
@@ -203,27 +436,52 @@ class TrainingJob:
     # ---------------------------------------------------------------- the thread
     def _loop(self) -> None:
         holding = False
+        held_since = 0.0
         try:
             while True:
+                quantum = self.slots.quantum_s
+                if holding and quantum is not None and self.slots.waiting \
+                        and time.monotonic() - held_since >= quantum:
+                    # Others are waiting and this job had its turn: back of the queue (it keeps its place
+                    # in line fairly, FIFO, and no queued job starves behind a long run).
+                    self.gate.leave(self.id)
+                    self.slots.release(self.id)
+                    holding = False
+                    with self._lock:
+                        if self._state == RUNNING:
+                            self._state = QUEUED
+                if self.owner_gone():
+                    with self._lock:
+                        if self._want == "run":
+                            # Nobody watches: pause and free the slot; the job waits, paused, for its user.
+                            log.info("Training job %s paused: its page went away", self.id)
+                            self.orphaned = True
+                            self._want = "pause"
                 with self._lock:
                     want = self._want
                     done = self.trainer.step_count >= self.target_steps
                     if want != "run" or done or self._state == FAILED:
                         break
                 if not holding:
-                    holding = self.slots.acquire(self.id, cancelled=lambda: self._want != "run")
+                    holding = self.slots.acquire(
+                        self.id, cancelled=lambda: self._want != "run" or self.owner_gone())
                     if not holding:
                         continue
+                    held_since = time.monotonic()
+                    self.gate.join(self.id)
                     with self._lock:
                         self._state = RUNNING
                         self._started_at = self._started_at or time.time()
-                if not self._safe_step():
+                    self._mark_rate()
+                with self.gate.turn(self.id):
+                    ok = self._safe_step()
+                    if ok and self.trainer.step_count == 1 and not self.trainer.evals:
+                        # A first evaluation right away, so the accuracy charts start from the (almost)
+                        # untrained model instead of waiting for eval_every steps.
+                        ok = self._safe(self.trainer.evaluate)
+                self._mark_rate()
+                if not ok:
                     break
-                if self.trainer.step_count == 1 and not self.trainer.evals:
-                    # A first evaluation right away, so the accuracy charts start from the (almost)
-                    # untrained model instead of waiting for eval_every steps.
-                    if not self._safe(self.trainer.evaluate):
-                        break
             # Finishing: a last evaluation so the charts end on the final model.
             with self._lock:
                 finished = self._state != FAILED and self.trainer.step_count >= self.target_steps \
@@ -231,9 +489,11 @@ class TrainingJob:
             if finished and holding:
                 evals = self.trainer.evals
                 if not evals or evals[-1].step != self.trainer.step_count:
-                    self._safe(self.trainer.evaluate)
+                    with self.gate.turn(self.id):
+                        self._safe(self.trainer.evaluate)
         finally:
             if holding:
+                self.gate.leave(self.id)
                 self.slots.release(self.id)
             with self._lock:
                 if self._want == "run" and self._state != FAILED and self.trainer.step_count < self.target_steps:
@@ -284,6 +544,19 @@ class TrainingJob:
         with self._lock:
             self.needs_registration = False
             self.registered_step = self.trainer.step_count
+
+
+def server_load(slots: Slots | None = None) -> tuple[int, int]:
+    """(jobs training now, jobs training or queued) across all sessions, for "3 of 10 training"."""
+    slots = slots or SLOTS
+    running, waiting = slots.running, slots.waiting
+    return running, running + waiting
+
+
+def ordinal(n: int) -> str:
+    """1 -> "1st", 2 -> "2nd", 11 -> "11th"."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def live_jobs() -> list[TrainingJob]:

@@ -1,9 +1,20 @@
-"""Per-session glue run by ``app.py`` on every page: register finished training jobs, show a status line.
+"""Per-session glue run by ``app.py`` on every page: the session's training job and its life cycle
+(install, retire, build), registering finished jobs, and a status line.
 
 The training thread never touches ``st.*``; it only flags ``job.needs_registration``. Whichever page the
 user is on next picks that up here and puts the model in the registry, with a toast.
+
+A job belongs to its browser session. When that session goes away (the tab closed or reloaded) the job
+pauses itself and frees its training slot (``TrainingJob.attach_owner``). The job's token sits in the URL
+(``?job=...``): the reloaded page, a new session, adopts the paused job again, so the user finds it paused,
+not lost. A job is adopted only once its own session has gone, so an open page never loses its job.
 """
 from __future__ import annotations
+
+import secrets
+import threading
+import time
+from typing import Any, Callable
 
 import streamlit as st
 
@@ -11,6 +22,16 @@ from ui import jobs, registry
 from ui import settings as S
 
 JOB_KEY = "train._job"
+SIG_KEY = "train._job_sig"
+JOB_PARAM = "job"  # URL query parameter with the job's token
+LEASE_S = 120.0  # a job nobody polled for this long pauses (a hidden tab still polls about once a minute)
+GRACE_S = 10.0  # a job whose browser session closed pauses after this long (a reconnect keeps it)
+KEEP_ORPHANS_S = 3600.0  # a paused job nobody came back to is dropped after an hour
+MAX_ORPHANS = 20
+
+_tokens: dict[str, jobs.TrainingJob] = {}  # token -> job, for the user who comes back (strong references)
+_gone_since: dict[str, float] = {}  # token -> when its job was first seen without an owner
+_tokens_lock = threading.Lock()
 
 
 def keep_settings() -> None:
@@ -26,8 +47,134 @@ def keep_settings() -> None:
             st.session_state[key] = st.session_state[key]
 
 
+def _session_alive() -> Callable[[], bool] | None:
+    """A callable telling whether this browser session is still connected (None outside a served app)."""
+    try:
+        from streamlit.runtime import Runtime
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        ctx = get_script_run_ctx()
+        if ctx is None or not Runtime.exists():
+            return None
+        runtime, session_id = Runtime.instance(), ctx.session_id
+    except Exception:  # noqa: BLE001 - AppTest and bare scripts have no runtime: fall back to the lease
+        return None
+    return lambda: runtime.is_active_session(session_id)
+
+
+def _prune_tokens() -> None:
+    """Drop paused jobs nobody came back to: older than KEEP_ORPHANS_S, or beyond the MAX_ORPHANS newest."""
+    now = time.monotonic()
+    with _tokens_lock:
+        for token, job in list(_tokens.items()):
+            if job.active or not job.owner_disconnected():
+                _gone_since.pop(token, None)
+            else:
+                _gone_since.setdefault(token, now)
+        orphans = sorted(((since, t) for t, since in _gone_since.items()), reverse=True)
+        for k, (since, token) in enumerate(orphans):
+            if k >= MAX_ORPHANS or now - since > KEEP_ORPHANS_S:
+                _tokens.pop(token, None)
+                _gone_since.pop(token, None)
+
+
+def _remember(job: jobs.TrainingJob) -> str:
+    token = getattr(job, "_token", None) or secrets.token_urlsafe(16)
+    job._token = token  # type: ignore[attr-defined]
+    with _tokens_lock:
+        _tokens[token] = job
+    return token
+
+
+def _forget(job: jobs.TrainingJob) -> None:
+    token = getattr(job, "_token", None)
+    with _tokens_lock:
+        if token and _tokens.get(token) is job:
+            del _tokens[token]
+    if token and st.query_params.get(JOB_PARAM) == token:
+        del st.query_params[JOB_PARAM]
+
+
+def _adopt() -> jobs.TrainingJob | None:
+    """The job named by the URL's token, if its own session has gone (a reload): it becomes this session's."""
+    token = st.query_params.get(JOB_PARAM)
+    if not token:
+        return None
+    with _tokens_lock:
+        job = _tokens.get(str(token))
+    if job is None or not job.owner_disconnected():
+        if job is None:
+            del st.query_params[JOB_PARAM]  # unknown or expired token: drop it from the URL
+        return None
+    job.pause()  # it pauses by itself; this settles a job still winding down
+    job.wait(10.0)
+    _attach(job)
+    st.session_state[JOB_KEY] = job
+    st.session_state["train._adopted"] = True
+    return job
+
+
+def _attach(job: jobs.TrainingJob) -> None:
+    job.attach_owner(_session_alive(), lease_s=LEASE_S, grace_s=GRACE_S)
+
+
 def current_job() -> jobs.TrainingJob | None:
-    return st.session_state.get(JOB_KEY)
+    """This session's training job (adopting its own paused job after a reload); marks it as watched."""
+    job = st.session_state.get(JOB_KEY)
+    if job is None:
+        try:
+            job = _adopt()
+        except Exception:  # noqa: BLE001 - a bad token must never break a page
+            job = None
+    if job is not None:
+        job.touch()
+    return job
+
+
+def retire_job(job: jobs.TrainingJob) -> None:
+    """Stop a job for good; what it trained is kept in the registry."""
+    job.pause()
+    job.wait(30.0)
+    register_job(job)
+    _forget(job)
+
+
+def install_job(job: jobs.TrainingJob, sig: str | None = None) -> jobs.TrainingJob:
+    """Make ``job`` this session's job (the previous one is retired), tied to this browser session."""
+    old = st.session_state.get(JOB_KEY)
+    if old is not None and old is not job:
+        retire_job(old)
+    _attach(job)
+    st.session_state[JOB_KEY] = job
+    st.session_state[SIG_KEY] = sig
+    _prune_tokens()
+    st.query_params[JOB_PARAM] = _remember(job)
+    return job
+
+
+def new_job(make_trainer: Callable[[], Any], *, target_steps: int | None = None,
+            sig: str | None = None) -> jobs.TrainingJob:
+    """Build a trainer (with a spinner) and install a job for it."""
+    with st.spinner("Building the model…"):
+        trainer = make_trainer()
+    return install_job(jobs.TrainingJob(trainer, target_steps=target_steps), sig)
+
+
+def clear_job() -> None:
+    """Reset: retire this session's job and forget it."""
+    job = st.session_state.pop(JOB_KEY, None)
+    if job is not None:
+        retire_job(job)
+    st.session_state.pop(SIG_KEY, None)
+
+
+def server_line(job: jobs.TrainingJob | None) -> str:
+    """ "3 of 10 training, you are 2nd in the queue": the server's load as this session sees it."""
+    running, total = jobs.server_load(job.slots if job is not None else None)
+    line = f"{running} of {total} training on this server" if total else "Nothing else training on this server"
+    if job is not None and job.state == jobs.QUEUED and job.queue_position is not None:
+        line += f", you are {jobs.ordinal(job.queue_position + 1)} in the queue"
+    return line
 
 
 def register_job(job: jobs.TrainingJob, *, toast: bool = True) -> registry.Entry | None:
@@ -58,8 +205,11 @@ def sidebar_status(box=None) -> None:
     with box if box is not None else st.sidebar:
         if job is not None:
             state = job.state
+            rate = job.rate() if state == jobs.RUNNING else None
             st.caption(f":material/model_training: Training: **{state}**, step {job.steps_done} of "
-                       f"{job.target_steps}")
+                       f"{job.target_steps}" + (f" · {rate:.1f} steps/s now" if rate is not None else ""))
+            if job.active:
+                st.caption(f":material/groups: {server_line(job)}")
         things = f"{n} model{'s' if n != 1 else ''} or embedding file{'s' if n != 1 else ''}" if n else \
             "No models or embedding files yet"
         st.caption(f":material/inventory_2: {things} {ROUTER_MARK}")

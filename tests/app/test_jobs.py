@@ -89,6 +89,7 @@ def test_global_cap_queues_in_order():
     first.play()
     assert _until(lambda: first.state == jobs.RUNNING)
     second.play()
+    assert _until(lambda: second.queue_position == 0)  # its thread queued before the third's starts
     third.play()
     assert _until(lambda: third.queue_position == 1)
     assert second.state == jobs.QUEUED and second.queue_position == 0
@@ -139,3 +140,175 @@ def test_slots_need_capacity():
     with pytest.raises(ValueError):
         jobs.Slots(0)
     assert jobs.MAX_RUNNING >= 1
+
+
+# ---------------------------------------------------------------- turns, threads, orphans, rate (issue 10, 6.7)
+class RecordingTrainer(FakeTrainer):
+    """Records, for each step, which job stepped and how many torch threads that step ran with."""
+
+    def __init__(self, name, log, steps=6, delay=0.002):
+        super().__init__(steps=steps, delay=delay)
+        self.name, self.log = name, log
+
+    def step(self):
+        import torch
+
+        self.log.append((self.name, torch.get_num_threads()))
+        super().step()
+
+
+def test_turns_are_round_robin_across_jobs_and_no_job_starves():
+    """Three sessions' jobs, one step at a time: each step goes to the job that waited longest."""
+    log: list = []
+    slots, gate = jobs.Slots(4), jobs.StepGate(concurrency=1, cores=2)
+    hold = threading.Event()
+    # A first job holds the turn (its first step waits on `hold`) while the other two queue behind it,
+    # so all three are contending from the start.
+    first = jobs.TrainingJob(FakeTrainer(steps=1, gate=hold), slots=slots, gate=gate)
+    first.play()
+    assert _until(lambda: first.state == jobs.RUNNING)
+    js = [jobs.TrainingJob(RecordingTrainer(n, log), slots=slots, gate=gate) for n in "abc"]
+    for j in js:
+        j.play()
+    assert _until(lambda: len(gate._queue) == 3)
+    hold.set()
+    for j in [first, *js]:
+        assert j.wait(20) and j.state == jobs.FINISHED
+    names = [n for n, _ in log]
+    assert sorted(names) == sorted("abc" * 6)
+    # round robin: among the steps while all three still train, every window of 3 holds each job once
+    for i in range(0, 15, 3):
+        assert sorted(names[i:i + 3]) == ["a", "b", "c"], names
+    assert slots.running == 0 and not gate._members and gate._active == 0
+
+
+def test_thread_policy_gives_each_job_its_share_and_restores_it():
+    import torch
+
+    before = torch.get_num_threads()
+    gate = jobs.StepGate(concurrency=2, cores=4)
+    log: list = []
+    hold = threading.Event()
+    a = jobs.TrainingJob(FakeTrainer(steps=1, gate=hold), slots=jobs.Slots(2), gate=gate)
+    a.play()
+    assert _until(lambda: a.state == jobs.RUNNING)
+    b = jobs.TrainingJob(RecordingTrainer("b", log, steps=3), slots=a.slots, gate=gate)
+    b.play()
+    assert _until(lambda: len(log) >= 1)
+    assert log[0] == ("b", 2)  # two jobs share four cores: two threads each
+    hold.set()
+    assert a.wait(10) and b.wait(10)
+    alone: list = []
+    c = jobs.TrainingJob(RecordingTrainer("c", alone, steps=2), slots=jobs.Slots(1), gate=gate)
+    assert c.step_now()  # a step in the caller's thread, alone: all four cores ...
+    assert alone == [("c", 4)]
+    assert torch.get_num_threads() == before  # ... and the caller's own setting is back afterwards
+    with jobs.thread_policy(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_a_job_whose_session_is_gone_pauses_frees_its_slot_and_can_go_on():
+    slots = jobs.Slots(1)
+    alive = {"yes": True}
+    job = jobs.TrainingJob(FakeTrainer(steps=100_000, delay=0.002), slots=slots)
+    job.attach_owner(lambda: alive["yes"], lease_s=None, grace_s=0.05)
+    job.play()
+    assert _until(lambda: job.steps_done > 3)
+    assert job.state == jobs.RUNNING and not job.orphaned
+    alive["yes"] = False  # every tab closed
+    assert job.wait(10)
+    assert job.state == jobs.PAUSED and job.orphaned and slots.running == 0
+    kept = job.steps_done
+    other = jobs.TrainingJob(FakeTrainer(steps=2), slots=slots)  # the freed slot serves someone else
+    other.play()
+    assert other.wait(10) and other.state == jobs.FINISHED
+    assert job.steps_done == kept  # paused, not lost, not training
+    job.attach_owner(lambda: True, lease_s=None)  # the user came back
+    job.extend(0)
+    job.target_steps = kept + 5
+    job.play()
+    assert job.wait(10) and job.state == jobs.FINISHED and job.steps_done == kept + 5 and not job.orphaned
+
+
+def test_a_job_nobody_polls_pauses_after_its_lease():
+    job = jobs.TrainingJob(FakeTrainer(steps=100_000, delay=0.002), slots=jobs.Slots(1))
+    job.attach_owner(None, lease_s=0.3)
+    job.play()
+    assert job.wait(10)
+    assert job.state == jobs.PAUSED and job.orphaned and 0 < job.steps_done < 100_000
+
+
+def test_queued_job_whose_session_is_gone_leaves_the_queue():
+    slots = jobs.Slots(1)
+    hold = threading.Event()
+    first = jobs.TrainingJob(FakeTrainer(steps=1, gate=hold), slots=slots)
+    first.play()
+    assert _until(lambda: first.state == jobs.RUNNING)
+    queued = jobs.TrainingJob(FakeTrainer(steps=3), slots=slots)
+    queued.attach_owner(lambda: False, lease_s=None, grace_s=0.0)
+    queued.play()
+    assert queued.wait(10)
+    assert queued.state == jobs.PAUSED and queued.orphaned and slots.waiting == 0
+    hold.set()
+    assert first.wait(10)
+
+
+def test_rate_is_the_recent_rate_not_the_average_since_the_start():
+    job = jobs.TrainingJob(FakeTrainer(steps=10), slots=jobs.Slots(1))
+    assert job.rate() is None
+    t0 = 1000.0
+    # 10 steps/s for 20 s, then 1 step/s for 6 s: the average since the start is ~7.9, the recent rate 1.
+    job._rate_marks.extend([(t0 + i * 0.1, i) for i in range(201)])
+    job._rate_marks.extend([(t0 + 20 + i, 200 + i) for i in range(1, 7)])
+    assert job.rate(window=5.0) == pytest.approx(1.0)
+    assert jobs.ordinal(1) == "1st" and jobs.ordinal(2) == "2nd" and jobs.ordinal(3) == "3rd"
+    assert jobs.ordinal(11) == "11th" and jobs.ordinal(22) == "22nd"
+
+
+def test_server_load_counts_running_and_queued():
+    slots = jobs.Slots(1)
+    hold = threading.Event()
+    a = jobs.TrainingJob(FakeTrainer(steps=1, gate=hold), slots=slots)
+    b = jobs.TrainingJob(FakeTrainer(steps=1), slots=slots)
+    a.play()
+    assert _until(lambda: a.state == jobs.RUNNING)
+    b.play()
+    assert _until(lambda: b.queue_position == 0)
+    assert jobs.server_load(slots) == (1, 2)
+    hold.set()
+    assert a.wait(10) and b.wait(10)
+    assert jobs.server_load(slots) == (0, 0)
+
+
+def test_with_more_jobs_than_slots_the_slot_rotates_and_every_job_progresses():
+    """One slot, three long jobs: each gives the slot up after its quantum while others wait (FIFO), so all
+    three train before any finishes; without a quantum the first would hold the slot to its end."""
+    slots = jobs.Slots(1, quantum_s=0.05)
+    js = [jobs.TrainingJob(FakeTrainer(steps=100_000, delay=0.002), slots=slots) for _ in range(3)]
+    for j in js:
+        j.play()
+    assert _until(lambda: all(j.steps_done > 0 for j in js), timeout=20)
+    assert _until(lambda: sum(j.state == jobs.RUNNING for j in js) == 1)
+    assert slots.running <= 1
+    for j in js:
+        j.pause()
+    for j in js:
+        assert j.wait(10) and j.state == jobs.PAUSED
+    assert slots.running == 0 and slots.waiting == 0
+    with pytest.raises(ValueError):
+        jobs.Slots(1, quantum_s=0)
+
+
+def test_a_busy_machine_gets_one_thread_per_step_and_the_budget_follows_omp(monkeypatch):
+    load = {"avg": 0.5}
+    gate = jobs.StepGate(concurrency=1, cores=2, load=lambda: load["avg"])
+    with gate.turn(1) as threads:
+        assert threads == 2
+    load["avg"] = 9.0  # other processes keep the cores busy: spinning OpenMP threads would collapse
+    with gate.turn(1) as threads:
+        assert threads == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert jobs._thread_budget() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "64")
+    assert jobs._thread_budget() == (__import__("os").cpu_count() or 1)

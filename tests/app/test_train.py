@@ -24,6 +24,58 @@ def test_changing_widgets_changes_state(make_app):
     assert_clean(at)
 
 
+def test_reload_finds_the_job_paused_not_lost(make_app):
+    """Issue 6.7: a reload (a new session) while a long run trains. The old session is gone, so its job
+    pauses and frees its slot; the reloaded page, carrying the job's token in its URL, adopts it paused."""
+    import time
+
+    from ui import jobs, session
+
+    at = make_app(query_params={**TINY, "train.steps": "5000"}, page=TRAIN)
+    at.button(key="train.play").click().run()
+    assert_clean(at)
+    job = at.session_state["train._job"]
+    token = at.query_params[session.JOB_PARAM]
+    token = token[0] if isinstance(token, list) else token
+    assert token and session._tokens[token] is job
+    deadline = time.monotonic() + 60
+    while job.steps_done < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # Every tab closed: the runtime reports the session inactive (AppTest has no runtime, so say it here).
+    job.attach_owner(lambda: False, lease_s=None, grace_s=0.0)
+    assert job.wait(30)
+    assert job.state == jobs.PAUSED and job.orphaned and job.slots.running == 0
+    kept = job.steps_done
+    # Another user's fresh page does not get it (no token in its URL).
+    stranger = make_app(query_params=TINY, page=TRAIN)
+    assert "train._job" not in stranger.session_state
+    # The user reloads: a new session whose URL carries the token.
+    back = make_app(query_params={**TINY, "train.steps": "5000", session.JOB_PARAM: token}, page=TRAIN)
+    assert_clean(back)
+    assert back.session_state["train._job"] is job and job.steps_done == kept
+    assert any("while this page was closed" in i.value for i in back.info)
+    back.button(key="train.play").click().run()  # and goes on
+    assert job.active or job.steps_done > kept
+    job.pause()
+    assert job.wait(30)
+
+
+def test_a_live_session_keeps_its_job_from_a_copied_url(make_app):
+    import time
+
+    from ui import session
+
+    at = make_app(query_params=TINY, page=TRAIN)
+    at.button(key="train.step").click().run()
+    job = at.session_state["train._job"]
+    job.attach_owner(lambda: True, lease_s=0.01)  # its page is still open, idle (nothing polls a paused job)
+    time.sleep(0.05)
+    token = job._token
+    other = make_app(query_params={**TINY, session.JOB_PARAM: token}, page=TRAIN)
+    assert_clean(other)
+    assert "train._job" not in other.session_state
+
+
 def test_step_buttons_train_and_stop_registers(make_app):
     at = make_app(query_params=TINY, page=TRAIN)
     at.button(key="train.step").click().run()

@@ -1,0 +1,303 @@
+"""A classroom on one server: throughput and fairness of training jobs, side by side in one run.
+
+(jobs)    In-process, no browser: steps/s of the bare ``Trainer``, of one ``ui.jobs.TrainingJob``, and the
+          total of N jobs under the old policy (every job its own thread with torch's default threads, all
+          stepping at once) beside the new one (``ui.jobs.StepGate``: round-robin turns, threads split).
+(browser) N Chromium contexts (one per pupil) against one ``streamlit run app.py`` on 127.0.0.1: the first
+          opens the first lesson alone (its steps/s is "one job alone", beside the bare Trainer on the same
+          settings measured first in this process), then the others join. Reports each
+          session's progress (starvation), whether any page shows another's job token, server-side run
+          times of page interactions (Pause / Play clicks), the page's server line ("3 of 10 training, you
+          are 2nd in the queue"), the server's peak RSS, and the total steps/s of all jobs against one alone.
+          Job steps are sampled inside the server process (the launcher is this file, ``--serve``).
+
+Bounded: at most 12 contexts, every wait has a timeout, the server and browser are always closed.
+Absolute figures depend on the machine's load (printed); the ratios are measured in the same run.
+
+    .venv/bin/python benchmarks/bench_classroom.py --part jobs --jobs 2 --seconds 15
+    .venv/bin/python benchmarks/bench_classroom.py --part browser --sessions 10 --seconds 90
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from _common import ROOT, machine_info
+
+OUT = ROOT / "benchmarks" / "out"
+PRESET_KEY = "home.preset.simclr_shapes"
+MAX_SESSIONS = 12
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"]
+
+
+# --------------------------------------------------------------------------------------------- (jobs)
+def _trainer(batch: int, seed: int, n: int = 1000):
+    from core.data import load_dataset
+    from core.train import Trainer, default_preset
+
+    cfg = replace(default_preset(), batch_size=batch, steps=100_000, seed=seed)
+    return Trainer(cfg, load_dataset("shapes", n=n, size=32, seed=seed))
+
+
+def _bare_loop(trainers):
+    halt = threading.Event()
+
+    def loop():
+        while not halt.is_set():
+            trainers[0].step()
+    th = threading.Thread(target=loop, daemon=True)
+    th.start()
+    return lambda: (halt.set(), th.join())
+
+
+def _steps_per_s(trainers: list, seconds: float, start) -> float:
+    """Run ``start(trainers)`` (returns a stop function), count total steps over ``seconds`` after a warm-up."""
+    stop = start(trainers)
+    time.sleep(min(3.0, seconds / 4))  # warm-up: first steps, first evaluation
+    s0, t0 = sum(t.step_count for t in trainers), time.perf_counter()
+    time.sleep(seconds)
+    s1, t1 = sum(t.step_count for t in trainers), time.perf_counter()
+    stop()
+    return (s1 - s0) / (t1 - t0)
+
+
+def bench_jobs(n_jobs: int, seconds: float, batch: int) -> None:
+    import torch
+
+    from ui import jobs
+
+    print(f"\n(jobs) shapes, SimCLR lesson settings at batch {batch}, {seconds:.0f} s per phase, "
+          f"{os.cpu_count()} cores, torch default {torch.get_num_threads()} threads")
+
+    def with_jobs(slots, gate):
+        def start(trainers):
+            js = [jobs.TrainingJob(t, target_steps=10**9, slots=slots, gate=gate) for t in trainers]
+            for j in js:
+                j.play()
+
+            def stop():
+                for j in js:
+                    j.pause()
+                for j in js:
+                    j.wait(60)
+            return stop
+        return start
+
+    cores = jobs.CORES
+    default_threads = torch.get_num_threads()
+    print(f"  new policy = the server's gate: {jobs.STEP_CONCURRENCY} step at a time, up to {cores} threads, one "
+          f"thread while the load average ({os.getloadavg()[0]:.1f}) exceeds the cores")
+    rows = {}
+    rows["bare Trainer"] = _steps_per_s([_trainer(batch, 0)], seconds, _bare_loop)
+    rows["1 job (new policy)"] = _steps_per_s([_trainer(batch, 0)], seconds, with_jobs(jobs.Slots(8), jobs.GATE))
+    # Old policy: every job steps at once, each with torch's default thread count.
+    old_gate = jobs.StepGate(concurrency=n_jobs, cores=default_threads * n_jobs)
+    rows[f"{n_jobs} jobs, old policy (total)"] = _steps_per_s(
+        [_trainer(batch, i) for i in range(n_jobs)], seconds, with_jobs(jobs.Slots(8), old_gate))
+    rows[f"{n_jobs} jobs, new policy (total)"] = _steps_per_s(
+        [_trainer(batch, i) for i in range(n_jobs)], seconds, with_jobs(jobs.Slots(8), jobs.GATE))
+    rows[f"{n_jobs} jobs, 1 thread each in parallel (total)"] = _steps_per_s(
+        [_trainer(batch, i) for i in range(n_jobs)], seconds, with_jobs(jobs.Slots(8), jobs.StepGate(cores, cores)))
+    one = rows["1 job (new policy)"]
+    for k, v in rows.items():
+        print(f"  {k:<44} {v:6.2f} steps/s   {v / rows['bare Trainer']:.2f}x bare, {v / one:.2f}x one job")
+
+
+# --------------------------------------------------------------------------------------------- server side
+def serve(log_path: str, streamlit_args: list[str]) -> None:
+    """The server, with a sampler thread writing every job's steps once a second (JSON lines)."""
+    def sample() -> None:
+        from ui import jobs
+
+        with open(log_path, "a", buffering=1) as log:
+            while True:
+                live = jobs.live_jobs()
+                log.write(json.dumps({"t": time.time(), "running": jobs.SLOTS.running,
+                                      "waiting": jobs.SLOTS.waiting,
+                                      "steps": {str(j.id): j.steps_done for j in live},
+                                      "states": {str(j.id): j.state for j in live}}) + "\n")
+                time.sleep(1.0)
+
+    threading.Thread(target=sample, daemon=True, name="classroom-sampler").start()
+    import bench_app
+
+    bench_app.serve_timed(log_path + ".runs", streamlit_args)
+
+
+def _samples(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _total_rate(samples: list[dict[str, Any]], t0: float, t1: float) -> tuple[float, dict[str, int]]:
+    window = [s for s in samples if t0 <= s["t"] <= t1]
+    if len(window) < 2:
+        return 0.0, {}
+    a, b = window[0], window[-1]
+    gained = {k: v - a["steps"].get(k, 0) for k, v in b["steps"].items()}
+    return sum(gained.values()) / (b["t"] - a["t"]), gained
+
+
+# --------------------------------------------------------------------------------------------- (browser)
+def bench_browser(n: int, seconds: float, alone_s: float, args_timeout: float = 300.0) -> None:
+    import bench_app
+    import psutil
+    from playwright.sync_api import sync_playwright
+
+    h = bench_app._load_harness()
+    n = max(1, min(n, MAX_SESSIONS))
+    exe = shutil.which("chromium")
+    if exe is None:
+        print("chromium is not installed", file=sys.stderr)
+        return
+    OUT.mkdir(parents=True, exist_ok=True)
+    log = OUT / "bench_classroom_jobs.jsonl"
+    log.write_text("")
+    # bench_app's timed server (it logs every script and fragment run), launched through --serve here so
+    # the server also samples its jobs' steps
+    timed = bench_app.TimedServer(h, Path(str(log) + ".runs"), ROOT)
+    server = timed.server
+    plain = h.StreamlitServer.command(server)
+    run_args = plain[plain.index("run"):]
+    server.command = lambda: [sys.executable, str(Path(__file__).resolve()), "--serve", str(log), "--", *run_args]
+    print(f"\n(browser) {n} Chromium contexts against one `streamlit run app.py` on 127.0.0.1")
+    contexts, pages = [], []
+    rss_peak = [0]
+    halt = threading.Event()
+
+    def poll_rss(pid: int) -> None:
+        proc = psutil.Process(pid)
+        while not halt.is_set():
+            try:
+                total = sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
+                rss_peak[0] = max(rss_peak[0], total)
+            except psutil.NoSuchProcess:
+                return
+            halt.wait(0.2)
+
+    # The bare Trainer on the lesson's settings (batch 256, 5,000 shapes), in this process before the server
+    # starts: the app's one job alone is compared with it.
+    bare = _steps_per_s([_trainer(256, 0, n=5000)], alone_s, _bare_loop)
+    print(f"  bare Trainer, lesson settings: {bare:.2f} steps/s (this process, before the server starts)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            server.start()
+            server.wait_healthy(timeout=120)
+            threading.Thread(target=poll_rss, args=(server.pid,), daemon=True).start()
+
+            def open_lesson(i: int) -> Any:
+                ctx = browser.new_context(viewport=h.VIEWPORT)
+                contexts.append(ctx)
+                page = ctx.new_page()
+                app = h.AppPage(page, server)
+                try:
+                    app.goto("/", timeout=args_timeout)
+                    app.click(PRESET_KEY, timeout=args_timeout)
+                except Exception as err:  # noqa: BLE001 - a starved server: report it, keep the others
+                    print(f"  session {i + 1} did not open the lesson: {type(err).__name__}: {str(err)[:160]}")
+                    return None
+                pages.append(page)
+                return page
+
+            first = open_lesson(0)
+            if first is None:
+                return
+            first.locator(h.key_selector("train.pause")).first.wait_for(timeout=180_000)
+            t_a = time.time()
+            time.sleep(alone_s)
+            alone, _ = _total_rate(_samples(log), t_a + min(5.0, alone_s / 3), time.time())
+            print(f"  one job alone in the app: {alone:.2f} steps/s (server-side, over {alone_s:.0f} s) = "
+                  f"{alone / max(bare, 1e-9):.2f}x the bare Trainer (goal >= 0.8x)")
+            t_join = time.time()
+            for i in range(1, n):
+                open_lesson(i)
+            print(f"  {n - 1} more sessions opened the lesson in {time.time() - t_join:.0f} s")
+            t_b = time.time()
+            lines = []
+            time.sleep(seconds / 2)
+            # Interactions while the classroom trains: each page pauses then plays again.
+            for page in pages:
+                pause = page.locator(f"{h.key_selector('train.pause')} button")
+                try:
+                    if pause.count():
+                        pause.first.click()
+                        play = page.locator(f"{h.key_selector('train.play')} button").first
+                        play.wait_for(timeout=args_timeout * 1000)
+                        play.click()
+                except Exception as err:  # noqa: BLE001
+                    print(f"  a Pause/Play interaction did not answer: {type(err).__name__}")
+            time.sleep(seconds / 2)
+            t_c = time.time()
+            for page in pages:
+                caps = [c for c in page.locator("[data-testid='stCaptionContainer']").all_inner_texts()
+                        if "training on this server" in c]
+                lines.append(caps[0].strip() if caps else "")
+            total, gained = _total_rate(_samples(log), t_b, t_c)
+            runs = timed.runs()
+            scripts = [r["seconds"] for r in runs if r["kind"] == "script" and r["start"] >= t_b]
+            frags = [r["seconds"] for r in runs if r["kind"] == "fragment" and r["start"] >= t_b]
+            tokens = [page.url.split("job=")[-1].split("&")[0] if "job=" in page.url else "" for page in pages]
+            print(f"  classroom window {t_c - t_b:.0f} s: total {total:.2f} steps/s = {total / max(alone, 1e-9):.2f}x "
+                  "one job alone (goal >= 0.8x)")
+            print(f"  steps gained per job: {sorted(gained.values())}; sessions with no progress: "
+                  f"{sum(1 for v in gained.values() if v <= 0)} of {len(gained)}")
+            print(f"  distinct job tokens in the {n} pages' URLs: {len(set(t for t in tokens if t))} "
+                  "(each session sees only its own job)")
+            if scripts:
+                print(f"  full reruns (Pause/Play clicks) server side: median {statistics.median(scripts):.2f} s, "
+                      f"max {max(scripts):.2f} s over {len(scripts)} (goal <= 2 s)")
+            if frags:
+                print(f"  live-panel fragment runs: median {statistics.median(frags) * 1000:.0f} ms, "
+                      f"max {max(frags) * 1000:.0f} ms over {len(frags)}")
+            print(f"  server RSS peak {rss_peak[0] / 2**30:.2f} GB (goal < 8 GB)")
+            print(f"  what the pages say: {sorted(set(lines))[:4]}")
+        finally:
+            halt.set()
+            for ctx in contexts:
+                try:
+                    ctx.close()
+                except Exception:  # noqa: BLE001 - closing what is left
+                    pass
+            browser.close()
+            server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--serve"]:
+        sep = argv.index("--")
+        serve(argv[1], argv[sep + 1:])
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--part", choices=("all", "jobs", "browser"), default="all")
+    ap.add_argument("--jobs", type=int, default=2, help="(jobs) concurrent jobs")
+    ap.add_argument("--batch", type=int, default=64, help="(jobs) batch size")
+    ap.add_argument("--sessions", type=int, default=10, help=f"(browser) contexts, at most {MAX_SESSIONS}")
+    ap.add_argument("--seconds", type=float, default=60.0, help="measurement window per phase")
+    ap.add_argument("--alone-seconds", type=float, default=25.0, help="(browser) one job alone, first")
+    ap.add_argument("--timeout", type=float, default=300.0, help="(browser) seconds a page may take to open")
+    args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    print(machine_info())
+    print(f"load average {os.getloadavg()[0]:.1f} at the start (the machine is shared with other sessions)")
+    if args.part in ("all", "jobs"):
+        bench_jobs(args.jobs, args.seconds, args.batch)
+    if args.part in ("all", "browser"):
+        bench_browser(args.sessions, args.seconds, args.alone_seconds, args.timeout)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
