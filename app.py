@@ -26,6 +26,9 @@ pages = {
         st.Page("pages/train.py", title="Train", icon=":material/model_training:",
                 help="Train a contrastive model live: press play and watch the loss fall and the embedding "
                      "space organise itself."),
+        st.Page("pages/text.py", title="Text", icon=":material/text_fields:",
+                help="Semantic search with a sentence model, why a result ranks where it does, and contrastive "
+                     "fine-tuning on your own pairs."),
     ],
 }
 page = st.navigation(pages)

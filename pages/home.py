@@ -35,6 +35,10 @@ with c2.container(border=True, height="stretch"):
     st.page_link("pages/train.py", label="Train", icon=":material/model_training:")
     st.caption("SimCLR, MoCo, triplet, margin, SupCon or CLIP-style training, live: loss, accuracy and a 2-D "
                "view of the embeddings, redrawn every second.")
+with c1.container(border=True, height="stretch"):
+    st.page_link("pages/text.py", label="Text", icon=":material/text_fields:")
+    st.caption("Search sentences by meaning, see why a result ranks where it does, and fine-tune the sentence "
+               "model on your own pairs with the in-batch-negatives loss.")
 
 with st.expander("Your models and embeddings", icon=":material/inventory_2:",
                  expanded=bool(registry.entries())):
