@@ -110,8 +110,14 @@ def _resolve(spec: str | os.PathLike | None) -> tuple[str, str, bool]:
     text = "" if spec is None else str(spec).strip()
     if text.lower() in _BUNDLED_SPECS:
         return str(_bundled_path()), BUNDLED, True
+    if len(text) > 1024:
+        raise PlaygroundError(f"A model name or folder of {len(text):,} characters cannot be right. " + OFFLINE_CHOICES)
     path = Path(text).expanduser()
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError:  # e.g. a path component longer than the file system allows
+        is_dir = False
+    if is_dir:
         if not ((path / "modules.json").is_file() or (path / "config.json").is_file()):
             raise PlaygroundError(f"The folder {text!r} is not a sentence-transformers model: it has neither "
                                   "modules.json nor config.json.")
