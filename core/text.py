@@ -728,6 +728,15 @@ class FineTuneEval:
     mrr: float
 
 
+def _mnrl_class():
+    """sentence-transformers' MultipleNegativesRankingLoss (its module moved in 6.x; older paths still work)."""
+    try:
+        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    except ImportError:
+        from sentence_transformers.losses import MultipleNegativesRankingLoss
+    return MultipleNegativesRankingLoss
+
+
 def _transformer_layers(model) -> list:
     """The stack of transformer blocks of a sentence-transformers model (BERT-like: encoder.layer)."""
     import torch
@@ -757,7 +766,8 @@ class TextFineTuner:
                  passages: Sequence[str] | None = None, passage_topics: Sequence[str] | None = None,
                  heldout: Sequence[TextPair] | None = None, name: str | None = None):
         import torch
-        from sentence_transformers.losses import MultipleNegativesRankingLoss
+
+        MultipleNegativesRankingLoss = _mnrl_class()
 
         pairs = list(pairs)
         if len(pairs) < 4:

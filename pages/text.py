@@ -17,6 +17,7 @@ from ui.widgets import user_errors
 
 JOB_KEY = "text._job"
 CACHE_KEY = "text._vectors"
+SPEC_KEY = "text._shared_spec"  # the loaders.text_model spec of the model in use; None for a session's own model
 OTHER = "Another model (name or folder)…"
 EXAMPLES = ("how do bats find food in the dark", "why is the sky full of twinkling stars",
             "keep my money safe from scams", "what makes bread rise", "who can handle the ball")
@@ -47,7 +48,12 @@ def _digest(texts) -> str:
 
 
 def vectors_for(model, texts: list[str], what: str) -> np.ndarray:
-    """Unit vectors of ``texts`` (N, D), cached in this session by model and content, with a progress bar."""
+    """Unit vectors of ``texts`` (N, D), cached by model and content: for every session when the model is a
+    shared one (``spec``), else in this session, with a progress bar."""
+    spec = st.session_state.get(SPEC_KEY)
+    if spec is not None:
+        with st.spinner(f"Embedding {len(texts):,} {what}…"):
+            return loaders.text_vectors(spec, tuple(texts))
     cache: dict = st.session_state.setdefault(CACHE_KEY, {})
     key = (id(model), T.model_label(model), _digest(texts))
     if key not in cache:
@@ -91,6 +97,7 @@ with settings_col:
         choice = st.selectbox("Sentence model", [T.BUNDLED, *tuned, OTHER], key="text.model",
                               help="The bundled all-MiniLM-L6-v2 (384 numbers per text) works offline. Models "
                                    "you fine-tune below appear here too.")
+        st.session_state[SPEC_KEY] = None
         with user_errors("loading the text model"):
             if choice == OTHER:
                 spec = st.text_input("Model name or folder", key="text.model_spec",
@@ -99,11 +106,13 @@ with settings_col:
                                           "cached copy) or a folder saved with SentenceTransformer.save().")
                 if spec.strip():
                     model = loaders.text_model(spec.strip())
+                    st.session_state[SPEC_KEY] = spec.strip()
                     registry.register_text_model(model, name=T.model_label(model), source=f"loaded from {spec}")
                 else:
                     st.caption("Type a model name or a folder path.")
             elif choice == T.BUNDLED:
                 model = loaders.text_model("")
+                st.session_state[SPEC_KEY] = ""
                 if registry.get(T.BUNDLED) is None:
                     registry.register_text_model(model, name=T.BUNDLED,
                                                  source="sentence-transformers, bundled offline (384-d)")
@@ -206,6 +215,8 @@ with search_tab:
                     "text": [textset.texts[i] for i in ids[0]]}
             if topics:
                 rows["topic"] = [topics[i] for i in ids[0]]
+            with st.container(border=True, key="text.best"):
+                st.markdown(f"**Best match** · cosine {scores[0][0]:.3f}  \n{textset.texts[ids[0][0]]}")
             st.dataframe(rows, key="text.results", hide_index=True, width="stretch",
                          column_config={"cosine": st.column_config.ProgressColumn(
                              "cosine", min_value=0.0, max_value=1.0, format="%.3f",

@@ -105,6 +105,15 @@ def text_corpus():
     return load_corpus()
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def text_vectors(spec: str, texts: tuple[str, ...]) -> np.ndarray:
+    """Unit vectors (N, D) of ``texts`` under the shared model ``spec``, cached by content for every session
+    (a classroom on the built-in corpus embeds it once)."""
+    from core.text import embed_texts
+
+    return embed_texts(text_model(spec), list(texts))
+
+
 # ------------------------------------------------------------------------------------------ display helpers
 def to_uint8_hwc(x) -> np.ndarray:
     """(N, C, H, W) or (C, H, W) tensor/array, float [0, 1] or uint8 -> uint8 (N, H, W, 3) / (H, W, 3)."""

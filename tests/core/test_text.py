@@ -309,7 +309,7 @@ def test_fine_tuning_on_built_in_pairs_raises_held_out_recall(minilm, corpus):
     train, held = T.topic_pairs(corpus, seed=cfg.seed)
     topics = [corpus.classes["topic"][c] for c in corpus.labels["topic"]]
     tuner = T.TextFineTuner(cfg, train, minilm, passages=corpus.texts, passage_topics=topics, heldout=held)
-    from sentence_transformers.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     assert isinstance(tuner.loss_fn, MultipleNegativesRankingLoss) and tuner.loss_fn.scale == pytest.approx(20.0)
     tuner.run()
@@ -325,10 +325,10 @@ def test_fine_tuning_on_built_in_pairs_raises_held_out_recall(minilm, corpus):
 
 
 @pytest.mark.slow
-def test_hard_negatives_are_mined_and_train(minilm, corpus):
+def test_hard_negatives_are_mined_and_train(minilm):
     pairs = T.load_pairs()[:24]
     cfg = T.FineTuneConfig(steps=2, batch_size=8, hard_negatives=True, heldout_fraction=0.25)
-    tuner = T.TextFineTuner(cfg, pairs, minilm, passages=corpus.texts)
+    tuner = T.TextFineTuner(cfg, pairs, minilm)  # passages: the pairs' own positives
     assert all(n != p.positive for n, p in zip(tuner._negatives, tuner.train_pairs))
     tuner.step()
     tuner.step()
