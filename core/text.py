@@ -796,6 +796,7 @@ class TextFineTuner:
                     topics.append(p.topic if t == p.positive else None)
                     seen.add(t)
         self.passages = pool
+        self._passage_topics = topics
         if cfg.match == "topic":
             if any(p.topic is None for p in self.heldout):
                 raise PlaygroundError("Judging by topic needs a topic on every held-out pair.")
@@ -828,17 +829,19 @@ class TextFineTuner:
     # ------------------------------------------------------------------ data
     def _choose_negatives(self) -> list[str]:
         """One hard negative per training pair: the pair's own, else the passage the base model ranks highest
-        for the query that is not its positive (mined once, before training)."""
+        for the query that is not its positive (nor, judged by topic, of its topic); mined once, before training."""
         mined = [p.negative for p in self.train_pairs]
         need = [i for i, n in enumerate(mined) if not n]
         if need:
             qv = embed_texts(self.model, [self.train_pairs[i].query for i in need])
             pv = embed_texts(self.model, self.passages)
             scores = qv @ pv.T
+            by_topic = self.cfg.match == "topic"
             for row, i in enumerate(need):
-                pos = self.train_pairs[i].positive
+                pair = self.train_pairs[i]
                 for j in np.argsort(-scores[row]):
-                    if self.passages[j] != pos:
+                    same_topic = by_topic and pair.topic is not None and self._passage_topics[j] == pair.topic
+                    if self.passages[j] not in (pair.positive, pair.query) and not same_topic:
                         mined[i] = self.passages[j]
                         break
         return [m or self.train_pairs[i].positive for i, m in enumerate(mined)]

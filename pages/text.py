@@ -188,13 +188,13 @@ def _set_example() -> None:
     st.session_state["text.example"] = None
 
 
-query = st.session_state.get("text.query", EXAMPLES[0])
+st.session_state.setdefault("text.query", EXAMPLES[0])  # set once here, so the example pills can change it
 query_vector = None
 order = None
 with search_tab:
     st.pills("Try a query", EXAMPLES, key="text.example", on_change=_set_example,
              help="One click puts the query in the box.")
-    query = st.text_input("Query", value=EXAMPLES[0], key="text.query",
+    query = st.text_input("Query", key="text.query",
                           help="Any sentence. It is embedded by the model and compared with every text by cosine "
                                "similarity (1 = same direction, 0 = unrelated).")
     c1, c2 = st.columns(2)

@@ -333,3 +333,17 @@ def test_hard_negatives_are_mined_and_train(minilm):
     tuner.step()
     tuner.step()
     assert tuner.step_count == 2 and all(np.isfinite(r.loss) for r in tuner.history)
+
+
+@pytest.mark.slow
+def test_topic_hard_negatives_come_from_another_topic(minilm, corpus):
+    keep = np.flatnonzero(corpus.labels["topic"] < 3)[::2]  # about 45 sentences of three topics
+    small = T.TextSet([corpus.texts[i] for i in keep], [corpus.ids[i] for i in keep],
+                      {"topic": corpus.labels["topic"][keep]}, {"topic": corpus.classes["topic"]})
+    train, held = T.topic_pairs(small, seed=0)
+    topics = small.classes["topic"]
+    passage_topics = [topics[c] for c in small.labels["topic"]]
+    cfg = T.FineTuneConfig(steps=1, hard_negatives=True, match="topic")
+    tuner = T.TextFineTuner(cfg, train, minilm, passages=small.texts, passage_topics=passage_topics, heldout=held)
+    topic_of = dict(zip(small.texts, passage_topics))
+    assert all(topic_of[neg] != pair.topic for neg, pair in zip(tuner._negatives, tuner.train_pairs))
