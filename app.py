@@ -38,6 +38,9 @@ pages = {
         st.Page("pages/clip.py", title="CLIP", icon=":material/image_search:",
                 help="Zero-shot classification, text and image search, and images + prompts on one map, with a "
                      "CLIP that works offline."),
+        st.Page("pages/text.py", title="Text", icon=":material/text_fields:",
+                help="Semantic search with a sentence model, why a result ranks where it does, and contrastive "
+                     "fine-tuning on your own pairs."),
     ],
 }
 page = st.navigation(pages)

@@ -42,7 +42,8 @@ class EmbeddingSet:
 
     ``vectors``: float32 (N, D). ``ids``: N strings (default "0".."N-1"). ``labels``: factor name -> int64
     codes (N,) indexing ``classes[factor]``; ``classes`` defaults to the codes as strings. ``source``: what made
-    the vectors, e.g. "SimCLR small_cnn on shapes, step 300, encoder space". Bad contents raise PlaygroundError.
+    the vectors, e.g. "SimCLR small_cnn on shapes, step 300, encoder space". ``captions`` (optional): N strings
+    shown on hover, e.g. the sentence each text embedding came from (core.text). Bad contents raise PlaygroundError.
 
     >>> s = EmbeddingSet(np.eye(3), labels={"kind": np.array([0, 1, 1])}, classes={"kind": ["a", "b"]})
     >>> len(s), s.ids
@@ -54,6 +55,7 @@ class EmbeddingSet:
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     classes: dict[str, list[str]] = field(default_factory=dict)
     source: str = ""
+    captions: list[str] | None = None
 
     def __post_init__(self) -> None:
         v = self.vectors
@@ -100,6 +102,10 @@ class EmbeddingSet:
             labels[str(factor)], classes[str(factor)] = codes, names
         self.labels, self.classes = labels, classes
         self.source = str(self.source)
+        if self.captions is not None:
+            self.captions = [str(c) for c in self.captions]
+            if len(self.captions) != n:
+                raise PlaygroundError(f"There are {len(self.captions)} captions for {n} vectors.")
 
     def __len__(self) -> int:
         return self.vectors.shape[0]
@@ -126,7 +132,8 @@ class EmbeddingSet:
         norms = np.linalg.norm(self.vectors, axis=1, keepdims=True)
         vectors = self.vectors / np.maximum(norms, 1e-12)
         return EmbeddingSet(vectors, list(self.ids), {k: v.copy() for k, v in self.labels.items()},
-                            {k: list(v) for k, v in self.classes.items()}, self.source)
+                            {k: list(v) for k, v in self.classes.items()}, self.source,
+                            None if self.captions is None else list(self.captions))
 
     def subset(self, indices) -> EmbeddingSet:
         """The items at ``indices`` (integer positions or a boolean mask of length N), in that order."""
@@ -144,7 +151,8 @@ class EmbeddingSet:
             raise PlaygroundError(f"subset index out of range for {len(self)} items.")
         return EmbeddingSet(self.vectors[idx], [self.ids[i] for i in idx],
                             {k: v[idx] for k, v in self.labels.items()},
-                            {k: list(v) for k, v in self.classes.items()}, self.source)
+                            {k: list(v) for k, v in self.classes.items()}, self.source,
+                            None if self.captions is None else [self.captions[i] for i in idx])
 
     # ----------------------------------------------------------------------------------------------- export
     def to_npz_bytes(self) -> bytes:
@@ -156,6 +164,8 @@ class EmbeddingSet:
                                          "meta": np.array(json.dumps(meta))}
         for i, factor in enumerate(self.factors):
             arrays[f"label_{i}"] = self.labels[factor]
+        if self.captions is not None:
+            arrays["captions"] = np.array(self.captions, dtype=str)
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
         return buf.getvalue()
@@ -316,8 +326,9 @@ def _from_npz(data: bytes, name: str) -> EmbeddingSet:
             classes = {f: list(meta.get("classes", {}).get(f, [])) or None for f in labels}
             classes = {f: c for f, c in classes.items() if c is not None}
             ids = arrays["ids"].tolist() if "ids" in arrays else None
+            captions = arrays["captions"].tolist() if "captions" in arrays else None
             return EmbeddingSet(_vector_array(arrays["vectors"], name, "'vectors' array"), ids, labels, classes,
-                                str(meta.get("source", "")))
+                                str(meta.get("source", "")), captions)
     lower = {key.lower(): key for key in arrays}
     key = next((lower[k] for k in _VECTOR_KEYS if k in lower and arrays[lower[k]].ndim == 2), None)
     if key is None:

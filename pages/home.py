@@ -43,6 +43,10 @@ with c2.container(border=True, height="stretch"):
     st.page_link("pages/clip.py", label="CLIP", icon=":material/image_search:")
     st.caption("Zero-shot classification with prompts you type, search images with words, and see images and "
                "prompts on one map; the shipped mini-CLIP works offline.")
+with c1.container(border=True, height="stretch"):
+    st.page_link("pages/text.py", label="Text", icon=":material/text_fields:")
+    st.caption("Search sentences by meaning, see why a result ranks where it does, and fine-tune the sentence "
+               "model on your own pairs with the in-batch-negatives loss.")
 
 with st.expander("Your models and embeddings", icon=":material/inventory_2:",
                  expanded=bool(registry.entries())):

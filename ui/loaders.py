@@ -84,6 +84,36 @@ def decoded_upload(data: bytes, size: int | None) -> np.ndarray:
     return decode_image(data, size=size)
 
 
+# ------------------------------------------------------------------------------------------ text
+@st.cache_resource(max_entries=4, show_spinner="Loading the text model…")
+def text_model(spec: str = ""):
+    """A sentence model shared by all sessions: read-only (eval mode; fine-tuning works on a deep copy).
+    Raises PlaygroundError / DownloadUnavailable, which are not cached, so a later try can succeed."""
+    from core.text import load_text_model
+
+    model = load_text_model(spec or None)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+@st.cache_resource(show_spinner=False)
+def text_corpus():
+    """The built-in corpus (core.text.load_corpus), shared and never modified."""
+    from core.text import load_corpus
+
+    return load_corpus()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def text_vectors(spec: str, texts: tuple[str, ...]) -> np.ndarray:
+    """Unit vectors (N, D) of ``texts`` under the shared model ``spec``, cached by content for every session
+    (a classroom on the built-in corpus embeds it once)."""
+    from core.text import embed_texts
+
+    return embed_texts(text_model(spec), list(texts))
+
+
 # ------------------------------------------------------------------------------------------ display helpers
 def to_uint8_hwc(x) -> np.ndarray:
     """(N, C, H, W) or (C, H, W) tensor/array, float [0, 1] or uint8 -> uint8 (N, H, W, 3) / (H, W, 3)."""

