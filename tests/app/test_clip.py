@@ -108,8 +108,8 @@ def test_offline_pretrained_tag_shows_one_sentence(make_app, monkeypatch):
     assert any(m.label == "Accuracy" for m in at.metric)
 
 
-@pytest.mark.parametrize("payload,why", [(b"not an image at all", "could not be decoded"),
-                                         (png_bytes()[:30], "could not be decoded")])
+@pytest.mark.parametrize("payload,why", [(b"not an image at all", "not an image in a format this app reads"),
+                                         (png_bytes()[:30], "not an image in a format this app reads")])
 def test_upload_decoding_refuses_broken_files(payload, why):
     from core.clip import images_from_uploads
 
