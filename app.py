@@ -27,6 +27,11 @@ pages = {
                 help="Train a contrastive model live: press play and watch the loss fall and the embedding "
                      "space organise itself."),
     ],
+    "Look inside": [
+        st.Page("pages/explorer.py", title="Embedding Explorer", icon=":material/bubble_chart:",
+                help="Maps of an embedding space (UMAP, PCA, t-SNE) with how far to trust them, nearest "
+                     "neighbours, similarity matrices, health checks and a comparison of two spaces."),
+    ],
 }
 page = st.navigation(pages)
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from core.embed import EmbeddingSet
 
 __all__ = [
-    "knn_accuracy", "linear_probe_accuracy", "alignment", "uniformity", "effective_rank",
+    "knn_accuracy", "linear_probe_accuracy", "alignment", "uniformity", "effective_rank", "singular_spectrum",
     "pair_similarities", "similarity_histograms", "invariance_report", "INVARIANCE_RULE",
 ]
 
@@ -186,6 +186,14 @@ def effective_rank(z) -> float:
     p = s / total
     p = p[p > 0]  # 0 log 0 = 0
     return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def singular_spectrum(z) -> np.ndarray:
+    """The singular values of z as shares of their sum (the ``p_k`` of :func:`effective_rank`), largest
+    first. A collapsed embedding puts nearly everything in the first few. Shape: (N, D) -> (min(N, D),)."""
+    s = np.linalg.svd(_numpy_matrix(z, "z").astype(np.float64), compute_uv=False)
+    total = s.sum()
+    return s / total if total > 0 else s
 
 
 def pair_similarities(z1, z2, *, max_negatives: int = 20_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

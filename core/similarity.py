@@ -311,3 +311,28 @@ def contrastive_softmax(z1, z2, temperature: float = 0.2, *,
     logits = (z @ z.T) / float(temperature)
     logits.fill_diagonal_(float("-inf"))
     return torch.softmax(logits, dim=1).cpu().numpy()
+
+
+CLUSTER_METHODS = ("kmeans", "hdbscan")
+
+
+def cluster(vectors, method: str = "kmeans", *, n_clusters: int = 8, seed: int = 0) -> np.ndarray:
+    """Cluster ids of L2-normalised vectors (cosine geometry) with scikit-learn: ``KMeans`` (Lloyd, k-means++
+    start, seeded) or ``HDBSCAN`` (Campello et al. 2013; -1 marks noise). Shape: (N, D) -> int64 (N,).
+    """
+    if method not in CLUSTER_METHODS:
+        raise ValueError(f"Unknown clustering {method!r}; use one of {', '.join(CLUSTER_METHODS)}.")
+    u = _unit_rows(vectors, "vectors", torch.device("cpu")).numpy()
+    n = u.shape[0]
+    if method == "kmeans":
+        from sklearn.cluster import KMeans
+
+        if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)) or n_clusters < 2:
+            raise ValueError(f"n_clusters must be a whole number of at least 2, got {n_clusters!r}.")
+        k = min(int(n_clusters), n)
+        return KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(u).astype(np.int64)
+    from sklearn.cluster import HDBSCAN
+
+    if n < 5:
+        raise ValueError("HDBSCAN needs at least 5 items.")
+    return HDBSCAN(min_cluster_size=max(5, n // 100)).fit_predict(u).astype(np.int64)

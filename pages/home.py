@@ -35,6 +35,10 @@ with c2.container(border=True, height="stretch"):
     st.page_link("pages/train.py", label="Train", icon=":material/model_training:")
     st.caption("SimCLR, MoCo, triplet, margin, SupCon or CLIP-style training, live: loss, accuracy and a 2-D "
                "view of the embeddings, redrawn every second.")
+with c1.container(border=True, height="stretch"):
+    st.page_link("pages/explorer.py", label="Embedding Explorer", icon=":material/bubble_chart:")
+    st.caption("UMAP, PCA or t-SNE maps of any embeddings with a score for how honest the map is; click a point "
+               "for its nearest neighbours; similarity, health and a side-by-side comparison of two spaces.")
 
 with st.expander("Your models and embeddings", icon=":material/inventory_2:",
                  expanded=bool(registry.entries())):

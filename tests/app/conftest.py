@@ -17,7 +17,7 @@ TIMEOUT = 60  # seconds per script run: generous for a cold import of torch on a
 # Query parameters that make the Train page train a few steps on 200 shapes in seconds.
 TINY = {"train.n": "200", "train.batch_size": "32", "train.steps": "10"}
 
-PAGES = ("pages/home.py", "pages/augmentation_lab.py", "pages/train.py")
+PAGES = ("pages/home.py", "pages/augmentation_lab.py", "pages/train.py", "pages/explorer.py")
 
 
 @pytest.fixture(scope="session", autouse=True)
