@@ -344,7 +344,7 @@ if view == "Health":
     from core.metrics import INVARIANCE_RULE
 
     with user_errors("computing the health checks"), st.spinner("Measuring the space…"):
-        h = X.health(space.key, es)
+        h = X.health(space.labels_key, es)
         c = st.columns(4)
         c[0].metric("Effective rank", f"{h['erank']:.1f} of {min(h['n'], h['dim'])}", help=HELP["erank"])
         c[1].metric("Uniformity (t = 2)", f"{h['uniformity']:.2f}", help=HELP["uniformity"])

@@ -48,6 +48,15 @@ class Space:
     def __post_init__(self) -> None:
         self.key = content_hash(self.es.vectors)
 
+    @property
+    def labels_key(self) -> str:
+        """The vectors' hash plus the labels' (a metadata file changes labels, not vectors)."""
+        h = hashlib.blake2b(self.key.encode(), digest_size=16)
+        for f in self.es.factors:
+            h.update(f.encode())
+            h.update(np.ascontiguousarray(self.es.labels[f]).tobytes())
+        return h.hexdigest()
+
 
 def content_hash(vectors: np.ndarray) -> str:
     """A hash of an array's bytes, shape and dtype (blake2b): the cache key of everything computed from it."""

@@ -17,6 +17,7 @@ FIRST_MAP_TIMEOUT = 240.0
 
 _CLICK_JS = """(sel) => {
   const gd = document.querySelector(sel + ' .js-plotly-plot');
+  gd.scrollIntoView({block: 'center'});  // the mouse can only click inside the viewport
   const tr = gd._fullData[0], L = gd._fullLayout, box = gd.getBoundingClientRect();
   const i = Math.floor(tr.x.length / 2);
   return {x: box.left + L._size.l + L.xaxis.l2p(tr.x[i]), y: box.top + L._size.t + L.yaxis.l2p(tr.y[i])};
@@ -31,6 +32,10 @@ def test_demo_map_click_a_point_shows_its_neighbours(app: Any) -> None:
     assert points >= 50
     app.wait_idle(timeout=60)
     spot = app.page.evaluate(_CLICK_JS, ".st-key-explorer-map")  # harness.key_selector(MAP_KEY)
+    app.page.wait_for_timeout(300)
+    spot = app.page.evaluate(_CLICK_JS, ".st-key-explorer-map")  # again, after the scroll settled
+    app.page.mouse.move(spot["x"], spot["y"])  # plotly's WebGL scatter picks the clicked point on hover
+    app.page.wait_for_timeout(500)
     app.page.mouse.click(spot["x"], spot["y"])
     app.page.wait_for_function(
         "() => document.querySelector('[data-testid=\"stMain\"]').innerText.includes('nearest neighbours in the original')",
