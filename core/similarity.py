@@ -189,6 +189,18 @@ def near_duplicates(vectors, threshold: float = 0.98, *, max_pairs: int = 10_000
     return [(int(i), int(j), float(min(s, 1.0))) for i, j, s in zip(i_np, j_np, s_np)]
 
 
+def _rows_and_label_codes(vectors, labels, k, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Checked unit rows (N, D) and labels as int codes (N,) on ``dev``, for the label-aware searches."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive whole number, got {k!r}.")
+    u = _unit_rows(vectors, "vectors", dev)
+    n = u.shape[0]
+    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if lab.shape != (n,):
+        raise ValueError(f"labels must be shaped ({n},) to match the vectors, got {lab.shape}.")
+    return u, torch.as_tensor(np.unique(lab, return_inverse=True)[1].reshape(-1), device=dev)
+
+
 def hardest_negatives(vectors, labels, k: int = 5, *,
                       device: torch.device | str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """For each row, the k most cosine-similar rows with a *different* label (the hard negatives).
@@ -196,15 +208,9 @@ def hardest_negatives(vectors, labels, k: int = 5, *,
     Returns ``(indices, sims)``, each shaped (N, k), best first. Where fewer than k items carry another
     label, the missing places hold index -1 and similarity NaN. Shape: vectors (N, D), labels (N,).
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive whole number, got {k!r}.")
     dev = _device(device)
-    u = _unit_rows(vectors, "vectors", dev)
+    u, codes = _rows_and_label_codes(vectors, labels, k, dev)
     n = u.shape[0]
-    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
-    if lab.shape != (n,):
-        raise ValueError(f"labels must be shaped ({n},) to match the vectors, got {lab.shape}.")
-    codes = torch.as_tensor(np.unique(lab, return_inverse=True)[1].reshape(-1), device=dev)  # (N,) int codes
     k_eff = min(int(k), n)
 
     def drop_same_label(start: int, stop: int, sims: torch.Tensor) -> None:
@@ -260,15 +266,9 @@ def likely_false_negatives(vectors, labels, k: int = 50, *,
     pushed apart even though they are the same class: the "false negatives" of Chen et al. 2021 / Huynh et al.
     2022. Shape: vectors (N, D), labels (N,).
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive whole number, got {k!r}.")
     dev = _device(device)
-    u = _unit_rows(vectors, "vectors", dev)
+    u, codes = _rows_and_label_codes(vectors, labels, k, dev)
     n = u.shape[0]
-    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
-    if lab.shape != (n,):
-        raise ValueError(f"labels must be shaped ({n},) to match the vectors, got {lab.shape}.")
-    codes = torch.as_tensor(np.unique(lab, return_inverse=True)[1].reshape(-1), device=dev)
     best_s, best_i, best_j = [], [], []
     step = _rows_per_chunk(n)
     cols = torch.arange(n, device=dev).unsqueeze(0)

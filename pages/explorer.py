@@ -215,9 +215,14 @@ if view in ("Map", "Export"):
         event = st.plotly_chart(fig, key=f"{P}.map", on_select="rerun", selection_mode=("points", "box", "lasso"),
                                 width="stretch", config={"displaylogo": False,
                                                          "toImageButtonOptions": {"filename": "embedding-map"}})
-        picked = X.selected_rows(event)
-        st.caption("Click a point for its nearest neighbours; drag a box or lasso for a gallery of a group. "
-                   "Double-click the map to clear the selection.")
+        picked = X.selected_rows(event, fig)
+        typed = st.number_input("…or show the neighbours of item number", min_value=0, max_value=n_all - 1,
+                                value=None, step=1, key=f"{P}.point", placeholder="row 0 to " f"{n_all - 1}",
+                                help="For 3-D maps (which cannot be clicked) or to find an item by its row.")
+        if not picked and typed is not None:
+            picked = [int(typed)]
+        st.caption("Click a point for its nearest neighbours; pick the box or lasso tool above the map and drag "
+                   "for a gallery of a group. Double-click the map to clear the selection.")
         if len(picked) == 1:
             from core.similarity import nearest
 

@@ -24,6 +24,7 @@ DEMO_DIR = ROOT / "assets" / "demo"
 MAX_POINTS = 50_000  # drawn with WebGL; above this a seeded sample is drawn (the datashader view comes later)
 MAX_SCORED = 10_000  # honesty scores on a seeded sample above this (they are O(N^2))
 GREY = "rgba(160,160,160,0.35)"
+SVG_POINTS = 3000
 
 
 @dataclass
@@ -357,7 +358,10 @@ def scatter(coords: np.ndarray, rows: np.ndarray, hover: list[str], *, categorie
         if dim >= 3:
             fig.add_trace(go.Scatter3d(x=c[mask, 0], y=c[mask, 1], z=c[mask, 2], **kw))
         else:
-            tr = go.Scattergl(x=c[mask, 0], y=c[mask, 1] if dim > 1 else np.zeros(mask.sum()), **kw)
+            # SVG up to a few thousand points (a click on a WebGL point reaches Streamlit as an empty selection
+            # in Streamlit 1.67), WebGL above that, where only box / lasso selections come back
+            kind = go.Scatter if len(rows) <= SVG_POINTS else go.Scattergl
+            tr = kind(x=c[mask, 0], y=c[mask, 1] if dim > 1 else np.zeros(mask.sum()), **kw)
             if selected:
                 tr.selectedpoints = [j for j, row in enumerate(r) if int(row) in selected]
                 tr.unselected = dict(marker=dict(opacity=0.15, color=GREY))
@@ -376,7 +380,7 @@ def scatter(coords: np.ndarray, rows: np.ndarray, hover: list[str], *, categorie
     else:
         add(np.ones(len(rows), bool), "items", dict(size=size, color=PALETTE[0]), show=False)
     fig.update_layout(title=dict(text=title, x=0, xanchor="left", font=dict(size=14)), height=height,
-                      margin=dict(l=10, r=10, t=40, b=10), dragmode="lasso" if dim < 3 else "orbit",
+                      margin=dict(l=10, r=10, t=40, b=10), dragmode="zoom" if dim < 3 else "orbit",
                       legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.01,
                                   itemsizing="constant"),
                       uirevision=title, clickmode="event+select")
@@ -429,17 +433,25 @@ def histograms(pos: np.ndarray, neg: np.ndarray, pos_name: str, neg_name: str, t
     return fig
 
 
-def selected_rows(event: Any) -> list[int]:
-    """Rows (customdata) of the points a plotly_chart selection event holds, in order, without repeats."""
+def selected_rows(event: Any, fig: go.Figure | None = None) -> list[int]:
+    """Rows of the points a plotly_chart selection event holds, in order, without repeats: each point's
+    ``customdata`` (our row), else its trace's customdata at ``point_index`` when ``fig`` is given."""
     if not event:
         return []
     sel = event.get("selection", {}) if isinstance(event, dict) else getattr(event, "selection", {})
     points = sel.get("points", []) if isinstance(sel, dict) else getattr(sel, "points", [])
     out: list[int] = []
     for p in points or []:
-        cd = p.get("customdata") if isinstance(p, dict) else None
+        if not isinstance(p, dict):
+            continue
+        cd = p.get("customdata")
         if isinstance(cd, (list, tuple)):
             cd = cd[0] if cd else None
+        if cd is None and fig is not None and p.get("curve_number") is not None:
+            trace = fig.data[int(p["curve_number"])]
+            index = p.get("point_index", p.get("point_number"))
+            if trace.customdata is not None and index is not None:
+                cd = trace.customdata[int(index)]
         if cd is not None:
             out.append(int(cd))
     return list(dict.fromkeys(out))

@@ -56,6 +56,10 @@ def test_demo_draws_a_map_with_honesty_scores_and_every_view(make_app):
     assert {m.label: m.value for m in at.metric}["Map"] == "PCA 2-D"
     at.selectbox(key="explorer.colour").set_value("neighbour preservation").run()
     assert_clean(at)
+    at.number_input(key="explorer.point").set_value(5).run()  # the same panel a click on a point opens
+    assert_clean(at)
+    text = _texts(at)
+    assert "nearest neighbours in the original 128-D space" in text and "also its nearest on the map" in text
     for view in ("Similarity", "Health", "Compare", "Export"):
         _view(at, view)
     _view(at, "Health")
