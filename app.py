@@ -42,6 +42,11 @@ pages = {
                 help="Semantic search with a sentence model, why a result ranks where it does, and contrastive "
                      "fine-tuning on your own pairs."),
     ],
+    "Look inside": [
+        st.Page("pages/explorer.py", title="Embedding Explorer", icon=":material/bubble_chart:",
+                help="Maps of an embedding space (UMAP, PCA, t-SNE) with how far to trust them, nearest "
+                     "neighbours, similarity matrices, health checks and a comparison of two spaces."),
+    ],
 }
 page = st.navigation(pages)
 

@@ -23,11 +23,14 @@ if TYPE_CHECKING:
     from core.data import ImageSet
     from core.models import ContrastiveModel
 
-__all__ = ["EmbeddingSet", "embed_imageset", "MAX_EMBEDDING_FILE_BYTES", "MAX_EMBEDDING_VALUES",
+__all__ = ["EmbeddingSet", "embed_imageset", "join_metadata", "MAX_EMBEDDING_FILE_BYTES", "MAX_EMBEDDING_VALUES",
            "EMBEDDING_FILE_TYPES"]
 
 MAX_EMBEDDING_FILE_BYTES = 200 * 1024 * 1024  # an upload larger than this is refused before parsing
 MAX_EMBEDDING_VALUES = 50_000_000  # N x D cap (200 MB of float32), also guards .npz decompression
+# largest decoded (uncompressed) size a .npz or .parquet may declare, checked from its metadata before decoding
+_MAX_DECODED_BYTES = 4 * MAX_EMBEDDING_VALUES + MAX_EMBEDDING_FILE_BYTES
+_MAX_TEXT_BYTES = 64 * 1024 * 1024  # ids, labels and captions of a parquet file, expanded
 EMBEDDING_FILE_TYPES = (".npy", ".npz", ".csv", ".parquet")
 _NPZ_FORMAT = "contrastive-playground-embeddings"
 # column / key names recognised as labels, ids and vectors in foreign files (lower case)
@@ -303,8 +306,9 @@ def _from_npy(data: bytes, name: str) -> EmbeddingSet:
 def _from_npz(data: bytes, name: str) -> EmbeddingSet:
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         total = sum(info.file_size for info in zf.infolist())
-    if total > 4 * MAX_EMBEDDING_VALUES + MAX_EMBEDDING_FILE_BYTES:  # decompression-bomb guard
-        raise PlaygroundError(f"{name!r} unpacks to {total / 2**20:.0f} MB, more than embeddings may take.")
+    if total > _MAX_DECODED_BYTES:  # decompression-bomb guard, from the zip directory (nothing decoded yet)
+        raise PlaygroundError(f"{name!r} unpacks to {total / 2**20:.0f} MB, more than embeddings may take "
+                              f"({_MAX_DECODED_BYTES // 2**20} MB); nothing was loaded.")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
@@ -427,19 +431,124 @@ def _from_csv(data: bytes, name: str) -> EmbeddingSet:
     return _from_frame(frame, name)
 
 
+_FIXED_WIDTH = {"BOOLEAN": 1, "INT32": 4, "FLOAT": 4, "INT64": 8, "DOUBLE": 8, "INT96": 12}
+
+
+def _parquet_table(data: bytes, name: str):
+    """Read a parquet file as a pyarrow Table, refusing it BEFORE anything large is decoded.
+
+    1. The footer records every column chunk's value count and type: fixed-width columns (the vectors) are
+       sized from it without reading a page, and more than ``MAX_EMBEDDING_VALUES`` values is refused.
+    2. Text columns cannot be sized from the footer (a few kB of dictionary-encoded pages can repeat a 100 kB
+       string a million times), so they are read still dictionary-encoded (dictionary + indices, small), their
+       expanded size is summed from the dictionary's lengths, and only then are they expanded.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(io.BytesIO(data)).metadata
+        values, fixed_bytes, text_cols = 0, 0, set()
+        for r in range(meta.num_row_groups):
+            group = meta.row_group(r)
+            for c in range(group.num_columns):
+                col = group.column(c)
+                values += max(int(col.num_values), 0)
+                width = _FIXED_WIDTH.get(col.physical_type)
+                if width is None:
+                    text_cols.add(col.path_in_schema.split(".")[0])
+                else:
+                    fixed_bytes += width * max(int(col.num_values), 0)
+    except Exception as exc:  # pyarrow raises its own error types for corrupt files
+        raise PlaygroundError(f"{name!r} is not a readable parquet file ({exc}).") from exc
+    if values > MAX_EMBEDDING_VALUES + 16 * max(int(meta.num_rows), 0) or fixed_bytes > _MAX_DECODED_BYTES:
+        raise PlaygroundError(f"{name!r} declares {values:,} values ({fixed_bytes / 2**20:.0f} MB decoded), more "
+                              f"than embeddings may take ({MAX_EMBEDDING_VALUES:,} values); nothing was loaded.")
+    try:
+        table = pq.ParquetFile(io.BytesIO(data), read_dictionary=sorted(text_cols)).read()
+    except Exception as exc:
+        raise PlaygroundError(f"{name!r} is not a readable parquet file ({exc}).") from exc
+    text_bytes = 0
+    for i, field_ in enumerate(table.schema):
+        if pa.types.is_dictionary(field_.type):
+            for chunk in table.column(i).chunks:
+                lengths = pc.binary_length(chunk.dictionary)
+                text_bytes += int(pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0)
+    if text_bytes > _MAX_TEXT_BYTES or fixed_bytes + text_bytes > _MAX_DECODED_BYTES:
+        raise PlaygroundError(f"{name!r} unpacks to {(fixed_bytes + text_bytes) / 2**20:.0f} MB "
+                              f"({text_bytes / 2**20:.0f} MB of text), more than embeddings may take "
+                              f"({_MAX_TEXT_BYTES // 2**20} MB of ids, labels and captions); nothing was loaded.")
+    return table
+
+
 def _from_parquet(data: bytes, name: str) -> EmbeddingSet:
     try:
         import pyarrow  # noqa: F401  (pandas needs it to read parquet)
     except ImportError as exc:
         raise PlaygroundError("Reading .parquet files needs the pyarrow package, which is not installed here; "
                               "upload .npy, .npz or .csv instead.") from exc
-    import pandas as pd
-
+    table = _parquet_table(data, name)
     try:
-        frame = pd.read_parquet(io.BytesIO(data))
+        frame = table.to_pandas()
     except Exception as exc:  # pyarrow raises its own error types for corrupt files
         raise PlaygroundError(f"{name!r} is not a readable parquet file ({exc}).") from exc
+    for c in frame.columns:  # dictionary columns arrive as pandas categoricals: plain values for _from_frame
+        if isinstance(frame[c].dtype, __import__("pandas").CategoricalDtype):
+            frame[c] = frame[c].astype(object)
     return _from_frame(frame, name)
+
+
+# columns of a metadata table that hold free text to show on hover rather than categories to colour by
+_TEXT_NAMES = ("caption", "captions", "text", "texts", "sentence", "description", "title")
+MAX_METADATA_CATEGORIES = 200  # a column with more distinct values is shown on hover, not offered as a colour
+
+
+def join_metadata(embeddings: EmbeddingSet, data: bytes, filename: str = "metadata.csv"
+                  ) -> tuple[EmbeddingSet, list[str] | None]:
+    """Add the columns of a metadata CSV (labels, captions, ids) to ``embeddings``.
+
+    Rows are matched by id when the table has an id-like column (id / name / filename / path) holding every id
+    of the set, else by position when the row counts are equal; anything else is refused with a sentence.
+    Columns with at most ``MAX_METADATA_CATEGORIES`` distinct values become label factors; a caption / text
+    column (or any column with more distinct values) becomes the hover text. Paths are only shown, never read.
+    Returns ``(new EmbeddingSet, texts or None)``.
+    """
+    import pandas as pd
+
+    raw, name = _read_input(data, filename)
+    if Path(name).suffix.lower() != ".csv":
+        raise PlaygroundError(f"The metadata file {name!r} must be a .csv table.")
+    try:
+        frame = pd.read_csv(io.BytesIO(raw), low_memory=False, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise PlaygroundError(f"{name!r} is not a readable CSV table ({exc}).") from exc
+    n = len(embeddings)
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise PlaygroundError(f"The metadata file {name!r} has no rows.")
+    frame.columns = [str(c) for c in frame.columns]
+    id_col = next((c for c in frame.columns if c.lower() in _ID_NAMES), None)
+    if id_col is not None and set(embeddings.ids) <= set(frame[id_col]):
+        if frame[id_col].duplicated().any():
+            raise PlaygroundError(f"The id column {id_col!r} of {name!r} repeats ids; each row needs its own id.")
+        frame = frame.set_index(id_col).loc[embeddings.ids].reset_index()
+    elif frame.shape[0] != n:
+        raise PlaygroundError(f"The metadata file {name!r} has {frame.shape[0]} rows but there are {n} vectors, "
+                              f"and it has no id column matching the vectors' ids; give it one row per vector "
+                              f"(same order) or an 'id' column.")
+    labels = {k: v.copy() for k, v in embeddings.labels.items()}
+    classes = {k: list(v) for k, v in embeddings.classes.items()}
+    texts: list[str] | None = None
+    for c in frame.columns:
+        if c == id_col:
+            continue
+        col = frame[c].astype(str)
+        if c.lower() in _TEXT_NAMES or col.nunique() > MAX_METADATA_CATEGORIES:
+            texts = col.tolist() if texts is None else [f"{a} · {b}" for a, b in zip(texts, col.tolist())]
+            continue
+        labels[c], classes[c] = _encode_labels(col.to_numpy())
+    ids = frame[id_col].astype(str).tolist() if id_col is not None else list(embeddings.ids)
+    return EmbeddingSet(embeddings.vectors, ids, labels, classes, embeddings.source), texts
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:

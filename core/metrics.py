@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from core.embed import EmbeddingSet
 
 __all__ = [
-    "knn_accuracy", "linear_probe_accuracy", "alignment", "uniformity", "effective_rank",
+    "knn_accuracy", "linear_probe_accuracy", "alignment", "uniformity", "effective_rank", "singular_spectrum",
     "pair_similarities", "similarity_histograms", "invariance_report", "INVARIANCE_RULE",
 ]
 
@@ -36,13 +36,18 @@ def _numpy_matrix(x, name: str) -> np.ndarray:
 
 
 def knn_accuracy(train_vectors, train_labels, test_vectors, test_labels, *, k: int = 10,
-                 device: torch.device | str | None = None) -> float:
+                 exclude_self: bool = False, device: torch.device | str | None = None) -> float:
     """Accuracy of a k-nearest-neighbour classifier with cosine similarity (as in Wu et al. 2018, without
     the temperature weighting): each test vector takes the majority label of its k most similar training
     vectors; a tie between labels goes to the label of the most similar neighbour among the tied ones.
 
     ``k`` larger than the training set is reduced to its size. Test labels never seen in training count as
     errors. Works in chunks on the device, so 20,000 x 20,000 fits in memory.
+
+    A point must never vote for itself: with ``exclude_self=True`` the test set IS the training set (same rows,
+    same order: leave-one-out) and row i never counts itself among its neighbours. Passing the same vectors as
+    train and test without it is refused, because every point would find itself at similarity 1 and k=1
+    accuracy would read 1.0 even on random labels.
     Shape: train (N, D), (N,); test (M, D), (M,) -> float in [0, 1].
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
@@ -56,15 +61,29 @@ def knn_accuracy(train_vectors, train_labels, test_vectors, test_labels, *, k: i
     y_test = _labels_1d(test_labels, test.shape[0], "test_labels")
     if test.shape[0] == 0:
         raise ValueError("There are no test vectors to classify.")
+    if exclude_self:
+        if test.shape[0] != train.shape[0]:
+            raise ValueError(f"exclude_self=True scores a set against itself, so train and test need the same "
+                             f"rows; got {train.shape[0]} and {test.shape[0]}.")
+        if train.shape[0] < 2:
+            raise ValueError("Leave-one-out kNN needs at least two vectors.")
+    elif train.shape == test.shape and bool(torch.allclose(train, test, rtol=0.0, atol=1e-6)):
+        raise ValueError("The test vectors are the training vectors, so every point would find itself as its "
+                         "nearest neighbour; pass exclude_self=True (leave-one-out) or hold out a test split.")
     classes, train_codes = np.unique(y_train, return_inverse=True)
     n_classes = len(classes)
     # test labels as codes into the training classes; unseen labels get -1 (always wrong)
     pos = np.searchsorted(classes, y_test).clip(0, n_classes - 1)
     test_codes = np.where(classes[pos] == y_test, pos, -1)
 
-    k_eff = min(int(k), train.shape[0])
+    k_eff = min(int(k), train.shape[0] - (1 if exclude_self else 0))
     codes_t = torch.as_tensor(train_codes.reshape(-1), device=dev)
-    _, nn_idx = _chunked_topk(test, train, k_eff)  # (M, k), most similar first
+
+    def drop_self(start: int, stop: int, sims: torch.Tensor) -> None:
+        local = torch.arange(stop - start, device=dev)
+        sims[local, local + start] = float("-inf")
+
+    _, nn_idx = _chunked_topk(test, train, k_eff, drop_self if exclude_self else None)  # (M, k), best first
     nn_codes = codes_t[nn_idx]  # (M, k)
     # votes per class, and the rank of each class's most similar member (k if absent)
     votes = torch.zeros(test.shape[0], n_classes, device=dev)
@@ -167,6 +186,14 @@ def effective_rank(z) -> float:
     p = s / total
     p = p[p > 0]  # 0 log 0 = 0
     return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def singular_spectrum(z) -> np.ndarray:
+    """The singular values of z as shares of their sum (the ``p_k`` of :func:`effective_rank`), largest
+    first. A collapsed embedding puts nearly everything in the first few. Shape: (N, D) -> (min(N, D),)."""
+    s = np.linalg.svd(_numpy_matrix(z, "z").astype(np.float64), compute_uv=False)
+    total = s.sum()
+    return s / total if total > 0 else s
 
 
 def pair_similarities(z1, z2, *, max_negatives: int = 20_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

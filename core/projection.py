@@ -23,7 +23,8 @@ import torch
 from core.errors import PlaygroundError
 from core.similarity import _as_matrix, _chunked_topk, _device, _rows_per_chunk, _unit_rows
 
-__all__ = ["METHODS", "project", "align_to", "warm_up", "neighbour_preservation"]
+__all__ = ["METHODS", "MAP_METRICS", "project", "align_to", "warm_up", "build_metric", "neighbour_preservation",
+           "neighbour_preservation_per_point", "trustworthiness"]
 
 METHODS: dict[str, str] = {
     "pca": "PCA: linear, exact, fast; keeps global distances, may overlap clusters",
@@ -31,6 +32,8 @@ METHODS: dict[str, str] = {
     "tsne": "t-SNE: non-linear, keeps local neighbourhoods; distances between clusters mean little",
 }
 _MIN_POINTS_NONLINEAR = 5
+# metrics the honesty scores can measure the original space with (the map itself is always read as Euclidean)
+MAP_METRICS = ("cosine", "euclidean")
 _warm_lock = threading.Lock()
 _warm = False
 
@@ -198,32 +201,97 @@ def warm_up() -> float:
     return time.perf_counter() - start
 
 
-def neighbour_preservation(vectors, coords, k: int = 10, *, metric: str = "cosine") -> float:
-    """Mean fraction of each point's k nearest neighbours in the original space (``metric``: "cosine" or
-    "euclidean") that are also among its k nearest in the map (Euclidean). 1 = every neighbourhood kept;
-    about k/N for a random map. Shape: (N, D), (N, d) -> float in [0, 1].
+def build_metric(method: str, **params: Any) -> str:
+    """The metric of the ORIGINAL space that a map made by ``project(vectors, method, **params)`` tries to keep.
+
+    PCA keeps Euclidean geometry; UMAP and t-SNE keep neighbourhoods under their ``metric`` setting (cosine by
+    default here). The honesty scores compare those neighbourhoods with Euclidean ones in the map, because the
+    map is read by eye as a Euclidean plane, which is what UMAP and t-SNE optimise in the low-dimensional space.
     """
+    if method == "pca":
+        return "euclidean"
+    if method not in METHODS:
+        raise PlaygroundError(f"Unknown projection method {method!r}; use one of {', '.join(METHODS)}.")
+    return str(params.get("metric", "cosine"))
+
+
+def _honesty_inputs(vectors, coords, k, metric: str) -> tuple[torch.Tensor, torch.Tensor, int]:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive whole number, got {k!r}.")
-    if metric not in ("cosine", "euclidean"):
-        raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}.")
+    if metric not in MAP_METRICS:
+        raise ValueError(f"metric must be one of {', '.join(MAP_METRICS)}, got {metric!r}.")
     dev = _device(None)
     x = _as_matrix(vectors, "vectors", dev)
     c = _as_matrix(coords, "coords", dev)
     n = x.shape[0]
     if c.shape[0] != n:
         raise ValueError(f"vectors has {n} rows but coords has {c.shape[0]}; they must match.")
-    if n < 2:
-        raise ValueError("Neighbour preservation needs at least two points.")
-    k = min(int(k), n - 1)
+    if n < 3:
+        raise ValueError("Scoring a map needs at least three points.")
+    return x, c, min(int(k), n - 2)
+
+
+def neighbour_preservation_per_point(vectors, coords, k: int = 10, *, metric: str = "euclidean") -> np.ndarray:
+    """For every point, the fraction of its k nearest neighbours in the original space (under ``metric``, the
+    metric the map was built with: see :func:`build_metric`) that are also among its k nearest in the map
+    (Euclidean, as the eye reads it). 1 = neighbourhood kept; about k/N for a random map.
+    Shape: (N, D), (N, d) -> float64 (N,).
+    """
+    x, c, k = _honesty_inputs(vectors, coords, k, metric)
+    n = x.shape[0]
     high = _neighbours(x, k, cosine=metric == "cosine")  # (N, k)
     low = _neighbours(c, k, cosine=False)
-    hits = 0
+    out = np.empty(n, dtype=np.float64)
     step = _rows_per_chunk(2 * k)
     for start in range(0, n, step):
         h, lo = high[start:start + step], low[start:start + step]
-        hits += int((h.unsqueeze(2) == lo.unsqueeze(1)).any(dim=2).sum())  # (B, k, k) membership test
-    return hits / (n * k)
+        hits = (h.unsqueeze(2) == lo.unsqueeze(1)).any(dim=2).sum(dim=1)  # (B,) via a (B, k, k) membership test
+        out[start:start + step] = hits.cpu().numpy() / k
+    return out
+
+
+def neighbour_preservation(vectors, coords, k: int = 10, *, metric: str = "euclidean") -> float:
+    """Mean of :func:`neighbour_preservation_per_point`: the share of k-NN (original space under ``metric``)
+    kept as k-NN in the map. Pass the metric the map was built with (``build_metric``): a PCA map is Euclidean,
+    so a PCA of data that is truly 2-D scores 1.0. Shape: (N, D), (N, d) -> float in [0, 1].
+    """
+    return float(neighbour_preservation_per_point(vectors, coords, k, metric=metric).mean())
+
+
+def trustworthiness(vectors, coords, k: int = 10, *, metric: str = "euclidean") -> float:
+    """Trustworthiness of a map (Venna & Kaski 2001), as in ``sklearn.manifold.trustworthiness``:
+
+        T(k) = 1 - 2 / (N k (2N - 3k - 1)) * sum_i sum_{j in U_k(i)} (r(i, j) - k)
+
+    where U_k(i) are the map's k nearest neighbours of i (Euclidean) that are not among its k nearest in the
+    original space (under ``metric``), and r(i, j) is j's rank among i's neighbours in the original space.
+    1 = no false neighbours in the map. Computed in row chunks on the device (scikit-learn holds the full
+    N x N distance matrix and its argsort). ``k`` must be below N / 2. Shape: (N, D), (N, d) -> float.
+    """
+    x, c, _ = _honesty_inputs(vectors, coords, k, metric)
+    n = x.shape[0]
+    k = int(k)
+    if k >= n / 2:
+        raise ValueError(f"Trustworthiness needs k < N / 2; got k = {k} for {n} points.")
+    low = _neighbours(c, k, cosine=False)  # (N, k) map neighbours
+    if metric == "cosine":
+        u = torch.nn.functional.normalize(x, dim=1)
+    penalty = 0.0
+    step = _rows_per_chunk(n)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        if metric == "cosine":
+            d = 1.0 - u[start:stop] @ u.T  # (B, N) cosine distance
+        else:
+            mode = "donot_use_mm_for_euclid_dist" if x.shape[1] <= 3 else "use_mm_for_euclid_dist"
+            d = torch.cdist(x[start:stop], x, compute_mode=mode)
+        local = torch.arange(stop - start, device=x.device)
+        d[local, local + start] = float("-inf")  # self ranks 0, before everyone
+        dj = torch.gather(d, 1, low[start:stop])  # (B, k) original-space distance to each map neighbour
+        # rank of j among i's others (1 = nearest) = how many points are strictly closer, counting self (-inf)
+        rank = torch.stack([(d < dj[:, m:m + 1]).sum(dim=1) for m in range(k)], dim=1)  # (B, k)
+        penalty += float(torch.clamp(rank - k, min=0).sum())
+    return 1.0 - penalty * 2.0 / (n * k * (2.0 * n - 3.0 * k - 1.0))
 
 
 def _neighbours(x: torch.Tensor, k: int, *, cosine: bool) -> torch.Tensor:

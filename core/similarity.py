@@ -189,6 +189,18 @@ def near_duplicates(vectors, threshold: float = 0.98, *, max_pairs: int = 10_000
     return [(int(i), int(j), float(min(s, 1.0))) for i, j, s in zip(i_np, j_np, s_np)]
 
 
+def _rows_and_label_codes(vectors, labels, k, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Checked unit rows (N, D) and labels as int codes (N,) on ``dev``, for the label-aware searches."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive whole number, got {k!r}.")
+    u = _unit_rows(vectors, "vectors", dev)
+    n = u.shape[0]
+    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if lab.shape != (n,):
+        raise ValueError(f"labels must be shaped ({n},) to match the vectors, got {lab.shape}.")
+    return u, torch.as_tensor(np.unique(lab, return_inverse=True)[1].reshape(-1), device=dev)
+
+
 def hardest_negatives(vectors, labels, k: int = 5, *,
                       device: torch.device | str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """For each row, the k most cosine-similar rows with a *different* label (the hard negatives).
@@ -196,15 +208,9 @@ def hardest_negatives(vectors, labels, k: int = 5, *,
     Returns ``(indices, sims)``, each shaped (N, k), best first. Where fewer than k items carry another
     label, the missing places hold index -1 and similarity NaN. Shape: vectors (N, D), labels (N,).
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive whole number, got {k!r}.")
     dev = _device(device)
-    u = _unit_rows(vectors, "vectors", dev)
+    u, codes = _rows_and_label_codes(vectors, labels, k, dev)
     n = u.shape[0]
-    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
-    if lab.shape != (n,):
-        raise ValueError(f"labels must be shaped ({n},) to match the vectors, got {lab.shape}.")
-    codes = torch.as_tensor(np.unique(lab, return_inverse=True)[1].reshape(-1), device=dev)  # (N,) int codes
     k_eff = min(int(k), n)
 
     def drop_same_label(start: int, stop: int, sims: torch.Tensor) -> None:
@@ -220,3 +226,113 @@ def hardest_negatives(vectors, labels, k: int = 5, *,
         idx_np = np.pad(idx_np, ((0, 0), (0, k - k_eff)), constant_values=-1)
         sims_np = np.pad(sims_np, ((0, 0), (0, k - k_eff)), constant_values=np.nan)
     return idx_np, np.clip(sims_np, -1.0, 1.0)
+
+
+def neighbour_overlap(a, b, k: int = 10, *, device: torch.device | str | None = None) -> np.ndarray:
+    """Per item, the Jaccard index |A_i ∩ B_i| / |A_i ∪ B_i| of its k cosine-nearest neighbours in two
+    embedding spaces over the same items (row i of ``a`` and of ``b`` are the same item). 1 = the same
+    neighbourhood in both spaces, 0 = nothing shared. Shape: (N, D1), (N, D2) -> float64 (N,).
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive whole number, got {k!r}.")
+    dev = _device(device)
+    ua, ub = _unit_rows(a, "a", dev), _unit_rows(b, "b", dev)
+    n = ua.shape[0]
+    if ub.shape[0] != n:
+        raise ValueError(f"The two spaces must hold the same items: {n} rows vs {ub.shape[0]}.")
+    if n < 2:
+        raise ValueError("Neighbour overlap needs at least two items.")
+    k = min(int(k), n - 1)
+    rows = torch.arange(n, device=dev)
+
+    def drop_self(start: int, stop: int, sims: torch.Tensor) -> None:
+        sims[torch.arange(stop - start, device=dev), rows[start:stop]] = float("-inf")
+
+    na = _chunked_topk(ua, ua, k, drop_self)[1]  # (N, k)
+    nb = _chunked_topk(ub, ub, k, drop_self)[1]
+    out = np.empty(n, dtype=np.float64)
+    step = _rows_per_chunk(2 * k)
+    for start in range(0, n, step):
+        inter = (na[start:start + step].unsqueeze(2) == nb[start:start + step].unsqueeze(1)).any(dim=2).sum(dim=1)
+        out[start:start + step] = (inter / (2 * k - inter)).cpu().numpy()
+    return out
+
+
+def likely_false_negatives(vectors, labels, k: int = 50, *,
+                           device: torch.device | str | None = None) -> list[tuple[int, int, float]]:
+    """The ``k`` most cosine-similar pairs (i, j, sim), i < j, of *different* items that share a label.
+
+    An instance-discrimination batch (SimCLR, MoCo) treats every other image as a negative, so these pairs are
+    pushed apart even though they are the same class: the "false negatives" of Chen et al. 2021 / Huynh et al.
+    2022. Shape: vectors (N, D), labels (N,).
+    """
+    dev = _device(device)
+    u, codes = _rows_and_label_codes(vectors, labels, k, dev)
+    n = u.shape[0]
+    best_s, best_i, best_j = [], [], []
+    step = _rows_per_chunk(n)
+    cols = torch.arange(n, device=dev).unsqueeze(0)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        sims = u[start:stop] @ u.T  # (B, N)
+        rows = torch.arange(start, stop, device=dev).unsqueeze(1)
+        keep = (codes[start:stop].unsqueeze(1) == codes.unsqueeze(0)) & (cols > rows)  # same label, i < j
+        sims = sims.masked_fill(~keep, float("-inf")).reshape(-1)
+        top = torch.topk(sims, min(int(k), sims.numel()))
+        ok = torch.isfinite(top.values)
+        flat = top.indices[ok]
+        best_s.append(top.values[ok])
+        best_i.append(flat // n + start)
+        best_j.append(flat % n)
+    if not best_s:
+        return []
+    s_all, i_all, j_all = (torch.cat(t).cpu().numpy() for t in (best_s, best_i, best_j))
+    order = np.lexsort((j_all, i_all, -s_all))[: int(k)]
+    return [(int(i_all[o]), int(j_all[o]), float(min(s_all[o], 1.0))) for o in order]
+
+
+def contrastive_softmax(z1, z2, temperature: float = 0.2, *,
+                        device: torch.device | str | None = None) -> np.ndarray:
+    """The NT-Xent (SimCLR, Chen et al. 2020) probability matrix of one batch of view pairs.
+
+    Rows and columns are the 2N views [z1; z2]. Row a holds softmax_b(sim(a, b) / temperature) over every
+    b != a (the diagonal is 0); the positive of row i is column i + N (and of row i + N, column i). The loss is
+    the mean over rows of -log(probability of the positive). Shape: (N, D), (N, D) -> (2N, 2N).
+    """
+    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not temperature > 0:
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
+    dev = _device(device)
+    a, b = _unit_rows(z1, "z1", dev), _unit_rows(z2, "z2", dev)
+    if a.shape != b.shape:
+        raise ValueError(f"z1 and z2 must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}.")
+    z = torch.cat([a, b])  # (2N, D)
+    if z.shape[0] ** 2 > MAX_MATRIX_ELEMENTS:
+        raise ValueError(f"A batch of {a.shape[0]} pairs is too large to show as one matrix.")
+    logits = (z @ z.T) / float(temperature)
+    logits.fill_diagonal_(float("-inf"))
+    return torch.softmax(logits, dim=1).cpu().numpy()
+
+
+CLUSTER_METHODS = ("kmeans", "hdbscan")
+
+
+def cluster(vectors, method: str = "kmeans", *, n_clusters: int = 8, seed: int = 0) -> np.ndarray:
+    """Cluster ids of L2-normalised vectors (cosine geometry) with scikit-learn: ``KMeans`` (Lloyd, k-means++
+    start, seeded) or ``HDBSCAN`` (Campello et al. 2013; -1 marks noise). Shape: (N, D) -> int64 (N,).
+    """
+    if method not in CLUSTER_METHODS:
+        raise ValueError(f"Unknown clustering {method!r}; use one of {', '.join(CLUSTER_METHODS)}.")
+    u = _unit_rows(vectors, "vectors", torch.device("cpu")).numpy()
+    n = u.shape[0]
+    if method == "kmeans":
+        from sklearn.cluster import KMeans
+
+        if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)) or n_clusters < 2:
+            raise ValueError(f"n_clusters must be a whole number of at least 2, got {n_clusters!r}.")
+        k = min(int(n_clusters), n)
+        return KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(u).astype(np.int64)
+    from sklearn.cluster import HDBSCAN
+
+    if n < 5:
+        raise ValueError("HDBSCAN needs at least 5 items.")
+    return HDBSCAN(min_cluster_size=max(5, n // 100)).fit_predict(u).astype(np.int64)

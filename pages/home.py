@@ -26,27 +26,31 @@ with user_errors("loading the presets"):
                 presets.apply(preset)
 
 st.subheader("Pages")
-c1, c2 = st.columns(2)
-with c1.container(border=True, height="stretch"):
-    st.page_link("pages/augmentation_lab.py", label="Augmentation Lab", icon=":material/auto_awesome_mosaic:")
-    st.caption("Pick an image, switch augmentations on and off, and see the views a model is trained to match. "
-               "With a trained model: which changes it has learned to ignore.")
-with c2.container(border=True, height="stretch"):
-    st.page_link("pages/train.py", label="Train", icon=":material/model_training:")
-    st.caption("SimCLR, MoCo, triplet, margin, SupCon or CLIP-style training, live: loss, accuracy and a 2-D "
-               "view of the embeddings, redrawn every second.")
-with c1.container(border=True, height="stretch"):
-    st.page_link("pages/loss_lab.py", label="Loss & Temperature Lab", icon=":material/functions:")
-    st.caption("Watch a loss train a toy, take one batch apart at any temperature, and rerun six classic results "
-               "with their figures.")
-with c2.container(border=True, height="stretch"):
-    st.page_link("pages/clip.py", label="CLIP", icon=":material/image_search:")
-    st.caption("Zero-shot classification with prompts you type, search images with words, and see images and "
-               "prompts on one map; the shipped mini-CLIP works offline.")
-with c1.container(border=True, height="stretch"):
-    st.page_link("pages/text.py", label="Text", icon=":material/text_fields:")
-    st.caption("Search sentences by meaning, see why a result ranks where it does, and fine-tune the sentence "
-               "model on your own pairs with the in-batch-negatives loss.")
+PAGE_CARDS = [  # (file, label, icon, what it is for)
+    ("pages/augmentation_lab.py", "Augmentation Lab", ":material/auto_awesome_mosaic:",
+     "Pick an image, switch augmentations on and off, and see the views a model is trained to match. With a "
+     "trained model: which changes it has learned to ignore."),
+    ("pages/train.py", "Train", ":material/model_training:",
+     "SimCLR, MoCo, triplet, margin, SupCon or CLIP-style training, live: loss, accuracy and a 2-D view of the "
+     "embeddings as they organise themselves."),
+    ("pages/loss_lab.py", "Loss & Temperature Lab", ":material/functions:",
+     "Watch a loss train a toy, take one batch apart at any temperature, and rerun six classic results with "
+     "their figures."),
+    ("pages/explorer.py", "Embedding Explorer", ":material/bubble_chart:",
+     "UMAP, PCA or t-SNE maps of any embeddings with a score for how honest the map is; nearest neighbours, "
+     "similarity, health and a side-by-side comparison of two spaces."),
+    ("pages/clip.py", "CLIP", ":material/image_search:",
+     "Zero-shot classification with prompts you type, search images with words, and see images and prompts on "
+     "one map; the shipped mini-CLIP works offline."),
+    ("pages/text.py", "Text", ":material/text_fields:",
+     "Search sentences by meaning, see why a result ranks where it does, and fine-tune the sentence model on "
+     "your own pairs with the in-batch-negatives loss."),
+]
+page_cols = st.columns(3)
+for i, (path, label, icon, text) in enumerate(PAGE_CARDS):
+    with page_cols[i % 3].container(border=True, height="stretch"):
+        st.page_link(path, label=label, icon=icon)
+        st.caption(text)
 
 with st.expander("Your models and embeddings", icon=":material/inventory_2:",
                  expanded=bool(registry.entries())):

@@ -9,6 +9,7 @@ purpose: it holds no user data, only "is torch loaded yet" and the device's desc
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,13 @@ def _work() -> None:
         import core.train  # noqa: F401
     except Exception:  # noqa: BLE001
         log.exception("Pre-importing core.train failed")
+    if os.environ.get("CP_SKIP_UMAP_WARMUP") != "1":
+        try:  # compile umap's numba code now, so a user's first map does not wait for it (~13 s cold)
+            from core.projection import warm_up
+
+            warm_up()
+        except Exception:  # noqa: BLE001
+            log.exception("Warming up UMAP failed")
 
 
 def start() -> None:

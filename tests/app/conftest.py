@@ -18,7 +18,7 @@ TIMEOUT = 60  # seconds per script run: generous for a cold import of torch on a
 TINY = {"train.n": "200", "train.batch_size": "32", "train.steps": "10"}
 
 PAGES = ("pages/home.py", "pages/augmentation_lab.py", "pages/train.py", "pages/loss_lab.py", "pages/clip.py",
-         "pages/text.py")
+         "pages/text.py", "pages/explorer.py")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,7 +10,8 @@ pytestmark = pytest.mark.browser
 ROUTER_MARK = "in this session"  # ui.session.ROUTER_MARK (not imported: no app code in the browser process)
 
 # Pages the app promises (issue 3); the nav may list more, and every listed page is opened.
-EXPECTED_PAGES = ("Home", "Augmentation Lab", "Train", "Loss & Temperature Lab", "CLIP", "Text")
+EXPECTED_PAGES = ("Home", "Augmentation Lab", "Train", "Loss & Temperature Lab", "CLIP", "Text",
+                  "Embedding Explorer")
 
 
 def _labels(links: list[dict[str, str]]) -> list[str]:

@@ -205,3 +205,92 @@ def test_embed_imageset_batches_and_reports_progress():
     assert proj.vectors.shape == (10, 6) and proj.source == "custom"
     with pytest.raises(ValueError, match="space"):
         embed_imageset(model, images, space="pixels")
+
+
+def test_parquet_decompression_bomb_is_refused_before_decoding(monkeypatch):
+    """A few kB of dictionary-encoded parquet that would expand to ~380 MB of text: refused from the
+    dictionary's sizes, before pandas materialises a single string."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    import pyarrow as pa
+
+    frame = pd.DataFrame({"label": ["x" * 100_000] * 4000, "d0": np.zeros(4000)})
+    buf = io.BytesIO()
+    frame.to_parquet(buf)
+    data = buf.getvalue()
+    assert len(data) < 20_000
+    del frame
+
+    pool = pa.default_memory_pool()
+    before = pool.max_memory()  # the peak of pyarrow's allocations so far in this process
+    with pytest.raises(PlaygroundError, match="unpacks to 38[0-9] MB"):
+        EmbeddingSet.from_file(data, "bomb.parquet")
+    # the old reader decoded all 380 MB of strings first; the dictionary-sized check stays far below that
+    assert pool.max_memory() - before < 50 * 2**20
+
+
+def test_parquet_too_many_values_refused_from_the_footer(monkeypatch):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    frame = pd.DataFrame({"embedding": [np.zeros(100, dtype=np.float32)] * 50})
+    buf = io.BytesIO()
+    frame.to_parquet(buf)
+    monkeypatch.setattr(embed_mod, "MAX_EMBEDDING_VALUES", 1000)  # 5,000 values declared
+
+    real = pq.ParquetFile
+
+    def no_read(*args, **kwargs):
+        f = real(*args, **kwargs)
+        if kwargs.get("read_dictionary") is not None:
+            raise AssertionError("column data was read before the footer check")
+        return f
+
+    monkeypatch.setattr(pq, "ParquetFile", no_read)
+    with pytest.raises(PlaygroundError, match="declares 5,000 values"):
+        EmbeddingSet.from_file(buf.getvalue(), "big.parquet")
+
+
+def test_npz_bomb_refused_from_the_zip_directory(monkeypatch):
+    buf = io.BytesIO()
+    np.savez_compressed(buf, vectors=np.zeros((2000, 500), dtype=np.float32))  # 4 MB of zeros, ~4 kB packed
+    monkeypatch.setattr(embed_mod, "_MAX_DECODED_BYTES", 1_000_000)
+    monkeypatch.setattr(np, "load", lambda *a, **k: (_ for _ in ()).throw(AssertionError("decoded")))
+    with pytest.raises(PlaygroundError, match="unpacks to 4 MB"):
+        EmbeddingSet.from_file(buf.getvalue(), "bomb.npz")
+
+
+def test_bad_uploads_each_get_a_sentence():
+    cases = {
+        "empty.csv": b"",
+        "header_only.csv": b"d0,d1\n",
+        "inf.csv": b"d0,d1\n1,inf\n2,3\n",
+        "ragged.npy": b"\x93NUMPY garbage",
+        "empty.npz": (lambda: (lambda b: (np.savez(b), b.getvalue())[1])(io.BytesIO()))(),
+        "bad.parquet": b"PAR1 not really",
+    }
+    for name, data in cases.items():
+        with pytest.raises(PlaygroundError) as info:
+            EmbeddingSet.from_file(data, name)
+        msg = str(info.value)
+        assert name in msg and "Traceback" not in msg, (name, msg)
+
+
+def test_join_metadata_by_id_and_by_row_count():
+    from core.embed import join_metadata
+
+    s = EmbeddingSet(np.eye(3), ids=["a", "b", "c"])
+    meta = b"id,kind,caption\nc,dog,a dog on grass\na,cat,a cat\nb,cat,another cat\nz,fox,unused row\n"
+    joined, texts = join_metadata(s, meta, "meta.csv")
+    assert joined.label_names("kind") == ["cat", "cat", "dog"]  # matched by id, not by position
+    assert texts == ["a cat", "another cat", "a dog on grass"]
+    np.testing.assert_array_equal(joined.vectors, s.vectors)
+    by_row, _ = join_metadata(EmbeddingSet(np.eye(2)), b"colour\nred\nblue\n", "m.csv")
+    assert by_row.label_names("colour") == ["red", "blue"]
+    with pytest.raises(PlaygroundError, match="3 vectors"):
+        join_metadata(s, b"colour\nred\nblue\n", "m.csv")
+    with pytest.raises(PlaygroundError, match="repeats ids"):
+        join_metadata(s, b"id,k\na,1\na,2\nb,1\nc,1\n", "m.csv")
+    with pytest.raises(PlaygroundError, match=r"\.csv"):
+        join_metadata(s, b"x", "m.json")

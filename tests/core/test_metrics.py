@@ -47,12 +47,37 @@ def test_knn_ties_go_to_the_most_similar_neighbour():
 
 def test_knn_unseen_test_labels_are_wrong_and_k_is_clamped():
     train = np.eye(3)
-    assert knn_accuracy(train, [0, 1, 2], train, [0, 1, 7], k=1) == pytest.approx(2 / 3)
-    assert knn_accuracy(train, [0, 0, 1], train, [0, 0, 0], k=50) == 1.0
+    query = train + 0.1  # near each training row, but not the training rows themselves
+    assert knn_accuracy(train, [0, 1, 2], query, [0, 1, 7], k=1) == pytest.approx(2 / 3)
+    assert knn_accuracy(train, [0, 0, 1], query, [0, 0, 0], k=50) == 1.0
     with pytest.raises(ValueError, match="k must"):
         knn_accuracy(train, [0, 1, 2], train, [0, 1, 2], k=0)
     with pytest.raises(ValueError, match="train_labels"):
         knn_accuracy(train, [0, 1], train, [0, 1, 2])
+
+
+def test_knn_never_counts_self_matches():
+    """Same set as reference and query with random labels: a leaked self-match would give k=1 accuracy 1.0."""
+    from sklearn.model_selection import LeaveOneOut, cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(400, 16))
+    y = rng.integers(0, 4, size=400)  # random labels: chance is 0.25
+    loo = knn_accuracy(x, y, x, y, k=1, exclude_self=True)
+    assert loo < 0.4
+    # leave-one-out against scikit-learn's own cross-validation (k=5, two clustered classes: no vote ties)
+    xb, yb = _blobs(120, 6, 2, 1.5, seed=3)
+    ref = cross_val_score(KNeighborsClassifier(n_neighbors=5, metric="cosine", algorithm="brute"), xb, yb,
+                          cv=LeaveOneOut()).mean()
+    assert knn_accuracy(xb, yb, xb, yb, k=5, exclude_self=True) == pytest.approx(ref)
+    # the same vectors as train and test without exclude_self are refused, not scored 1.0
+    with pytest.raises(ValueError, match="exclude_self"):
+        knn_accuracy(x, y, x, y, k=1)
+    with pytest.raises(ValueError, match="exclude_self"):
+        knn_accuracy(x, y, 3.0 * x, y, k=1)  # a rescaled copy is the same set under cosine
+    with pytest.raises(ValueError, match="same rows"):
+        knn_accuracy(x, y, x[:10], y[:10], exclude_self=True)
 
 
 def test_linear_probe_separable_vs_random_labels():
@@ -109,10 +134,13 @@ def test_effective_rank_known_cases():
     rng = np.random.default_rng(0)
     rank1 = np.outer(rng.normal(size=30), rng.normal(size=5))
     assert effective_rank(rank1) == pytest.approx(1.0, abs=1e-6)
-    x = rng.normal(size=(40, 6))
-    s = np.linalg.svd(x, compute_uv=False)
-    p = s / s.sum()
-    assert effective_rank(x) == pytest.approx(math.exp(-(p * np.log(p)).sum()), rel=1e-6)
+    # known singular values (3, 1) hidden behind random rotations: p = (3/4, 1/4), worked out by hand,
+    # exp(H) = exp(-(0.75 ln 0.75 + 0.25 ln 0.25)) = 4 / 3**0.75
+    q1, _ = np.linalg.qr(rng.normal(size=(40, 40)))
+    q2, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    sigma = np.zeros((40, 6))
+    sigma[0, 0], sigma[1, 1] = 3.0, 1.0
+    assert effective_rank(q1 @ sigma @ q2) == pytest.approx(4 / 3 ** 0.75, rel=1e-6)
     # two equal directions
     assert effective_rank(np.diag([2.0, 2.0, 0.0])) == pytest.approx(2.0, rel=1e-6)
 

@@ -107,3 +107,62 @@ def test_bad_input_is_refused():
         cosine_matrix(np.array([[np.nan, 1.0]]))
     with pytest.raises(ValueError, match="numeric"):
         cosine_matrix(np.array([["a", "b"]]))
+
+
+def test_neighbour_overlap_hand_computed_case():
+    # four points on a line in space A; in space B the last two swap places
+    a = np.array([[1.0, 0.0], [0.9, 0.1], [0.1, 0.9], [0.0, 1.0]])
+    b = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    # k=1: A's nearest = [1, 0, 3, 2]; B's nearest = [1, 0, 3, 2] too (the swap keeps pairs): all 1.0
+    np.testing.assert_allclose(sim.neighbour_overlap(a, b, k=1), [1, 1, 1, 1])
+    c = np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.1, 0.9]])  # items 1 and 2 trade vectors
+    # A: 0->1, 1->0, 2->3, 3->2.  C: 0->2, 1->3, 2->0, 3->1.  Nothing shared: Jaccard 0
+    np.testing.assert_allclose(sim.neighbour_overlap(a, c, k=1), [0, 0, 0, 0])
+    # k=2: A_0 = {1, 2}, C_0 = {2, 3} -> |{2}| / |{1, 2, 3}| = 1/3
+    assert sim.neighbour_overlap(a, c, k=2)[0] == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="same items"):
+        sim.neighbour_overlap(a, c[:3])
+
+
+def test_neighbour_overlap_matches_brute_force(monkeypatch):
+    monkeypatch.setattr(sim, "_CHUNK_ELEMENTS", 300)
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(50, 6)), rng.normal(size=(50, 3))
+    k = 5
+
+    def knn(x):
+        s = _np_cos(x, x)
+        np.fill_diagonal(s, -np.inf)
+        return np.argsort(-s, axis=1)[:, :k]
+
+    na, nb = knn(a), knn(b)
+    ref = [len(set(na[i]) & set(nb[i])) / len(set(na[i]) | set(nb[i])) for i in range(50)]
+    np.testing.assert_allclose(sim.neighbour_overlap(a, b, k=k), ref)
+
+
+def test_likely_false_negatives_matches_brute_force(monkeypatch):
+    monkeypatch.setattr(sim, "_CHUNK_ELEMENTS", 120)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(30, 4))
+    y = rng.integers(0, 3, size=30)
+    s = _np_cos(x, x)
+    ref = sorted(((s[i, j], i, j) for i in range(30) for j in range(i + 1, 30) if y[i] == y[j]), reverse=True)[:12]
+    got = sim.likely_false_negatives(x, y, k=12)
+    assert [(i, j) for i, j, _ in got] == [(i, j) for _, i, j in ref]
+    np.testing.assert_allclose([v for _, _, v in got], [v for v, _, _ in ref], atol=1e-5)
+    assert sim.likely_false_negatives(x, np.arange(30), k=5) == []  # no two items share a label
+
+
+def test_contrastive_softmax_reproduces_nt_xent():
+    from core.losses import nt_xent
+
+    rng = np.random.default_rng(6)
+    z1, z2 = rng.normal(size=(8, 5)), rng.normal(size=(8, 5))
+    for tau in (0.1, 0.5):
+        p = sim.contrastive_softmax(z1, z2, tau)
+        assert p.shape == (16, 16)
+        np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
+        assert np.allclose(np.diag(p), 0.0)
+        pos = np.concatenate([p[np.arange(8), np.arange(8) + 8], p[np.arange(8) + 8, np.arange(8)]])
+        loss = nt_xent(torch.as_tensor(z1, dtype=torch.float32), torch.as_tensor(z2, dtype=torch.float32), tau)
+        assert -np.log(pos).mean() == pytest.approx(float(loss), rel=1e-4)

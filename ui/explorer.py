@@ -1,0 +1,457 @@
+"""The Explorer page's Streamlit side: which embedding spaces exist, cached maps and scores, and the figures.
+
+All maths lives in ``core`` (projection, similarity, metrics); this module decides what is cached and how it
+is drawn. Maps and scores are cached with ``st.cache_data`` by a content hash of the vectors plus the method
+and its parameters, so a revisit (another rerun, another page, another session with the same data) costs a
+dictionary lookup. The demo spaces are a ``st.cache_resource`` shared read-only by every session.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from ui.charts import PALETTE
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_DIR = ROOT / "assets" / "demo"
+MAX_POINTS = 50_000  # drawn with WebGL; above this a seeded sample is drawn (the datashader view comes later)
+MAX_SCORED = 10_000  # honesty scores on a seeded sample above this (they are O(N^2))
+GREY = "rgba(160,160,160,0.35)"
+SVG_POINTS = 3000
+
+
+@dataclass
+class Space:
+    """One embedding space the page can show: vectors plus what is needed to show its items.
+
+    ``images``: uint8 (N, H, W, 3) aligned with the vectors, or None. ``texts``: N hover strings or None.
+    ``model`` / ``imageset`` / ``augment``: a trained model and its images, when the space came from one
+    (needed for views: alignment, positive pairs, the NT-Xent matrix). ``space``: "encoder" / "projection".
+    """
+
+    name: str
+    es: Any  # core.embed.EmbeddingSet
+    images: np.ndarray | None = None
+    texts: list[str] | None = None
+    model: Any = None
+    imageset: Any = None
+    augment: Any = None
+    space: str = "encoder"
+    key: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        self.key = content_hash(self.es.vectors)
+
+    @property
+    def labels_key(self) -> str:
+        """The vectors' hash plus the labels' (a metadata file changes labels, not vectors)."""
+        h = hashlib.blake2b(self.key.encode(), digest_size=16)
+        for f in self.es.factors:
+            h.update(f.encode())
+            h.update(np.ascontiguousarray(self.es.labels[f]).tobytes())
+        return h.hexdigest()
+
+
+def content_hash(vectors: np.ndarray) -> str:
+    """A hash of an array's bytes, shape and dtype (blake2b): the cache key of everything computed from it."""
+    arr = np.ascontiguousarray(vectors)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str((arr.shape, arr.dtype.str)).encode())
+    h.update(memoryview(arr).cast("B"))
+    return h.hexdigest()
+
+
+def texts_of(es: Any) -> list[str] | None:
+    """Hover text carried by an EmbeddingSet (``texts`` or ``captions``, as the text and CLIP pages give)."""
+    for name in ("texts", "captions"):
+        value = getattr(es, name, None)
+        if value is not None and len(value) == len(es):
+            return [str(t) for t in value]
+    return None
+
+
+def images_hwc(imageset: Any) -> np.ndarray:
+    from ui.loaders import to_uint8_hwc
+
+    return to_uint8_hwc(imageset.images)
+
+
+# ------------------------------------------------------------------------------------------ demo
+@st.cache_resource(show_spinner="Loading the demo: an untrained and a trained encoder on shapes…")
+def demo_spaces() -> dict[str, Space]:
+    """Untrained vs trained small_cnn on 1,000 built-in shapes, both in encoder space. Shared, read-only.
+
+    The trained weights ship in assets/demo (made by benchmarks/make_explorer_demo.py through core.train):
+    training them live would take minutes on a shared CPU, embedding 1,000 images takes a second or two.
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    from core.augment import AugmentConfig
+    from core.data import load_dataset
+    from core.embed import embed_imageset
+    from core.errors import PlaygroundError
+    from core.models import EncoderConfig, build_model
+
+    meta_path = DEMO_DIR / "shapes_small_cnn.json"
+    weights = DEMO_DIR / "shapes_small_cnn.safetensors"
+    if not meta_path.is_file() or not weights.is_file():
+        raise PlaygroundError("The demo model is missing from assets/demo; run benchmarks/make_explorer_demo.py.")
+    meta = json.loads(meta_path.read_text())
+    cfg = EncoderConfig.from_dict(meta["encoder"])
+    images = load_dataset("shapes", n=1000, size=32, seed=0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        untrained = build_model(cfg, device="cpu").eval()
+    trained = build_model(cfg, device="cpu")
+    trained.load_state_dict(load_file(str(weights)))
+    trained.eval()
+    for m in (untrained, trained):
+        for p in m.parameters():
+            p.requires_grad_(False)
+    aug = AugmentConfig.from_dict(meta["augment"])
+    pixels = images_hwc(images)
+    out = {}
+    for label, model in ((f"Demo: untrained small_cnn on shapes", untrained),
+                         (f"Demo: small_cnn after {meta['steps']} SimCLR steps on shapes", trained)):
+        es = embed_imageset(model, images, space="encoder", source=label)
+        out[label] = Space(label, es, images=pixels, texts=images.captions, model=model, imageset=images,
+                           augment=aug)
+    return out
+
+
+def trained_space(entry: Any, space: str) -> Space:
+    """A registry entry holding a trained model, embedded on its held-out images (cached in the session)."""
+    from core.embed import embed_imageset
+
+    cache = st.session_state.setdefault("explorer._trained_cache", {})
+    key = (entry.name, space, entry.created)
+    if key not in cache:
+        tm = entry.payload
+        es = embed_imageset(tm.model, tm.heldout, space=space,
+                            source=f"{entry.source}, {space} space (held-out images)")
+        cache[key] = Space(f"{entry.name} · {space}", es, images=images_hwc(tm.heldout),
+                           texts=tm.heldout.captions, model=tm.model, imageset=tm.heldout,
+                           augment=getattr(tm.cfg, "augment", None), space=space)
+    return cache[key]
+
+
+def entry_space(entry: Any) -> Space:
+    """Any other registry entry (uploaded file, CLIP page, text page) through its generic EmbeddingSet."""
+    es = entry.embeddings()
+    from core.errors import PlaygroundError
+
+    if es is None:
+        raise PlaygroundError(f"{entry.name!r} has no embeddings to show yet.")
+    images = None
+    imageset = getattr(entry.payload, "heldout", None) or getattr(es, "imageset", None)
+    if imageset is not None and len(imageset) == len(es):
+        images = images_hwc(imageset)
+    return Space(entry.name, es, images=images, texts=texts_of(es) or getattr(entry, "texts", None))
+
+
+def upload_space(data: bytes, name: str, meta: bytes | None, meta_name: str | None) -> Space:
+    from core.embed import EmbeddingSet, join_metadata
+
+    es = EmbeddingSet.from_file(data, name)
+    texts = None
+    if meta is not None:
+        es, texts = join_metadata(es, meta, meta_name or "metadata.csv")
+    return Space(name, es, texts=texts)
+
+
+# ------------------------------------------------------------------------------------------ cached compute
+@st.cache_data(max_entries=64, show_spinner=False)
+def projection(key: str, method: str, dim: int, params_json: str, _vectors: np.ndarray) -> np.ndarray:
+    """core.projection.project, cached by (content hash, method, dim, parameters)."""
+    from core.projection import project
+
+    return project(_vectors, method, dim=dim, seed=0, **json.loads(params_json))
+
+
+def sample_rows(n: int, limit: int, seed: int = 0) -> np.ndarray:
+    """All rows, or a seeded sorted sample of ``limit`` of them."""
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def honesty(key: str, method: str, dim: int, params_json: str, metric: str, k: int,
+            _vectors: np.ndarray, _coords: np.ndarray) -> dict[str, Any]:
+    """Per-point neighbour preservation, its mean and trustworthiness (on a sample above MAX_SCORED)."""
+    from core.projection import neighbour_preservation_per_point, trustworthiness
+
+    rows = sample_rows(len(_vectors), MAX_SCORED)
+    x, c = _vectors[rows], _coords[rows]
+    per = neighbour_preservation_per_point(x, c, k, metric=metric)
+    trust = trustworthiness(x, c, min(k, (len(rows) - 1) // 2), metric=metric)
+    full = np.full(len(_vectors), np.nan)
+    full[rows] = per
+    return {"per_point": full, "mean": float(per.mean()), "trust": float(trust), "n_scored": int(len(rows)),
+            "chance": k / max(len(rows) - 1, 1)}
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def clusters(key: str, method: str, n_clusters: int, _vectors: np.ndarray) -> np.ndarray:
+    from core.similarity import cluster
+
+    return cluster(_vectors, method, n_clusters=n_clusters)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def health(key: str, _es: Any) -> dict[str, Any]:
+    """Effective rank and spectrum, uniformity, and per label factor: leave-one-out kNN (never voting for
+    itself) and core.metrics.invariance_report's held-out linear probe with its chance level and verdict."""
+    from core.metrics import effective_rank, invariance_report, knn_accuracy, singular_spectrum, uniformity
+
+    x = _es.vectors
+    rows = sample_rows(len(x), 5000)
+    out: dict[str, Any] = {"erank": effective_rank(x), "spectrum": singular_spectrum(x),
+                           "uniformity": uniformity(x[rows]), "n": len(x), "dim": x.shape[1], "factors": {}}
+    if _es.factors and len(x) >= 10:
+        sub = _es.subset(rows)
+        for r in invariance_report(sub, test_fraction=0.3, seed=0):
+            f = r["factor"]
+            knn = knn_accuracy(sub.vectors, sub.labels[f], sub.vectors, sub.labels[f], k=10, exclude_self=True)
+            out["factors"][f] = {"knn": knn, "probe": r["accuracy"], "chance": r["chance"], "verdict": r["verdict"]}
+    return out
+
+
+def views(space: Space, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two augmented views of the space's first ``n`` images, embedded in projection space (where the loss
+    acts) with the space's own model and augmentation. Shape: (n, P), (n, P)."""
+    import torch
+
+    from core.augment import augment
+
+    x = space.imageset.images[:n]
+    gen = torch.Generator().manual_seed(seed)
+    v1, v2 = augment(x, space.augment, gen), augment(x, space.augment, gen)
+    z1 = space.model.embed(v1, space="projection", normalize=True).cpu().numpy()
+    z2 = space.model.embed(v2, space="projection", normalize=True).cpu().numpy()
+    return z1, z2
+
+
+def pair_histograms(space: Space) -> dict[str, Any]:
+    """Positive vs negative similarities: two views of one image vs views of different images when the space
+    has a model; otherwise same-label vs different-label pairs of the vectors themselves (said so)."""
+    from core.metrics import alignment, pair_similarities
+    from core.similarity import cosine_matrix
+
+    out: dict[str, Any] = {"alignment": None, "pos": None, "neg": None}
+    if space.model is not None and space.imageset is not None and space.augment is not None:
+        z1, z2 = views(space, min(256, len(space.imageset)))
+        pos, neg = pair_similarities(z1, z2, max_negatives=20_000)
+        out.update(alignment=alignment(z1, z2), pos=pos, neg=neg, pos_name="positives (two views of one image)",
+                   neg_name="negatives (different images)",
+                   title="Positive vs negative pairs (projection space, this model's augmentations)")
+    elif space.es.factors:
+        f = space.es.factors[0]
+        rows = sample_rows(len(space.es), 400, seed=3)
+        s = cosine_matrix(space.es.vectors[rows])
+        y = space.es.labels[f][rows]
+        same = (y[:, None] == y[None, :]) & ~np.eye(len(rows), dtype=bool)
+        diff = y[:, None] != y[None, :]
+        out.update(pos=s[same], neg=s[diff], pos_name=f"same {f}", neg_name=f"different {f}",
+                   title=f"Similarity of pairs with the same vs a different {f} (no model: no views)")
+    return out
+
+
+def comparable_spaces(space: Space) -> dict[str, Any]:
+    """Name -> loader of every other space this session can show (demo spaces, registry entries)."""
+    out: dict[str, Any] = {}
+    try:
+        for name, sp in demo_spaces().items():
+            if sp.key != space.key:
+                out[name] = (lambda sp=sp: sp)
+    except ValueError:
+        pass
+    from ui import registry
+
+    for e in registry.entries():
+        if e.kind == "trained":
+            for which in ("encoder", "projection"):
+                out[f"{e.name} · {which}"] = (lambda e=e, w=which: trained_space(e, w))
+        else:
+            out[e.name] = (lambda e=e: entry_space(e))
+    return out
+
+
+@st.cache_data(max_entries=16, show_spinner="Comparing neighbourhoods…")
+def _overlap(key_a: str, key_b: str, k: int, _a: np.ndarray, _b: np.ndarray) -> np.ndarray:
+    from core.similarity import neighbour_overlap
+
+    return neighbour_overlap(_a, _b, k)
+
+
+def compare(a: Space, b: Space, k: int) -> dict[str, Any]:
+    """Match the two spaces' items by id (order of ``a``) and measure Jaccard@k of their neighbourhoods."""
+    pos_b = {i: n for n, i in enumerate(b.es.ids)}
+    rows_a = np.array([n for n, i in enumerate(a.es.ids) if i in pos_b], dtype=np.int64)
+    rows_b = np.array([pos_b[a.es.ids[n]] for n in rows_a], dtype=np.int64)
+    rows_a, rows_b = rows_a[:MAX_SCORED], rows_b[:MAX_SCORED]
+    out: dict[str, Any] = {"n": len(rows_a), "rows_a": rows_a, "rows_b": rows_b}
+    if len(rows_a) >= 3:
+        va, vb = a.es.vectors[rows_a], b.es.vectors[rows_b]
+        out["jaccard"] = _overlap(content_hash(va), content_hash(vb), k, va, vb)
+    return out
+
+
+def export_table(space: Space, coords: np.ndarray):
+    import pandas as pd
+
+    es = space.es
+    cols: dict[str, Any] = {"id": es.ids}
+    for f in es.factors:
+        cols[f if f not in ("id", "x", "y", "z") else f"label_{f}"] = es.label_names(f)
+    if space.texts is not None:
+        cols["text"] = space.texts
+    for j, axis in enumerate("xyz"[: coords.shape[1]]):
+        cols[axis] = coords[:, j]
+    frame = pd.DataFrame(cols)
+    dims = pd.DataFrame(es.vectors, columns=[f"d{j}" for j in range(es.dim)])
+    return pd.concat([frame, dims], axis=1)
+
+
+def figure_html(fig: go.Figure) -> bytes:
+    """A standalone page with plotly.js inlined, so it opens offline."""
+    return fig.to_html(include_plotlyjs=True, full_html=True).encode("utf-8")
+
+
+# ------------------------------------------------------------------------------------------ figures
+def hover_text(space: Space, rows: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> list[str]:
+    es = space.es
+    names = {f: es.label_names(f) for f in es.factors[:6]}
+    out = []
+    for i in rows:
+        parts = [f"<b>{es.ids[i]}</b>"] + [f"{f}: {names[f][i]}" for f in names]
+        if space.texts is not None:
+            parts.append(str(space.texts[i])[:120])
+        for k, v in (extra or {}).items():
+            if np.isfinite(v[i]):
+                parts.append(f"{k}: {v[i]:.2f}")
+        out.append("<br>".join(parts))
+    return out
+
+
+def scatter(coords: np.ndarray, rows: np.ndarray, hover: list[str], *, categories: list[str] | None = None,
+            values: np.ndarray | None = None, value_name: str = "", title: str = "",
+            selected: set[int] | None = None, height: int = 560) -> go.Figure:
+    """WebGL scatter of map coordinates (2-D: Scattergl, 3-D: Scatter3d), one trace per category (legend)
+    or one trace coloured by ``values``. ``customdata`` holds each point's row, which selections return."""
+    dim = coords.shape[1]
+    fig = go.Figure()
+    c = coords[rows]
+
+    def add(mask: np.ndarray, name: str, marker: dict, show: bool = True) -> None:
+        r = rows[mask]
+        kw = dict(customdata=r, hovertext=[hover[j] for j in np.flatnonzero(mask)], hoverinfo="text",
+                  mode="markers", name=name, marker=marker, showlegend=show)
+        if dim >= 3:
+            fig.add_trace(go.Scatter3d(x=c[mask, 0], y=c[mask, 1], z=c[mask, 2], **kw))
+        else:
+            # SVG up to a few thousand points (a click on a WebGL point reaches Streamlit as an empty selection
+            # in Streamlit 1.67), WebGL above that, where only box / lasso selections come back
+            kind = go.Scatter if len(rows) <= SVG_POINTS else go.Scattergl
+            tr = kind(x=c[mask, 0], y=c[mask, 1] if dim > 1 else np.zeros(mask.sum()), **kw)
+            if selected:
+                tr.selectedpoints = [j for j, row in enumerate(r) if int(row) in selected]
+                tr.unselected = dict(marker=dict(opacity=0.15, color=GREY))
+            fig.add_trace(tr)
+
+    size = 6 if len(rows) <= 2000 else 4 if len(rows) <= 10000 else 2.5
+    if values is not None:
+        v = values[rows]
+        add(np.ones(len(rows), bool), value_name,
+            dict(size=size, color=np.nan_to_num(v, nan=-1), colorscale="RdYlGn", cmin=0, cmax=1,
+                 colorbar=dict(title=dict(text=value_name, side="right"), thickness=12)), show=False)
+    elif categories is not None:
+        cats = np.asarray(categories)
+        for n, name in enumerate(dict.fromkeys(cats.tolist())):
+            add(cats == name, str(name), dict(size=size, color=PALETTE[n % len(PALETTE)]))
+    else:
+        add(np.ones(len(rows), bool), "items", dict(size=size, color=PALETTE[0]), show=False)
+    fig.update_layout(title=dict(text=title, x=0, xanchor="left", font=dict(size=14)), height=height,
+                      margin=dict(l=10, r=10, t=40, b=10), dragmode="zoom" if dim < 3 else "orbit",
+                      legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.01,
+                                  itemsizing="constant"),
+                      uirevision=title, clickmode="event+select")
+    if dim < 3:
+        fig.update_xaxes(showticklabels=False, title=None)
+        fig.update_yaxes(showticklabels=False, title=None, scaleanchor="x" if dim == 2 else None)
+    return fig
+
+
+def heatmap(matrix: np.ndarray, labels: list[str], title: str, *, zmin: float = -1.0, zmax: float = 1.0,
+            colorscale: str = "RdBu_r", outline: list[tuple[int, int]] | None = None, height: int = 520
+            ) -> go.Figure:
+    n = matrix.shape[0]
+    fig = go.Figure(go.Heatmap(z=matrix, zmin=zmin, zmax=zmax, colorscale=colorscale,
+                               text=[[f"{labels[i]} × {labels[j]}" for j in range(n)] for i in range(n)]
+                               if n <= 300 else None,
+                               hovertemplate="%{text}<br>%{z:.3f}<extra></extra>" if n <= 300 else
+                               "row %{y}, column %{x}<br>%{z:.3f}<extra></extra>"))
+    for i, j in outline or []:
+        fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5,
+                      line=dict(color="black", width=1.5))
+    fig.update_yaxes(autorange="reversed", showticklabels=False)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_layout(title=dict(text=title, x=0, xanchor="left", font=dict(size=14)), height=height,
+                      margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def spectrum(values: np.ndarray) -> go.Figure:
+    fig = go.Figure(go.Bar(x=np.arange(1, len(values) + 1), y=values, marker_color=PALETTE[0]))
+    fig.update_yaxes(type="log", title_text="share of the singular-value sum")
+    fig.update_xaxes(title_text="component")
+    fig.update_layout(title=dict(text="Singular-value spectrum (a collapsed space has few large bars)", x=0,
+                                 font=dict(size=14)), height=280, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def histograms(pos: np.ndarray, neg: np.ndarray, pos_name: str, neg_name: str, title: str) -> go.Figure:
+    fig = go.Figure()
+    bins = dict(start=-1.0, end=1.0, size=0.04)
+    fig.add_histogram(x=neg, name=neg_name, histnorm="probability density", xbins=bins,
+                      marker_color="rgba(239,85,59,0.6)")
+    fig.add_histogram(x=pos, name=pos_name, histnorm="probability density", xbins=bins,
+                      marker_color="rgba(0,150,110,0.7)")
+    fig.update_layout(barmode="overlay", height=280, margin=dict(l=10, r=10, t=40, b=10),
+                      title=dict(text=title, x=0, font=dict(size=14)),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1))
+    fig.update_xaxes(range=[-1, 1], title_text="cosine similarity")
+    fig.update_yaxes(showticklabels=False)
+    return fig
+
+
+def selected_rows(event: Any, fig: go.Figure | None = None) -> list[int]:
+    """Rows of the points a plotly_chart selection event holds, in order, without repeats: each point's
+    ``customdata`` (our row), else its trace's customdata at ``point_index`` when ``fig`` is given."""
+    if not event:
+        return []
+    sel = event.get("selection", {}) if isinstance(event, dict) else getattr(event, "selection", {})
+    points = sel.get("points", []) if isinstance(sel, dict) else getattr(sel, "points", [])
+    out: list[int] = []
+    for p in points or []:
+        if not isinstance(p, dict):
+            continue
+        cd = p.get("customdata")
+        if isinstance(cd, (list, tuple)):
+            cd = cd[0] if cd else None
+        if cd is None and fig is not None and p.get("curve_number") is not None:
+            trace = fig.data[int(p["curve_number"])]
+            index = p.get("point_index", p.get("point_number"))
+            if trace.customdata is not None and index is not None:
+                cd = trace.customdata[int(index)]
+        if cd is not None:
+            out.append(int(cd))
+    return list(dict.fromkeys(out))
