@@ -207,9 +207,8 @@ if view in ("Map", "Export"):
         elif colour == "neighbour preservation":
             values = scores["per_point"]
         hover = X.hover_text(space, rows_drawn, {"kept neighbours": scores["per_point"]})
-        picked = X.selected_rows(st.session_state.get(f"{P}.map"))
         fig = X.scatter(coords, rows_drawn, hover, categories=categories, values=values,
-                        value_name="kept", title=f"{used} map of {space.name}", selected=set(picked) or None)
+                        value_name="kept", title=f"{used} map of {space.name}")
         st.session_state[f"{P}._fig"] = fig
     if view == "Map":
         event = st.plotly_chart(fig, key=f"{P}.map", on_select="rerun", selection_mode=("points", "box", "lasso"),
@@ -394,11 +393,13 @@ if view == "Compare":
                 st.metric(f"Mean neighbour overlap (Jaccard@{kk})", f"{cmp['jaccard'].mean():.2f}",
                           help="Per item: shared neighbours / all neighbours, in the two original spaces. "
                                "1 = identical neighbourhoods, 0 = nothing in common.")
-                link = X.selected_rows(st.session_state.get(f"{P}.cmp_a")) or \
-                    X.selected_rows(st.session_state.get(f"{P}.cmp_b"))
+                # Linked selection: each map highlights what was picked on the OTHER one (a chart whose figure
+                # follows its own selection is redrawn as a new chart, which drops that selection).
+                picks = {key: X.selected_rows(st.session_state.get(f"{P}.{key}")) for key in ("cmp_a", "cmp_b")}
                 cols = st.columns(2)
                 for col, sp, rows_, key in ((cols[0], space, cmp["rows_a"], "cmp_a"),
                                             (cols[1], other, cmp["rows_b"], "cmp_b")):
+                    link = picks["cmp_b" if key == "cmp_a" else "cmp_a"]
                     sub = X.Space(sp.name, sp.es.subset(rows_), images=None if sp.images is None else sp.images[rows_],
                                   texts=None if sp.texts is None else [sp.texts[i] for i in rows_])
                     cc, _, _ = compute_map(sub, applied)

@@ -362,9 +362,11 @@ def scatter(coords: np.ndarray, rows: np.ndarray, hover: list[str], *, categorie
             # in Streamlit 1.67), WebGL above that, where only box / lasso selections come back
             kind = go.Scatter if len(rows) <= SVG_POINTS else go.Scattergl
             tr = kind(x=c[mask, 0], y=c[mask, 1] if dim > 1 else np.zeros(mask.sum()), **kw)
-            if selected:
+            if selected:  # a figure drawn for a selection made elsewhere (e.g. the other map in Compare)
                 tr.selectedpoints = [j for j, row in enumerate(r) if int(row) in selected]
-                tr.unselected = dict(marker=dict(opacity=0.15, color=GREY))
+            # plotly greys what a click / box / lasso leaves out by itself: the figure must not change with the
+            # chart's own selection, or Streamlit takes it for a new chart and drops the selection (no rerun)
+            tr.unselected = dict(marker=dict(opacity=0.15, color=GREY))
             fig.add_trace(tr)
 
     size = 6 if len(rows) <= 2000 else 4 if len(rows) <= 10000 else 2.5

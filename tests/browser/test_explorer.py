@@ -41,9 +41,6 @@ def test_demo_map_draws_with_its_honesty_scores(app: Any) -> None:
     assert app.problems() == []
 
 
-@pytest.mark.xfail(reason="known open bug: on the Explorer page a click selects the point in the browser but "
-                          "Streamlit sends no rerun (the same scatter() figure in a one-chart app does); "
-                          "the neighbours panel is covered by AppTests through the item-number picker", strict=False)
 def test_demo_map_click_a_point_shows_its_neighbours(app: Any) -> None:
     _open_demo_map(app)
     spot = app.page.evaluate(_CLICK_JS, ".st-key-explorer-map")  # harness.key_selector(MAP_KEY)
