@@ -246,11 +246,11 @@ PRESETS: dict[str, AugmentConfig] = {
     # a full hue turn removes it and crops no smaller than 30% keep the shape in view. Measured: held-out
     # shape kNN 0.97 after 250 steps, against 0.28 with the plain "simclr" recipe (benchmarks/RESULTS.md).
     "shapes": AugmentConfig(crop_scale=(0.3, 1.0), hue=0.5),
-    # Grey handwritten digits: a mirrored digit is another symbol and colour ops do nothing to grey ink, so
-    # only mild crops and small rotations.
-    "digits": AugmentConfig(
-        crop_scale=(0.5, 1.0), flip=False, rotation=True, rotation_degrees=15.0, color_jitter=False, grayscale=False
-    ),
+    # Grey handwritten digits: a mirrored digit is another symbol, so no flip, and crops no smaller than half the
+    # area keep the stroke in view; the jitter's brightness and contrast still vary the ink. Measured with the
+    # default TrainConfig (200 steps), held-out kNN on digit, seeds 0 / 1: 0.989 / 0.983 (untrained 0.944 / 0.933;
+    # textbook simclr 0.978 / 0.961; an earlier no-jitter + rotation recipe 0.964 / 0.958).
+    "digits": AugmentConfig(crop_scale=(0.5, 1.0), flip=False),
     # BYOL-style: wider crops, stronger jitter, plus blur and solarize.
     "strong": AugmentConfig(
         crop_scale=(0.08, 1.0),

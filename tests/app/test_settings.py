@@ -201,8 +201,8 @@ def test_reset_page_settings(make_app):
 @pytest.mark.parametrize("page, key", [("pages/train.py", "train.dataset"),
                                        ("pages/augmentation_lab.py", "lab.dataset")])
 def test_augmentations_follow_the_dataset(make_app, page, key):
-    """Choosing digits switches to the digits recipe (no flip, no colour jitter: a mirrored digit is another
-    symbol); back to shapes gives the shapes recipe; the textbook SimCLR recipe is one click away."""
+    """Choosing digits switches to the digits recipe (no flip: a mirrored digit is another symbol; crops of at
+    least half the area); back to shapes gives the shapes recipe; the textbook SimCLR recipe is one click away."""
     from core.augment import PRESETS
 
     at = make_app(page=page)
@@ -212,7 +212,7 @@ def test_augmentations_follow_the_dataset(make_app, page, key):
     assert_clean(at)
     digits = PRESETS["digits"]
     assert at.session_state["aug.flip"] is digits.flip is False
-    assert at.session_state["aug.color_jitter"] is False and at.session_state["aug.rotation"] is True
+    assert tuple(at.session_state["aug.crop_scale"]) == digits.crop_scale == (0.5, 1.0)
     at.selectbox(key=key).set_value("shapes").run()
     where = "train" if key.startswith("train") else "lab"
     at.button_group(key=f"{where}.aug_recipe").set_value("simclr").run() if hasattr(at, "button_group") else \

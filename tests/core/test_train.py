@@ -473,7 +473,7 @@ def test_moco_keys_use_shuffled_sub_batches(shapes_small):
 
 # ---------------------------------------------------------------------------------------------- defaults that learn
 @pytest.mark.slow
-@pytest.mark.parametrize("name, margin", [("shapes", 0.2), ("digits", 0.01)])
+@pytest.mark.parametrize("name, margin", [("shapes", 0.2), ("digits", 0.03)])
 def test_default_run_beats_the_untrained_encoder(name, margin):
     """TrainConfig() on each trainable built-in dataset (photos has 14 images, too few to train) learns its
     main factor: held-out kNN after the default steps beats the untrained encoder by a clear margin."""
