@@ -61,6 +61,11 @@ def recipes() -> dict[str, tuple[TrainConfig, dict]]:
     out["size24"] = (old_cfg, {**old_data, "size": 24})
     out["cheap_eval"] = (replace(old_cfg, knn_reference=1000, eval_every=10), {**old_data, "n": 2500})
     out["bf16"] = (replace(old_cfg, precision="bf16"), old_data)
+    # The cheap levers together: a narrower encoder, batch 128 at a higher rate with a cosine decay, and evaluation
+    # every 10 steps against 1,000 reference images on 2,500 generated shapes.
+    out["combined"] = (replace(old_cfg, batch_size=128, lr=4e-3, lr_schedule="cosine", steps=300,
+                               encoder=EncoderConfig(width=16), knn_reference=1000, eval_every=10),
+                       {**old_data, "n": 2500})
     return out
 
 
