@@ -98,14 +98,17 @@ n_all = len(es)
 rows_drawn = X.sample_rows(n_all, X.MAX_POINTS)
 st.caption(f"**{space.name}** · {n_all:,} items × {es.dim} dimensions · {es.source or 'no source given'}")
 if len(rows_drawn) < n_all:
-    st.warning(f"{n_all:,} points are more than a browser draws smoothly: the map shows a seeded random sample "
-               f"of {len(rows_drawn):,} (every computation that fits uses all of them).",
-               icon=":material/scatter_plot:")
+    st.warning(f"{n_all:,} points are more than a browser draws smoothly: the interactive map shows a seeded "
+               f"random sample of {len(rows_drawn):,}, and a datashader image below it shows every point "
+               "(every computation that fits uses all of them).", icon=":material/scatter_plot:")
 
 # ------------------------------------------------------------------------------------------ settings
 DEFAULTS = {"method": "umap", "dim": 2, "n_neighbors": 15, "min_dist": 0.1, "metric": "cosine",
             "perplexity": 30, "k": 10}
-applied = st.session_state.setdefault(f"{P}.applied", dict(DEFAULTS))
+# Above the plotly limit a UMAP of every point takes minutes (its transform places ~100 rows a second here,
+# benchmarks/RESULTS.md), so big sets open on PCA; UMAP stays one click away in the settings.
+applied = st.session_state.setdefault(f"{P}.applied", dict(DEFAULTS, method="pca") if len(rows_drawn) < n_all
+                                      else dict(DEFAULTS))
 with st.expander("Map settings", icon=":material/tune:", expanded=False):
     with st.form(f"{P}.form", border=False):
         c1, c2, c3 = st.columns(3)
@@ -215,6 +218,20 @@ if view in ("Map", "Export"):
                                 width="stretch", config={"displaylogo": False,
                                                          "toImageButtonOptions": {"filename": "embedding-map"}})
         picked = X.selected_rows(event, fig)
+        if len(rows_drawn) < n_all and coords.shape[1] == 2:
+            # Every point, rasterised server-side by datashader (ui.bigmap): zoom re-draws at full detail, a
+            # typed coordinate picks the nearest point, which opens the same neighbours panel as a click.
+            from ui.bigmap import big_map
+
+            st.subheader(f"All {n_all:,} points")
+            factor = colour if colour in es.factors else (es.factors[0] if es.factors else None)
+            big_pick = big_map(coords, None if factor is None else es.labels[factor],
+                               classes=None if factor is None else es.classes[factor], ids=es.ids,
+                               key=f"{P}.bigmap",
+                               note=f"{used} coordinates of all {n_all:,} points; the plotly map above draws a "
+                                    f"seeded sample of {len(rows_drawn):,}.")
+            if not picked and big_pick is not None:
+                picked = [int(big_pick)]
         typed = st.number_input("…or show the neighbours of item number", min_value=0, max_value=n_all - 1,
                                 value=None, step=1, key=f"{P}.point", placeholder="row 0 to " f"{n_all - 1}",
                                 help="For 3-D maps (which cannot be clicked) or to find an item by its row.")

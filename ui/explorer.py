@@ -21,7 +21,7 @@ from ui.charts import PALETTE
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / "assets" / "demo"
-MAX_POINTS = 50_000  # drawn with WebGL; above this a seeded sample is drawn (the datashader view comes later)
+MAX_POINTS = 50_000  # drawn with WebGL; above this a seeded sample, and every point in a datashader image
 MAX_SCORED = 10_000  # honesty scores on a seeded sample above this (they are O(N^2))
 GREY = "rgba(160,160,160,0.35)"
 SVG_POINTS = 3000
@@ -377,6 +377,8 @@ def scatter(coords: np.ndarray, rows: np.ndarray, hover: list[str], *, categorie
                  colorbar=dict(title=dict(text=value_name, side="right"), thickness=12)), show=False)
     elif categories is not None:
         cats = np.asarray(categories)
+        if len(cats) == len(coords) != len(rows):  # one per item: keep the drawn sample's (above MAX_POINTS)
+            cats = cats[rows]
         for n, name in enumerate(dict.fromkeys(cats.tolist())):
             add(cats == name, str(name), dict(size=size, color=PALETTE[n % len(PALETTE)]))
     else:

@@ -131,3 +131,29 @@ def test_each_file_type_from_the_registry(make_app, name):
     else:
         _view(at, "Health")
         _view(at, "Export")
+
+
+def test_a_set_above_the_plotly_limit_gets_every_point_in_a_datashader_map(make_app):
+    """60,000 points: the plotly map draws a seeded sample (and says so), the datashader image below it holds
+    all of them, opens on PCA, and a typed coordinate picks a point whose neighbours are listed."""
+    from core.embed import EmbeddingSet
+    from ui.explorer import MAX_POINTS
+    from ui.registry import Entry
+
+    rng = np.random.default_rng(0)
+    n = MAX_POINTS + 10_000
+    labels = rng.integers(0, 3, n)
+    vectors = (rng.normal(size=(n, 8)) + 4 * np.eye(8)[labels]).astype(np.float32)
+    emb = EmbeddingSet(vectors=vectors, ids=[f"p{i}" for i in range(n)], labels={"cluster": labels},
+                       classes={"cluster": ["a", "b", "c"]}, source="synthetic")
+    entry = Entry(name="big", kind="embeddings", source="synthetic", payload=emb, _embeddings=emb)
+    at = make_app()
+    at.session_state["registry"] = {"big": entry}
+    at.session_state["explorer.source"] = "Your models"
+    at.session_state["explorer.entry"] = "big"
+    at.switch_page(PAGE).run(timeout=300)
+    assert_clean(at)
+    assert any(f"random sample of {MAX_POINTS:,}" in w.value for w in at.warning)
+    assert {m.label: m.value for m in at.metric}["Map"] == "PCA 2-D"
+    assert any(f"All {n:,} points" in s.value for s in at.subheader)
+    assert at.get("imgs") or at.get("plotly_chart")  # the raster is drawn
