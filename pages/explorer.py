@@ -407,6 +407,7 @@ if view == "Compare":
             if cmp["n"] < 3:
                 st.warning("The two sets share fewer than three ids, so there is nothing to compare.")
             else:
+                st.caption(f"{cmp['n']:,} items are in both spaces (matched by id).")
                 st.metric(f"Mean neighbour overlap (Jaccard@{kk})", f"{cmp['jaccard'].mean():.2f}",
                           help="Per item: shared neighbours / all neighbours, in the two original spaces. "
                                "1 = identical neighbourhoods, 0 = nothing in common.")

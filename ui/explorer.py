@@ -265,6 +265,26 @@ def pair_histograms(space: Space) -> dict[str, Any]:
     return out
 
 
+def _some(snapshots: list, most: int = 12) -> list:
+    """At most ``most`` snapshots, evenly spread, the first and the last always kept."""
+    if len(snapshots) <= most:
+        return list(snapshots)
+    picks = np.unique(np.linspace(0, len(snapshots) - 1, most).round().astype(int))
+    return [snapshots[i] for i in picks]
+
+
+def snapshot_space(entry: Any, snap: Any) -> Space:
+    """A training snapshot of a registry run: the encoder features of its probe images at that step, so a
+    Compare against the finished model (matched by id) shows which neighbourhoods training changed."""
+    from core.embed import EmbeddingSet
+
+    probe = entry.payload.probe
+    es = EmbeddingSet(vectors=np.asarray(snap.vectors, dtype=np.float32), ids=list(probe.ids),
+                      labels=dict(probe.labels), classes=dict(probe.classes),
+                      source=f"{entry.source}, encoder space at step {snap.step} (probe images)")
+    return Space(f"{entry.name} · step {snap.step}", es, images=images_hwc(probe), texts=probe.captions)
+
+
 def comparable_spaces(space: Space) -> dict[str, Any]:
     """Name -> loader of every other space this session can show (demo spaces, registry entries)."""
     out: dict[str, Any] = {}
@@ -280,6 +300,8 @@ def comparable_spaces(space: Space) -> dict[str, Any]:
         if e.kind == "trained":
             for which in ("encoder", "projection"):
                 out[f"{e.name} · {which}"] = (lambda e=e, w=which: trained_space(e, w))
+            for snap in _some(getattr(e.payload, "snapshots", []) or []):
+                out[f"{e.name} · step {snap.step} (snapshot)"] = (lambda e=e, s=snap: snapshot_space(e, s))
         else:
             out[e.name] = (lambda e=e: entry_space(e))
     return out

@@ -57,6 +57,8 @@ class TrainedModel:
     step: int
     history: list
     evals: list
+    snapshots: list = field(default_factory=list)  # core.train.Snapshot: probe features every few steps
+    probe: Any = None  # the held-out images the snapshots embed
 
 
 def entries(kinds: Sequence[str] | None = None) -> list[Entry]:
@@ -106,7 +108,8 @@ def register_trainer(trainer: Any, *, label: str | None = None) -> Entry:
     for p in model.parameters():
         p.requires_grad_(False)
     frozen = TrainedModel(model=model, cfg=trainer.cfg, dataset=trainer.dataset, heldout=trainer.heldout,
-                          step=trainer.step_count, history=list(trainer.history), evals=list(trainer.evals))
+                          step=trainer.step_count, history=list(trainer.history), evals=list(trainer.evals),
+                          snapshots=list(trainer.snapshots), probe=trainer.probe)
     source = trainer.describe()
 
     def embed_images(x: torch.Tensor):

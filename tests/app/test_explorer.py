@@ -81,7 +81,7 @@ def _trained_entry():
     t.run()
     model = copy.deepcopy(t.model).eval()
     tm = TrainedModel(model=model, cfg=t.cfg, dataset=t.dataset, heldout=t.heldout, step=t.step_count,
-                      history=list(t.history), evals=list(t.evals))
+                      history=list(t.history), evals=list(t.evals), snapshots=list(t.snapshots), probe=t.probe)
     return Entry(name="tiny run", kind="trained", source=t.describe(), payload=tm, image_size=32,
                  dataset_name="shapes")
 
@@ -157,3 +157,18 @@ def test_a_set_above_the_plotly_limit_gets_every_point_in_a_datashader_map(make_
     assert {m.label: m.value for m in at.metric}["Map"] == "PCA 2-D"
     assert any(f"All {n:,} points" in s.value for s in at.subheader)
     assert at.get("imgs") or at.get("plotly_chart")  # the raster is drawn
+
+
+def test_compare_the_finished_model_with_an_early_snapshot_of_its_run(make_app):
+    """'Step 0 vs the end of the same run': a registry run's snapshots are comparable spaces, matched by id."""
+    entry = _trained_entry()
+    at = _open(make_app, registry={entry.name: entry}, **{"explorer.source": "Your models",
+                                                           "explorer.entry": "tiny run"})
+    at.session_state["explorer.view"] = "Compare"
+    at.run()
+    options = at.selectbox(key="explorer.other").options
+    assert "tiny run · step 0 (snapshot)" in options
+    at.selectbox(key="explorer.other").set_value("tiny run · step 0 (snapshot)").run()
+    assert_clean(at)
+    text = _texts(at)
+    assert "Jaccard@10" in text and "10 items" in text  # the probe's 10 images are in both spaces
