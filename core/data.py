@@ -723,7 +723,9 @@ def _load_shapes(*, n: int = 4000, size: int = 32, seed: int = 0, progress: Prog
         name="shapes",
         captions=[p[0] for p in caption_pool],
         caption_pool=caption_pool,
-        ids=[f"shapes/{i:06d}" for i in range(n)],
+        # n and seed name the item: another seed (or n) draws other shapes under the same index, and pages match
+        # embedding sets by id (the Explorer's Compare), so equal ids must mean the same shape.
+        ids=[f"shapes/n{n}-s{seed}/{i:06d}" for i in range(n)],
         spec={"name": "shapes", "options": {"n": n, "size": size, "seed": seed}},
     )
 

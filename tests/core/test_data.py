@@ -73,7 +73,11 @@ def test_shapes_layout_factors_and_balance(shapes):
     for f in shapes.factors:
         counts = np.bincount(shapes.labels[f], minlength=len(shapes.classes[f]))
         assert counts.min() > 0 and counts.max() - counts.min() <= 1, f  # every class, balanced
-    assert shapes.ids[123] == "shapes/000123"
+    assert shapes.ids[123] == "shapes/n600-s0/000123"
+    other_seed = load_dataset("shapes", n=600, size=32, seed=1)
+    assert not set(other_seed.ids) & set(shapes.ids)  # other shapes, other ids (Compare matches by id)
+    smaller = load_dataset("shapes", n=600, size=16, seed=0)
+    assert smaller.ids == shapes.ids  # the same shapes drawn at another size keep their ids
     assert shapes.spec == {"name": "shapes", "options": {"n": 600, "size": 32, "seed": 0}}
     assert shapes.image_size == 32 and len(shapes) == 600
 
