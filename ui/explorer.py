@@ -304,7 +304,26 @@ def comparable_spaces(space: Space) -> dict[str, Any]:
                 out[f"{e.name} · step {snap.step} (snapshot)"] = (lambda e=e, s=snap: snapshot_space(e, s))
         else:
             out[e.name] = (lambda e=e: entry_space(e))
+            if e.kind == "clip" and space.imageset is not None:
+                # "my model vs CLIP": the CLIP image tower on this space's own images, so every id matches
+                out[f"{e.name} on these images"] = (lambda e=e: clip_space(e, space))
     return out
+
+
+def clip_space(entry: Any, space: Space) -> Space:
+    """A CLIP registry entry's image embeddings of ``space``'s images (same ids, labels and pictures)."""
+    from core.clip import embed_images
+    from core.embed import EmbeddingSet
+
+    cache = st.session_state.setdefault("explorer._clip_cache", {})
+    key = (entry.name, entry.created, space.key)
+    if key not in cache:
+        with st.spinner(f"Embedding {len(space.es):,} images with {entry.name}…"):
+            vectors = embed_images(entry.payload, space.imageset)
+        es = EmbeddingSet(np.asarray(vectors, dtype=np.float32), list(space.es.ids), dict(space.es.labels),
+                          dict(space.es.classes), f"{entry.name} image tower on the images of {space.name}")
+        cache[key] = Space(f"{entry.name} on {space.name}", es, images=space.images, texts=space.texts)
+    return cache[key]
 
 
 @st.cache_data(max_entries=16, show_spinner="Comparing neighbourhoods…")

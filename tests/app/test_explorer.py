@@ -172,3 +172,24 @@ def test_compare_the_finished_model_with_an_early_snapshot_of_its_run(make_app):
     assert_clean(at)
     text = _texts(at)
     assert "Jaccard@10" in text and "10 items" in text  # the probe's 10 images are in both spaces
+
+
+def test_my_model_vs_clip_on_the_same_images(make_app):
+    """'My model vs CLIP' is one pick: the shipped mini-CLIP embeds the trained run's own held-out images."""
+    from core.clip import load_clip
+    from ui.registry import Entry
+
+    entry = _trained_entry()
+    at = _open(make_app, registry={entry.name: entry}, **{"explorer.source": "Your models",
+                                                           "explorer.entry": "tiny run"})
+    registry = at.session_state["registry"]
+    bundle = load_clip("mini-clip")
+    registry["mini-CLIP"] = Entry(name="mini-CLIP", kind="clip", source="the shipped mini-CLIP", payload=bundle,
+                                  image_size=int(bundle.image_size))
+    at.session_state["registry"] = registry
+    at.session_state["explorer.view"] = "Compare"
+    at.run()
+    assert "mini-CLIP on these images" in at.selectbox(key="explorer.other").options
+    at.selectbox(key="explorer.other").set_value("mini-CLIP on these images").run(timeout=180)
+    assert_clean(at)
+    assert "40 items are in both spaces" in _texts(at)  # every held-out image, matched by id
