@@ -90,6 +90,7 @@ def _build_config(method: str):
         margin=float(W.current("train.margin")),
         mining=W.current("train.mining"),
         label_factor=label or None,
+        clip_model=(W.current("train.clip_model") or None) if method == "clip" else None,
         augment=W.augment_config(),
         seed=int(W.current("train.seed")),
     )
@@ -212,6 +213,8 @@ with settings_col:
         if method in USES_TEMPERATURE:
             W.select_slider("train.temperature", format_func=lambda t: f"{t:g}", help=gloss("temperature"))
         elif method == "clip":
+            W.select("train.clip_model", format_func=lambda m: {"": "Small CNN + text transformer",
+                                                                "mini-rn": "open_clip mini ResNet (a real CLIP)"}[m])
             st.caption("CLIP learns its own temperature: watch the logit scale chart. " + gloss("logit scale"))
         W.select_slider("train.lr", format_func=lambda v: f"{v:g}")
         W.select_slider("train.steps", format_func=lambda v: f"{v:,}")

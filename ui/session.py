@@ -182,6 +182,9 @@ def register_job(job: jobs.TrainingJob, *, toast: bool = True) -> registry.Entry
     if job.active or job.trainer.step_count == 0 or job.registered_step == job.trainer.step_count:
         return None
     entry = registry.register_trainer(job.trainer)
+    if getattr(job.trainer, "clip", None) is not None:
+        # a CLIP-style run with open_clip towers: also a CLIP entry, for the CLIP page and the Explorer
+        registry.register_clip_trainer(job.trainer, label=f"CLIP · {entry.name}")
     job.mark_registered()
     if toast:
         st.toast(f"Saved to your session: **{entry.name}**", icon=":material/inventory_2:")

@@ -99,6 +99,10 @@ _TABLE: list[Setting] = [
        "MoCo's key encoder is a slow moving average of the trained encoder.",
        options=(0.9, 0.95, 0.99, 0.995, 0.999)),
     _s("train.mining", "semihard", "str", "Triplet mining", options=("all", "hard", "semihard")),
+    _s("train.clip_model", "", "str", "CLIP towers",
+       "Small CNN + text transformer (fast), or an open_clip model (a mini ResNet image tower, as the shipped "
+       "mini-CLIP): that run also joins your models as a CLIP the CLIP page and the Explorer can use.",
+       options=("", "mini-rn")),
     _s("train.margin", 0.5, "float", "Margin", "How far apart (on the unit sphere) negatives must be pushed.",
        low=0.0, high=2.0),
     _s("train.label_factor", "", "str", "Label for supervised methods",

@@ -256,3 +256,15 @@ def test_sidebar_status_shows_what_the_last_click_did(make_app):
     side = " ".join(c.value for c in at.sidebar.caption)
     assert "Training:" not in side  # the job is gone
     assert "1 model or embedding file in this session" in side  # and its model was kept
+
+
+def test_clip_run_with_open_clip_towers_joins_the_registry_as_a_clip(make_app):
+    """The Train page's CLIP-style run on open_clip towers becomes a CLIP entry the CLIP page can use."""
+    at = make_app(query_params={**TINY, "train.method": "clip", "train.clip_model": "mini-rn"}, page=TRAIN)
+    assert_clean(at)
+    at.button(key="train.play").click().run()
+    wait_for_job(at)
+    at.run()
+    assert_clean(at)
+    kinds = {e.kind for e in at.session_state["registry"].values()}
+    assert {"trained", "clip"} <= kinds
