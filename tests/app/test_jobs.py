@@ -35,7 +35,7 @@ class FakeTrainer:
         self.evals.append(SimpleNamespace(step=self.step_count))
 
 
-def _until(cond, timeout=10.0):
+def _until(cond, timeout=30.0):  # generous: the CI machine may be busy; a pass returns at once
     deadline = time.monotonic() + timeout
     while not cond() and time.monotonic() < deadline:
         time.sleep(0.01)
