@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from core.embed import EmbeddingSet
 
 __all__ = [
-    "knn_accuracy", "linear_probe_accuracy", "alignment", "uniformity", "effective_rank", "singular_spectrum",
+    "knn_accuracy", "knn_accuracies", "linear_probe_accuracy", "alignment", "uniformity", "effective_rank", "singular_spectrum",
     "pair_similarities", "similarity_histograms", "invariance_report", "INVARIANCE_RULE",
 ]
 
@@ -50,15 +50,27 @@ def knn_accuracy(train_vectors, train_labels, test_vectors, test_labels, *, k: i
     accuracy would read 1.0 even on random labels.
     Shape: train (N, D), (N,); test (M, D), (M,) -> float in [0, 1].
     """
+    return knn_accuracies(train_vectors, {"y": train_labels}, test_vectors, {"y": test_labels}, k=k,
+                          exclude_self=exclude_self, device=device)["y"]
+
+
+def knn_accuracies(train_vectors, train_labels: dict, test_vectors, test_labels: dict, *, k: int = 10,
+                   exclude_self: bool = False, device: torch.device | str | None = None) -> dict[str, float]:
+    """:func:`knn_accuracy` for several labelings of the same vectors (e.g. every factor of a dataset) at the
+    cost of one: the k nearest neighbours are found once and vote once per labeling. ``train_labels`` and
+    ``test_labels`` map a name to that labeling's (N,) and (M,) labels; the result maps the name to accuracy.
+    """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive whole number, got {k!r}.")
+    if set(train_labels) != set(test_labels):
+        raise ValueError("train_labels and test_labels must name the same labelings.")
     dev = _device(device)
     train = _unit_rows(train_vectors, "train_vectors", dev)  # (N, D)
     test = _unit_rows(test_vectors, "test_vectors", dev)  # (M, D)
     if train.shape[1] != test.shape[1]:
         raise ValueError(f"Train and test vectors differ in dimension ({train.shape[1]} vs {test.shape[1]}).")
-    y_train = _labels_1d(train_labels, train.shape[0], "train_labels")
-    y_test = _labels_1d(test_labels, test.shape[0], "test_labels")
+    labels = {name: (_labels_1d(train_labels[name], train.shape[0], "train_labels"),
+                     _labels_1d(test_labels[name], test.shape[0], "test_labels")) for name in train_labels}
     if test.shape[0] == 0:
         raise ValueError("There are no test vectors to classify.")
     if exclude_self:
@@ -70,26 +82,30 @@ def knn_accuracy(train_vectors, train_labels, test_vectors, test_labels, *, k: i
     elif train.shape == test.shape and bool(torch.allclose(train, test, rtol=0.0, atol=1e-6)):
         raise ValueError("The test vectors are the training vectors, so every point would find itself as its "
                          "nearest neighbour; pass exclude_self=True (leave-one-out) or hold out a test split.")
-    classes, train_codes = np.unique(y_train, return_inverse=True)
-    n_classes = len(classes)
-    # test labels as codes into the training classes; unseen labels get -1 (always wrong)
-    pos = np.searchsorted(classes, y_test).clip(0, n_classes - 1)
-    test_codes = np.where(classes[pos] == y_test, pos, -1)
-
     k_eff = min(int(k), train.shape[0] - (1 if exclude_self else 0))
-    codes_t = torch.as_tensor(train_codes.reshape(-1), device=dev)
 
     def drop_self(start: int, stop: int, sims: torch.Tensor) -> None:
         local = torch.arange(stop - start, device=dev)
         sims[local, local + start] = float("-inf")
 
     _, nn_idx = _chunked_topk(test, train, k_eff, drop_self if exclude_self else None)  # (M, k), best first
+    return {name: _knn_vote(nn_idx, y_train, y_test, k_eff, dev) for name, (y_train, y_test) in labels.items()}
+
+
+def _knn_vote(nn_idx: torch.Tensor, y_train: np.ndarray, y_test: np.ndarray, k_eff: int, dev) -> float:
+    """Accuracy of the majority vote of each test row's neighbours ``nn_idx`` (M, k), best first."""
+    classes, train_codes = np.unique(y_train, return_inverse=True)
+    n_classes = len(classes)
+    # test labels as codes into the training classes; unseen labels get -1 (always wrong)
+    pos = np.searchsorted(classes, y_test).clip(0, n_classes - 1)
+    test_codes = np.where(classes[pos] == y_test, pos, -1)
+    codes_t = torch.as_tensor(train_codes.reshape(-1), device=dev)
     nn_codes = codes_t[nn_idx]  # (M, k)
     # votes per class, and the rank of each class's most similar member (k if absent)
-    votes = torch.zeros(test.shape[0], n_classes, device=dev)
+    votes = torch.zeros(nn_idx.shape[0], n_classes, device=dev)
     votes.scatter_add_(1, nn_codes, torch.ones_like(nn_codes, dtype=votes.dtype))
     ranks = torch.arange(k_eff, device=dev, dtype=torch.float32).expand_as(nn_codes)
-    first = torch.full((test.shape[0], n_classes), float(k_eff), device=dev)
+    first = torch.full((nn_idx.shape[0], n_classes), float(k_eff), device=dev)
     first.scatter_reduce_(1, nn_codes, ranks, reduce="amin")
     # more votes wins; among equal votes the smaller first rank wins (k + 1 > any rank difference)
     score = votes * (k_eff + 1) - first  # (M, C)

@@ -40,7 +40,7 @@ from core.data import ImageSet, load_dataset
 from core.device import pick_device
 from core.embed import EmbeddingSet, embed_imageset
 from core.errors import PlaygroundError, TrainingDiverged
-from core.metrics import alignment, effective_rank, knn_accuracy, uniformity
+from core.metrics import alignment, effective_rank, knn_accuracies, uniformity
 from core.models import ContrastiveModel, EncoderConfig, build_model, momentum_copy, momentum_update
 from core.projection import align_to, project
 
@@ -559,10 +559,9 @@ class Trainer:
     def _evaluate_locked(self) -> EvalRecord:
         ref = self._features(self._knn_ref)
         test = self._features(self.heldout)
-        knn = {
-            f: knn_accuracy(ref, self._knn_ref.labels[f], test, self.heldout.labels[f], k=self.cfg.knn_k)
-            for f in self.dataset.factors
-        }
+        factors = self.dataset.factors  # one neighbour search, one vote per factor
+        knn = knn_accuracies(ref, {f: self._knn_ref.labels[f] for f in factors}, test,
+                             {f: self.heldout.labels[f] for f in factors}, k=self.cfg.knn_k)
         # Two fixed augmented views of the probe set, in projection space (where the loss acts).
         gen = torch.Generator(device="cpu").manual_seed(self._probe_gen_seed)
         x = self.probe.images.to(self.device)

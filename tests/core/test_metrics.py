@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import core.similarity as sim
-from core.metrics import (INVARIANCE_RULE, alignment, effective_rank, invariance_report, knn_accuracy,
-                          linear_probe_accuracy, pair_similarities, similarity_histograms, uniformity)
+from core.metrics import (INVARIANCE_RULE, alignment, effective_rank, invariance_report, knn_accuracies,
+                          knn_accuracy, linear_probe_accuracy, pair_similarities, similarity_histograms,
+                          uniformity)
 
 torch.set_num_threads(1)
 
@@ -33,6 +34,25 @@ def test_knn_matches_sklearn(k, monkeypatch):
     ref = KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute").fit(xtr, ytr).score(xte, yte)
     assert knn_accuracy(xtr, ytr, xte, yte, k=k) == pytest.approx(ref)
     assert knn_accuracy(torch.as_tensor(xtr), torch.as_tensor(ytr), xte, yte, k=k) == pytest.approx(ref)
+
+
+def test_knn_accuracies_for_several_labelings_match_sklearn_per_labeling():
+    """One neighbour search for every factor (the Trainer's evaluation) gives each factor sklearn's accuracy."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    x, y = _blobs(400, 8, 3, 1.2, seed=3)
+    rng = np.random.default_rng(0)
+    labelings = {"blob": y, "random": rng.integers(0, 4, size=400), "parity": np.arange(400) % 2}
+    train = {name: lab[:300] for name, lab in labelings.items()}
+    test = {name: lab[300:] for name, lab in labelings.items()}
+    got = knn_accuracies(x[:300], train, x[300:], test, k=1)
+    for name in labelings:
+        ref = KNeighborsClassifier(n_neighbors=1, metric="cosine", algorithm="brute").fit(
+            x[:300], train[name]).score(x[300:], test[name])
+        assert got[name] == pytest.approx(ref), name
+    assert got == {name: knn_accuracy(x[:300], train[name], x[300:], test[name], k=1) for name in labelings}
+    with pytest.raises(ValueError, match="same labelings"):
+        knn_accuracies(x[:300], train, x[300:], {"blob": test["blob"]})
 
 
 def test_knn_ties_go_to_the_most_similar_neighbour():
