@@ -29,7 +29,7 @@ W.lesson_banner("train")
 with st.spinner("Loading the training engine…"):
     from core import train as T
     from core.errors import PlaygroundError
-    from core.models import ARCHS, EncoderConfig, count_parameters
+    from core.models import ARCHS, count_parameters
 
 METHOD_HELP = {
     "simclr": "No labels. Two augmented views of each image are pulled together; every other image in the "
@@ -57,17 +57,19 @@ def _ask(action: str) -> None:
 
 
 def _signature(cfg, dataset) -> str:
-    return json.dumps({"cfg": cfg.to_dict(), "data": [dataset.name, len(dataset)]}, sort_keys=True, default=str)
+    # The dataset's spec names its size too: shapes at 24 px and at 32 px are different data of the same length.
+    data = dataset.spec or {"name": dataset.name}
+    return json.dumps({"cfg": cfg.to_dict(), "data": [data, len(dataset)]}, sort_keys=True, default=str)
 
 
-def _load_training_data(name: str, n: int):
+def _load_training_data(name: str, n: int, image_size: int = 32):
     """The dataset, or None with the error shown; a failed download is remembered for this session."""
     failures = st.session_state.setdefault("train._dataset_failures", {})
     if name in failures:
         st.error(failures[name], icon=":material/cloud_off:")
         return None
     try:
-        return loaders.training_dataset(name, n)
+        return loaders.training_dataset(name, n, image_size=image_size)
     except PlaygroundError as err:
         failures[name] = str(err)
         st.error(str(err), icon=":material/cloud_off:")
@@ -75,25 +77,9 @@ def _load_training_data(name: str, n: int):
 
 
 def _build_config(method: str):
-    pd = int(W.current("train.projection_dim"))
-    label = W.current("train.label_factor") if method in T.SUPERVISED else ""
-    return T.TrainConfig(
-        method=method,
-        encoder=EncoderConfig(arch=W.current("train.arch"), projection_dim=pd),
-        projection_dim=pd,
-        batch_size=int(W.current("train.batch_size")),
-        temperature=float(W.current("train.temperature")),
-        lr=float(W.current("train.lr")),
-        steps=int(W.current("train.steps")),
-        queue_size=int(W.current("train.queue_size")),
-        momentum=float(W.current("train.momentum")),
-        margin=float(W.current("train.margin")),
-        mining=W.current("train.mining"),
-        label_factor=label or None,
-        clip_model=(W.current("train.clip_model") or None) if method == "clip" else None,
-        augment=W.augment_config(),
-        seed=int(W.current("train.seed")),
-    )
+    values = W.current_values(["train", "aug"])
+    values["train.method"] = method
+    return S.train_config(values)
 
 
 def _new_job(cfg, dataset) -> jobs.TrainingJob:
@@ -142,11 +128,14 @@ def _settings_from_config(cfg, dataset) -> dict:
     """Page settings that describe ``cfg`` (values the widgets cannot show are left as they are)."""
     wanted = {
         "train.method": cfg.method, "train.arch": cfg.encoder.arch, "train.projection_dim": cfg.projection_dim,
+        "train.width": cfg.encoder.width,
         "train.batch_size": cfg.batch_size, "train.temperature": cfg.temperature, "train.lr": cfg.lr,
         "train.steps": cfg.steps, "train.seed": cfg.seed, "train.queue_size": cfg.queue_size,
         "train.momentum": cfg.momentum, "train.margin": cfg.margin, "train.mining": cfg.mining,
         "train.label_factor": cfg.label_factor or "", "train.dataset": dataset.name, "train.n": len(dataset),
     }
+    if dataset.name == "shapes":
+        wanted["train.image_size"] = dataset.image_size
     wanted.update({f"aug.{k}": v for k, v in cfg.augment.to_dict().items()})
     out = {}
     for k, v in wanted.items():
@@ -177,7 +166,9 @@ with settings_col:
                            on_change=W.follow_dataset, args=("train.dataset",))
         st.caption(catalog.get(ds_name, ""))
         n_images = W.select_slider("train.n", format_func=lambda v: f"{v:,}")
-        dataset = _load_training_data(ds_name, int(n_images))
+        image_size = W.select_slider("train.image_size", format_func=lambda v: f"{v} px") if ds_name == "shapes" \
+            else S.default("train.image_size")
+        dataset = _load_training_data(ds_name, int(n_images), int(image_size))
         if dataset is not None and len(dataset) < int(n_images):
             st.caption(f"{ds_name} has {len(dataset):,} images; all of them are used.")
 
@@ -208,6 +199,8 @@ with settings_col:
         st.markdown("**Model and optimiser**")
         W.select("train.arch", format_func=lambda a: ARCH_LABELS.get(a, a),
                  help="; ".join(f"{ARCH_LABELS.get(a, a)}: {text}" for a, text in ARCHS.items()))
+        if W.current("train.arch") == "small_cnn":
+            W.select_slider("train.width")
         W.select_slider("train.projection_dim")
         W.select_slider("train.batch_size")
         if method in USES_TEMPERATURE:

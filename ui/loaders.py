@@ -46,11 +46,11 @@ def _subset(name: str, opts_json: str, n: int, seed: int):
     return full.subset(idx)
 
 
-def training_dataset(name: str, n: int, *, seed: int = 0):
-    """``n`` images of a dataset for the Train page: generated at that size for shapes, else a seeded
-    random subset (the full set when it is smaller)."""
+def training_dataset(name: str, n: int, *, seed: int = 0, image_size: int = 32):
+    """``n`` images of a dataset for the Train page: generated at that count and ``image_size`` for shapes,
+    else a seeded random subset (the full set when it is smaller) at the dataset's own size."""
     if name == "shapes":
-        return dataset("shapes", n=int(n), size=32, seed=0)
+        return dataset("shapes", n=int(n), size=int(image_size), seed=0)
     return _subset(name, opts_key({}), int(n), int(seed))
 
 

@@ -43,7 +43,7 @@ def _s(key: str, default: Any, kind: str, label: str, help: str = "", **kw: Any)
 
 DATASET_LAB_OPTIONS = ("shapes", "digits", "photos", "upload")
 TEMPERATURES = (0.001, 0.005, 0.01, 0.02, 0.05, 0.07, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 2.0)
-LEARNING_RATES = (1e-4, 3e-4, 1e-3, 2e-3, 4e-3, 5e-3, 1e-2, 3e-2, 1e-1)
+LEARNING_RATES = (1e-4, 3e-4, 1e-3, 2e-3, 4e-3, 5e-3, 6e-3, 1e-2, 3e-2, 1e-1)
 
 _TABLE: list[Setting] = [
     # ---- Augmentation Lab -------------------------------------------------------------------------------
@@ -82,6 +82,12 @@ _TABLE: list[Setting] = [
     _s("train.method", "simclr", "str", "Method",
        options=("simclr", "moco", "triplet", "margin", "supcon", "clip")),
     _s("train.arch", "small_cnn", "str", "Encoder", options=("small_cnn", "resnet18")),
+    _s("train.width", 32, "int", "Encoder width",
+       "Channels of the small CNN: its five blocks use w/2, w, 2w, 2w and 4w, so its features have 4w numbers. "
+       "A narrower encoder steps faster on a CPU.", options=(8, 16, 32, 64)),
+    _s("train.image_size", 32, "int", "Image size (pixels)",
+       "The built-in shapes are drawn at this size. Smaller images step faster; shape is still visible at 24 px.",
+       options=(16, 24, 32, 48, 64)),
     _s("train.projection_dim", 64, "int", "Projection size", "Size of the vector the loss sees (z).",
        options=(8, 16, 32, 64, 128, 256)),
     _s("train.batch_size", 256, "int", "Batch size",
@@ -284,3 +290,41 @@ def from_json(data: bytes | str, *, namespaces: Iterable[str]) -> dict[str, Any]
     if problems:
         raise ValueError("The settings file was not loaded: " + " ".join(problems))
     return good
+
+
+def train_config(values: Mapping[str, Any]):
+    """The :class:`core.train.TrainConfig` that Train-page settings describe (``"train.*"`` and ``"aug.*"``
+    keys; any missing one takes its default), as the page, the benchmarks and the tests build it.
+
+    Raises ``ValueError`` (a PlaygroundError for augmentations) naming an impossible value. Imports torch.
+    """
+    from core.augment import AugmentConfig
+    from core.models import EncoderConfig
+    from core.train import SUPERVISED, TrainConfig
+
+    def get(key: str) -> Any:
+        return values.get(key, default(key))
+
+    method = get("train.method")
+    arch = get("train.arch")
+    pd = int(get("train.projection_dim"))
+    label = get("train.label_factor") if method in SUPERVISED else ""
+    aug = {k[4:]: list(v) if isinstance(v, tuple) else v for k in keys(["aug"]) for v in [get(k)]}
+    return TrainConfig(
+        method=method,
+        encoder=EncoderConfig(arch=arch, width=int(get("train.width")) if arch == "small_cnn"
+                              else EncoderConfig().width, projection_dim=pd),
+        projection_dim=pd,
+        batch_size=int(get("train.batch_size")),
+        temperature=float(get("train.temperature")),
+        lr=float(get("train.lr")),
+        steps=int(get("train.steps")),
+        queue_size=int(get("train.queue_size")),
+        momentum=float(get("train.momentum")),
+        margin=float(get("train.margin")),
+        mining=get("train.mining"),
+        label_factor=label or None,
+        clip_model=(get("train.clip_model") or None) if method == "clip" else None,
+        augment=AugmentConfig.from_dict(aug),
+        seed=int(get("train.seed")),
+    )

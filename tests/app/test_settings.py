@@ -28,6 +28,10 @@ def test_train_defaults_match_core():
     assert S.SETTINGS["train.method"].options == METHODS
     assert S.SETTINGS["train.mining"].options == MINING
     assert S.default("train.arch") == cfg.encoder.arch
+    assert S.default("train.width") == cfg.encoder.width
+    from core.train import DEFAULT_DATASET
+
+    assert S.default("train.image_size") == DEFAULT_DATASET["options"]["size"]
 
 
 @pytest.mark.parametrize("key,value", [

@@ -24,6 +24,22 @@ def test_changing_widgets_changes_state(make_app):
     assert_clean(at)
 
 
+def test_width_and_image_size_reach_the_trainer(make_app):
+    """The first lesson trains a width-16 encoder on 24 px shapes: both settings must reach the run, and the
+    image size must make a new run (24 px and 32 px shapes have the same length, not the same pixels)."""
+    at = make_app(query_params={**TINY, "train.width": "16", "train.image_size": "24"}, page=TRAIN)
+    at.button(key="train.step").click().run()
+    assert_clean(at)
+    job = at.session_state["train._job"]
+    assert job.trainer.cfg.encoder.width == 16
+    assert tuple(job.trainer.dataset.images.shape[-2:]) == (24, 24)
+    at.select_slider(key="train.image_size").set_value(32).run()
+    assert any("changed settings" in w.value for w in at.warning), [w.value for w in at.warning]
+    # the encoder width is a small-CNN setting: it goes away for ResNet-18
+    at.selectbox(key="train.arch").set_value("resnet18").run()
+    assert "train.width" not in [w.key for w in at.select_slider]
+
+
 def test_reload_finds_the_job_paused_not_lost(make_app):
     """Issue 6.7: a reload (a new session) while a long run trains. The old session is gone, so its job
     pauses and frees its slot; the reloaded page, carrying the job's token in its URL, adopts it paused."""
