@@ -42,12 +42,17 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 
 
 # --------------------------------------------------------------------------------------------- (jobs)
-def _trainer(batch: int, seed: int, n: int = 1000):
-    from core.data import load_dataset
-    from core.train import Trainer, default_preset
+def _trainer(batch: int | None, seed: int, n: int | None = None):
+    """A trainer on the first lesson's settings (``bench_time_to_insight.lesson_config``: encoder, image size,
+    augmentations); ``batch`` replaces the lesson's batch size, ``n`` its number of shapes."""
+    from bench_time_to_insight import lesson_config
 
-    cfg = replace(default_preset(), batch_size=batch, steps=100_000, seed=seed)
-    return Trainer(cfg, load_dataset("shapes", n=n, size=32, seed=seed))
+    from core.data import load_dataset
+    from core.train import Trainer
+
+    cfg, data = lesson_config()
+    cfg = replace(cfg, batch_size=batch or cfg.batch_size, steps=100_000, seed=seed)
+    return Trainer(cfg, load_dataset("shapes", **{**data, "n": n or data["n"], "seed": seed}))
 
 
 def _bare_loop(trainers):
@@ -77,7 +82,7 @@ def bench_jobs(n_jobs: int, seconds: float, batch: int) -> None:
 
     from ui import jobs
 
-    print(f"\n(jobs) shapes, SimCLR lesson settings at batch {batch}, {seconds:.0f} s per phase, "
+    print(f"\n(jobs) shapes, SimCLR lesson settings at batch {batch or 'of the lesson'}, {seconds:.0f} s per phase, "
           f"{os.cpu_count()} cores, torch default {torch.get_num_threads()} threads")
 
     def with_jobs(slots, gate):
@@ -185,9 +190,9 @@ def bench_browser(n: int, seconds: float, alone_s: float, args_timeout: float = 
                 return
             halt.wait(0.2)
 
-    # The bare Trainer on the lesson's settings (batch 256, 5,000 shapes), in this process before the server
-    # starts: the app's one job alone is compared with it.
-    bare = _steps_per_s([_trainer(256, 0, n=5000)], alone_s, _bare_loop)
+    # The bare Trainer on the lesson's settings, in this process before the server starts: the app's one job
+    # alone is compared with it.
+    bare = _steps_per_s([_trainer(None, 0)], alone_s, _bare_loop)
     print(f"  bare Trainer, lesson settings: {bare:.2f} steps/s (this process, before the server starts)")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_FLAGS)
@@ -282,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--part", choices=("all", "jobs", "browser"), default="all")
     ap.add_argument("--jobs", type=int, default=2, help="(jobs) concurrent jobs")
-    ap.add_argument("--batch", type=int, default=64, help="(jobs) batch size")
+    ap.add_argument("--batch", type=int, default=64, help="(jobs) batch size (0: the lesson's)")
     ap.add_argument("--sessions", type=int, default=10, help=f"(browser) contexts, at most {MAX_SESSIONS}")
     ap.add_argument("--seconds", type=float, default=60.0, help="measurement window per phase")
     ap.add_argument("--alone-seconds", type=float, default=25.0, help="(browser) one job alone, first")

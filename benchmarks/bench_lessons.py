@@ -1,0 +1,118 @@
+"""Every lesson on the Home page: seconds from its click until it shows its point (issue 10, goal 2: <= 30 s).
+
+A Train-page lesson trains with the settings its preset opens the page with (``bench_time_to_insight.
+lesson_config``) and evaluates as the page's job does (right after step 1, then every ``eval_every`` steps
+and at the end). Its point is shown when the run reaches what the lesson text promises:
+
+- ``simclr_shapes``  held-out shape kNN >= 0.95 (the time to insight of ``bench_time_to_insight.py``);
+- ``shortcut``       the run has finished and colour is still found better than shape (the shortcut);
+- ``temperature``    the run has finished (its charts: a peaked softmax over the hardest negatives);
+- a Lab lesson       its views are drawn (``core.augment.preview`` of the preset's settings).
+
+Each lesson's old settings (before this change: width 32 at 32 px) run beside the new ones in the same process.
+
+    python benchmarks/bench_lessons.py
+    python benchmarks/bench_lessons.py --lessons shortcut,temperature --old
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from _common import ROOT, machine_info
+from bench_time_to_insight import lesson_config
+
+from core.data import load_dataset
+from core.models import EncoderConfig
+from core.train import Trainer
+
+PRESETS = ROOT / "assets" / "presets"
+GOAL_S = 30.0
+
+
+def _point(name: str, trainer: Trainer) -> tuple[bool, str]:
+    ev = trainer.evals[-1] if trainer.evals else None
+    if ev is None:
+        return False, "no evaluation yet"
+    knn = ev.knn
+    done = trainer.step_count >= trainer.cfg.steps
+    if name == "simclr_shapes":
+        return knn["shape"] >= 0.95, f"shape kNN {knn['shape']:.3f}"
+    if name == "shortcut":
+        return done and knn["colour"] > knn["shape"], f"colour kNN {knn['colour']:.3f} vs shape {knn['shape']:.3f}"
+    return done, f"shape kNN {knn['shape']:.3f}, colour {knn['colour']:.3f}"
+
+
+def train_lesson(name: str, cfg, data_opts: dict, max_seconds: float) -> dict:
+    t0 = time.perf_counter()
+    trainer = Trainer(cfg, load_dataset("shapes", **data_opts))
+    shown, what = None, ""
+    while time.perf_counter() - t0 < max_seconds and trainer.step_count < max(cfg.steps, 1) * 4:
+        trainer.step()
+        if trainer.step_count == 1:
+            trainer.evaluate()  # the page's job evaluates right after the first step
+        if trainer.step_count == cfg.steps and trainer.evals[-1].step != cfg.steps:
+            trainer.evaluate()  # ... and at the end of the run
+        if trainer.evals and trainer.evals[-1].step == trainer.step_count:
+            ok, what = _point(name, trainer)
+            if ok:
+                shown = time.perf_counter() - t0
+                break
+        if trainer.step_count >= cfg.steps and name != "simclr_shapes":
+            break
+    return {"seconds": shown, "what": what, "step": trainer.step_count,
+            "width": cfg.encoder.width, "size": data_opts["size"], "batch": cfg.batch_size}
+
+
+def lab_lesson(doc: dict) -> dict:
+    from core.augment import AugmentConfig, preview
+
+    s = doc["settings"]
+    t0 = time.perf_counter()
+    data = load_dataset(s.get("lab.dataset", "shapes"))
+    base = AugmentConfig(crop_scale=(0.3, 1.0), hue=0.5).to_dict()
+    base.update({k[4:]: tuple(v) if isinstance(v, list) else v for k, v in s.items() if k.startswith("aug.")})
+    preview(data.images[int(s.get("lab.image", 0))], AugmentConfig.from_dict(base), n=8, seed=0)
+    return {"seconds": time.perf_counter() - t0, "what": "8 views drawn", "step": 0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--lessons", default="all", help="comma-separated preset ids, or 'all'")
+    ap.add_argument("--old", action="store_true", help="also run each Train lesson at width 32 on 32 px images")
+    ap.add_argument("--max-seconds", type=float, default=90.0)
+    args = ap.parse_args()
+    print(machine_info())
+    print(f"load average {os.getloadavg()[0]:.1f} at the start; goal: each lesson's point within {GOAL_S:.0f} s")
+    paths = sorted(PRESETS.glob("*.json"))
+    if args.lessons != "all":
+        paths = [PRESETS / f"{n}.json" for n in args.lessons.split(",")]
+    rows = []
+    for path in paths:
+        doc = json.loads(path.read_text())
+        name = path.stem
+        if doc["page"] == "train":
+            cfg, data = lesson_config(path)
+            variants = [("lesson", cfg, data)]
+            if args.old:
+                variants.append(("old: w32, 32 px", replace(cfg, encoder=EncoderConfig(width=32)), {**data, "size": 32}))
+        else:
+            variants = [("lesson", None, None)]
+        for label, c, d in variants:
+            r = train_lesson(name, c, d, args.max_seconds) if c is not None else lab_lesson(doc)
+            rows.append((name, label, r))
+            shown = f"{r['seconds']:.1f} s" if r["seconds"] is not None else "not shown"
+            print(f"  {name:<15} {label:<16} {shown:>10} at step {r['step']:4d}: {r['what']}", flush=True)
+    print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
+    for name, label, r in rows:
+        met = "met" if r["seconds"] is not None and r["seconds"] <= GOAL_S else "NOT met"
+        shown = f"{r['seconds']:.1f} s" if r["seconds"] is not None else "not shown"
+        print(f"  {name:<15} {label:<16} {shown:>10}  goal {met}")
+
+
+if __name__ == "__main__":
+    main()
