@@ -135,9 +135,107 @@ def serve(log_path: str, streamlit_args: list[str]) -> None:
                 time.sleep(1.0)
 
     threading.Thread(target=sample, daemon=True, name="classroom-sampler").start()
+    if os.environ.get("CP_BENCH_THREADS"):
+        threading.Thread(target=_sample_thread_cpu, args=(log_path + ".threads",), daemon=True,
+                         name="thread-cpu-sampler").start()
+        _time_steps(log_path + ".steps")
     import bench_app
 
     bench_app.serve_timed(log_path + ".runs", streamlit_args)
+
+
+def _time_steps(path: str) -> None:
+    """Wrap ``Trainer.step`` to log each step's wall time, the thread's CPU time and torch's thread count: wall
+    well above CPU means the step waited (for the GIL, or for a core), not computed."""
+    import torch
+
+    from core.train import Trainer
+
+    original = Trainer.step
+    out = open(path, "a", buffering=1)  # noqa: SIM115 - lives as long as the server
+
+    current = {"t": None, "dumped": False}
+
+    def watchdog() -> None:  # what the other threads do while a step takes long
+        import sys as _sys
+        import traceback
+
+        dump = open(path + ".slow", "a", buffering=1)  # noqa: SIM115
+        while True:
+            time.sleep(0.05)
+            t = current["t"]
+            if t is not None and not current["dumped"] and time.perf_counter() - t > 0.4:
+                current["dumped"] = True
+                names = {th.ident: th.name for th in threading.enumerate()}
+                dump.write(f"--- step running {time.perf_counter() - t:.2f} s\n")
+                for ident, frame in _sys._current_frames().items():
+                    if ident == threading.get_ident():
+                        continue
+                    st = traceback.extract_stack(frame)[-7:]
+                    dump.write(f"  [{names.get(ident, ident)}] " + " < ".join(
+                        f"{Path(f.filename).name}:{f.name}:{f.lineno}" for f in reversed(st)) + "\n")
+
+    threading.Thread(target=watchdog, daemon=True, name="slow-step-watchdog").start()
+
+    def step(self: Any) -> Any:
+        w0, c0 = time.perf_counter(), time.thread_time()
+        current["t"], current["dumped"] = w0, False
+        record = original(self)
+        current["t"] = None
+        out.write(json.dumps({"t": w0, "wall": time.perf_counter() - w0, "cpu": time.thread_time() - c0,
+                              "threads": torch.get_num_threads(), "step": self.step_count}) + "\n")
+        return record
+
+    Trainer.step = step  # type: ignore[method-assign]
+
+
+def _sample_thread_cpu(path: str, every_s: float = 5.0) -> None:
+    """CPU seconds of each of the server's threads (from /proc, by native thread id), written every 5 s:
+    which threads use the cores while training waits. Cheap enough not to change what it measures."""
+    tick = os.sysconf("SC_CLK_TCK")
+    while True:
+        rows = []
+        for t in threading.enumerate():
+            try:
+                fields = Path(f"/proc/self/task/{t.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+                rows.append((t.name, (int(fields[11]) + int(fields[12])) / tick))
+            except (OSError, IndexError, ValueError, TypeError):
+                continue
+        with open(path, "w") as out:
+            for name, cpu in sorted(rows, key=lambda r: -r[1]):
+                out.write(f"{cpu:8.2f} s  {name}\n")
+        time.sleep(every_s)
+
+
+def _cpu_seconds(server_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the server (with its children) and by every Chromium process on the machine:
+    on one machine the browsers compete with training for the same cores, unlike a classroom's laptops."""
+    import psutil
+
+    out = {"server": 0.0, "chromium": 0.0}
+    try:
+        server = psutil.Process(server_pid)
+        procs = [server, *server.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        procs = []
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            out["server"] += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    for p in psutil.process_iter(["name"]):
+        try:
+            if "chrom" in (p.info["name"] or "").lower():
+                t = p.cpu_times()
+                out["chromium"] += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def _cpu_line(before: dict[str, float], after: dict[str, float], seconds: float) -> str:
+    return ", ".join(f"{k} {(after[k] - before[k]) / seconds:.2f} cores" for k in before)
 
 
 def _samples(path: Path) -> list[dict[str, Any]]:
@@ -192,8 +290,11 @@ def bench_browser(n: int, seconds: float, alone_s: float, args_timeout: float = 
 
     # The bare Trainer on the lesson's settings, in this process before the server starts: the app's one job
     # alone is compared with it.
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     bare = _steps_per_s([_trainer(None, 0)], alone_s, _bare_loop)
-    print(f"  bare Trainer, lesson settings: {bare:.2f} steps/s (this process, before the server starts)")
+    bare_cores = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+    print(f"  bare Trainer, lesson settings: {bare:.2f} steps/s using {bare_cores:.2f} cores (this process, before "
+          "the server starts)")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_FLAGS)
         try:
@@ -220,15 +321,22 @@ def bench_browser(n: int, seconds: float, alone_s: float, args_timeout: float = 
                 return
             first.locator(h.key_selector("train.pause")).first.wait_for(timeout=180_000)
             t_a = time.time()
+            cpu_a = _cpu_seconds(server.pid)
             time.sleep(alone_s)
             alone, _ = _total_rate(_samples(log), t_a + min(5.0, alone_s / 3), time.time())
+            cpu_a1 = _cpu_seconds(server.pid)
             print(f"  one job alone in the app: {alone:.2f} steps/s (server-side, over {alone_s:.0f} s) = "
-                  f"{alone / max(bare, 1e-9):.2f}x the bare Trainer (goal >= 0.8x)")
+                  f"{alone / max(bare, 1e-9):.2f}x the bare Trainer (goal >= 0.8x); CPU used: "
+                  f"{_cpu_line(cpu_a, cpu_a1, time.time() - t_a)}")
+            server_cores = (cpu_a1["server"] - cpu_a["server"]) / (time.time() - t_a)
+            print(f"  steps per core-second: app {alone / max(server_cores, 1e-9):.2f} vs bare "
+                  f"{bare / max(bare_cores, 1e-9):.2f} (the browser runs on the same cores here, unlike a classroom)")
             t_join = time.time()
             for i in range(1, n):
                 open_lesson(i)
             print(f"  {n - 1} more sessions opened the lesson in {time.time() - t_join:.0f} s")
             t_b = time.time()
+            cpu_b = _cpu_seconds(server.pid)
             lines = []
             time.sleep(seconds / 2)
             # Interactions while the classroom trains: each page pauses then plays again.
@@ -249,6 +357,11 @@ def bench_browser(n: int, seconds: float, alone_s: float, args_timeout: float = 
                         if "training on this server" in c]
                 lines.append(caps[0].strip() if caps else "")
             total, gained = _total_rate(_samples(log), t_b, t_c)
+            cpu_c = _cpu_seconds(server.pid)
+            print(f"  CPU used in the classroom window: {_cpu_line(cpu_b, cpu_c, t_c - t_b)}")
+            window_cores = (cpu_c["server"] - cpu_b["server"]) / (t_c - t_b)
+            print(f"  steps per server core-second in the classroom: {total / max(window_cores, 1e-9):.2f} "
+                  f"(one job alone: {alone / max(server_cores, 1e-9):.2f})")
             runs = timed.runs()
             scripts = [r["seconds"] for r in runs if r["kind"] == "script" and r["start"] >= t_b]
             frags = [r["seconds"] for r in runs if r["kind"] == "fragment" and r["start"] >= t_b]

@@ -155,6 +155,8 @@ class StepGate:
         self._queue: collections.deque[int] = collections.deque()
         self._active = 0
         self._members: set[int] = set()
+        self._threads_now = 0  # torch threads of the turns running now
+        self._recent_threads = 0.0  # what this gate has been running lately (the load average's view of it)
         self.turns: collections.Counter[int] = collections.Counter()  # turns taken per job id
 
     def join(self, job_id: int) -> None:
@@ -178,7 +180,11 @@ class StepGate:
                 busy = float(self.load())
             except (OSError, ValueError, TypeError):
                 busy = 0.0
-            if busy > self.cores + 0.5:  # the machine is oversubscribed by others: never spin-wait
+            # The load average counts this gate's own training threads too: only the rest is other work. (Not
+            # discounting them, one job alone on a served app flipped itself to one thread: its two threads plus
+            # the page made the load 2.5-4 on 2 cores, and every step ran at 0.8x.)
+            others = busy - self._recent_threads
+            if others > self.cores + 0.5:  # the machine is oversubscribed by others: never spin-wait
                 threads = 1
         return threads
 
@@ -200,6 +206,9 @@ class StepGate:
             self._queue.popleft()
             self._active += 1
             threads = self._threads_locked()
+            self._threads_now += threads
+            # The 1-minute load average follows what ran over the last minute: track our own threads slowly.
+            self._recent_threads = max(self._threads_now, 0.9 * self._recent_threads + 0.1 * self._threads_now)
             self.turns[job_id] += 1
             self._cond.notify_all()
         try:
@@ -208,6 +217,7 @@ class StepGate:
         finally:
             with self._cond:
                 self._active -= 1
+                self._threads_now -= threads
                 self._cond.notify_all()
 
 

@@ -308,7 +308,47 @@ def test_a_busy_machine_gets_one_thread_per_step_and_the_budget_follows_omp(monk
     load["avg"] = 9.0  # other processes keep the cores busy: spinning OpenMP threads would collapse
     with gate.turn(1) as threads:
         assert threads == 1
+    # The gate's own threads are part of the load average: two of ours plus a little page work is not busy.
+    gate = jobs.StepGate(concurrency=1, cores=2, load=lambda: load["avg"])
+    load["avg"] = 0.5
+    for _ in range(30):  # one job training for a while with both threads
+        with gate.turn(1) as threads:
+            assert threads == 2
+    load["avg"] = 3.4  # our 2 threads + 1.4 from the page and the browser
+    with gate.turn(1) as threads:
+        assert threads == 2
+    load["avg"] = 5.0  # 3 from others: more than the cores
+    with gate.turn(1) as threads:
+        assert threads == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert jobs._thread_budget() == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "64")
     assert jobs._thread_budget() == (__import__("os").cpu_count() or 1)
+
+
+def test_the_served_app_does_not_collect_garbage_after_every_run():
+    """Streamlit's default gc.collect(2) after each script run held the GIL ~0.4 s per status tick (once a
+    second per session), stalling every training thread: the served app's config turns it off."""
+    import tomllib
+    from pathlib import Path
+
+    config = tomllib.loads((Path(__file__).resolve().parents[2] / ".streamlit" / "config.toml").read_text())
+    assert config["runner"]["postScriptGC"] is False
+
+
+def test_umap_warm_up_waits_until_no_job_trains(monkeypatch):
+    """numba's compiler holds the GIL for seconds: the warm-up must not compile while a lesson trains."""
+    import threading
+
+    from ui import warmup
+
+    slots = jobs.Slots(2)
+    monkeypatch.setattr(jobs, "SLOTS", slots)
+    assert slots.try_acquire(1)  # a job is training
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (warmup._wait_for_idle_training(quiet_s=0.2, poll_s=0.02), done.set()))
+    t.start()
+    assert not done.wait(0.6)  # still waiting while the job holds its slot
+    slots.release(1)
+    assert done.wait(5)
+    t.join()
