@@ -12,7 +12,7 @@ import pytest
 
 pytestmark = pytest.mark.browser
 
-DEFAULT_PRESET_KEY = "home.preset.simclr_shapes"  # "SimCLR on shapes in 20 seconds" (autoplay)
+DEFAULT_PRESET_KEY = "home.preset.simclr_shapes"  # "SimCLR on shapes: watch shape emerge" (autoplay)
 LOSS_CHART_KEY = "train.chart.loss"
 # The first step waits for torch to load, the dataset to build and the first batch (cold process).
 FIRST_POINTS_TIMEOUT = 120.0
