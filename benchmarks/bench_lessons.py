@@ -99,7 +99,8 @@ def main() -> None:
             cfg, data = lesson_config(path)
             variants = [("lesson", cfg, data)]
             if args.old:
-                variants.append(("old: w32, 32 px", replace(cfg, encoder=EncoderConfig(width=32)), {**data, "size": 32}))
+                old = replace(cfg, encoder=EncoderConfig(width=32))
+                variants.append(("old: w32, 32 px", old, {**data, "size": 32}))
         else:
             variants = [("lesson", None, None)]
         for label, c, d in variants:

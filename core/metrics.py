@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from core.embed import EmbeddingSet
 
 __all__ = [
-    "knn_accuracy", "knn_accuracies", "linear_probe_accuracy", "alignment", "uniformity", "effective_rank", "singular_spectrum",
-    "pair_similarities", "similarity_histograms", "invariance_report", "INVARIANCE_RULE",
+    "knn_accuracy", "knn_accuracies", "linear_probe_accuracy", "alignment", "uniformity", "effective_rank",
+    "singular_spectrum", "pair_similarities", "similarity_histograms", "invariance_report", "INVARIANCE_RULE",
 ]
 
 
