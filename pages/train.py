@@ -446,8 +446,11 @@ active_at_render = job is not None and job.active
 # cheap and ticks every second; the plotly charts cost tens of milliseconds each of Python under the GIL
 # (shared with every training thread on the server), and their data changes only every few steps, so they
 # refresh every few seconds.
+# In a classroom (more jobs training than cores) each job steps more slowly, so its charts change less often, and
+# every chart a page rebuilds is Python under the GIL that the training threads share: then they redraw every 6 s
+# (ten tabs, one run each: 2.00 -> 3.10 steps/s in total; benchmarks/RESULTS.md). The status line keeps its second.
 STATUS_REFRESH = 1.0 if active_at_render else None
-CHART_REFRESH = 3.0 if active_at_render else None
+CHART_REFRESH = (6.0 if jobs.server_load()[0] > jobs.CORES else 3.0) if active_at_render else None
 
 
 @st.fragment(run_every=STATUS_REFRESH)
