@@ -69,12 +69,12 @@ def train_lesson(name: str, cfg, data_opts: dict, max_seconds: float) -> dict:
 
 
 def lab_lesson(doc: dict) -> dict:
-    from core.augment import AugmentConfig, preview
+    from core.augment import AugmentConfig, preview, recipe_for
 
     s = doc["settings"]
     t0 = time.perf_counter()
     data = load_dataset(s.get("lab.dataset", "shapes"))
-    base = AugmentConfig(crop_scale=(0.3, 1.0), hue=0.5).to_dict()
+    base = recipe_for(data.name).to_dict()  # the Lab's defaults follow the dataset's recipe
     base.update({k[4:]: tuple(v) if isinstance(v, list) else v for k, v in s.items() if k.startswith("aug.")})
     preview(data.images[int(s.get("lab.image", 0))], AugmentConfig.from_dict(base), n=8, seed=0)
     return {"seconds": time.perf_counter() - t0, "what": "8 views drawn", "step": 0}
