@@ -33,6 +33,8 @@ def _work() -> None:
         return
     try:  # pre-import the training stack; failures surface later on the page that needs it
         import core.train  # noqa: F401
+
+        _first_optimizer()
     except Exception:  # noqa: BLE001
         log.exception("Pre-importing core.train failed")
     _freeze_imports()
@@ -44,6 +46,14 @@ def _work() -> None:
             warm_up()
         except Exception:  # noqa: BLE001
             log.exception("Warming up UMAP failed")
+
+
+def _first_optimizer() -> None:
+    """Build one throwaway optimizer: the first ``torch.optim`` optimizer of a process imports
+    ``torch._dynamo`` (~2.5 s on this 2-core machine), which the first lesson's Play would otherwise pay."""
+    import torch
+
+    torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=1e-3)
 
 
 def _wait_for_idle_training(quiet_s: float = 2.0, poll_s: float = 0.5) -> None:
