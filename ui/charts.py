@@ -5,6 +5,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+
+# Imported here, not left to plotly: plotly looks pandas up in sys.modules without importing it, and while the
+# warm-up thread was importing pandas (through umap) a chart drawn meanwhile found the half-initialised module
+# ("partially initialized module 'pandas' has no attribute 'Series"). An import waits for the other thread.
+import pandas  # noqa: F401, E402
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
