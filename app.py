@@ -10,11 +10,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import session, urlstate, warmup
+from ui import session, urlstate, warmup, widgets
 
 # A shipped PNG: a ":material/...:" page icon makes the browser fetch the favicon from the web.
 FAVICON = str(Path(__file__).resolve().parent / "assets" / "favicon.png")
 st.set_page_config(page_title="Contrastive Playground", page_icon=FAVICON, layout="wide")
+st.html(widgets.PAGE_CSS)
 
 warmup.start()
 
