@@ -310,7 +310,7 @@ with main_col:
 
 
 # ------------------------------------------------------------------------------------------ live panel
-def _status(job: jobs.TrainingJob) -> None:
+def _status(job: jobs.TrainingJob, chart_refresh: float | None = None) -> None:
     tr = job.trainer
     done, target, state = tr.step_count, job.target_steps, job.state
     secs = tr.history[-1].seconds if tr.history else 0.0
@@ -319,7 +319,9 @@ def _status(job: jobs.TrainingJob) -> None:
     st.progress(min(done / max(target, 1), 1.0), text=f"Step {done:,} of {target:,} · {secs:.0f} s of training"
                                                        f"{rate} · {state}")
     if state in (jobs.QUEUED, jobs.RUNNING):
-        st.caption(f":material/groups: {session.server_line(job)}.")
+        slower = (f" The charts redraw every {chart_refresh:.0f} s while the server is this busy."
+                  if chart_refresh and chart_refresh > jobs.REFRESH_ALONE[1] else "")
+        st.caption(f":material/groups: {session.server_line(job)}.{slower}")
     if state == jobs.QUEUED:
         st.info(f"Queued: {session.server_line(job)}. All {job.slots.capacity} training slots are busy; "
                 "training starts by itself when one frees up.", icon=":material/hourglass_top:")
@@ -442,15 +444,12 @@ def _embedding_view(job: jobs.TrainingJob) -> None:
 
 
 active_at_render = job is not None and job.active
-# Seconds between live redraws while the job is active (no polling while nothing trains). The status line is
-# cheap and ticks every second; the plotly charts cost tens of milliseconds each of Python under the GIL
-# (shared with every training thread on the server), and their data changes only every few steps, so they
-# refresh every few seconds.
-# In a classroom (more jobs training than cores) each job steps more slowly, so its charts change less often, and
-# every chart a page rebuilds is Python under the GIL that the training threads share: then they redraw every 6 s
-# (ten tabs, one run each: 2.00 -> 3.10 steps/s in total; benchmarks/RESULTS.md). The status line keeps its second.
-STATUS_REFRESH = 1.0 if active_at_render else None
-CHART_REFRESH = (6.0 if jobs.server_load()[0] > jobs.CORES else 3.0) if active_at_render else None
+# Seconds between live redraws while the job is active (no polling while nothing trains): the status line every
+# second and the plotly charts every 3 s, or 2 s and 30 s while more jobs train or wait than there are cores (a
+# classroom; see ui.jobs.refresh_seconds for what each redraw costs the browser and the server).
+REFRESH = jobs.refresh_seconds()
+STATUS_REFRESH = REFRESH[0] if active_at_render else None
+CHART_REFRESH = REFRESH[1] if active_at_render else None
 
 
 @st.fragment(run_every=STATUS_REFRESH)
@@ -459,6 +458,8 @@ def status_panel() -> None:
     job = session.current_job()
     if active_at_render and (job is None or not job.active):
         st.rerun()  # the job ended: a full rerun updates the buttons, the charts, and stops the polling
+    if active_at_render and jobs.refresh_seconds() != REFRESH:
+        st.rerun()  # a classroom formed or emptied: a full rerun sets the new redraw periods
     if job is None:
         if dataset is not None:
             st.info("Press **Play** to train, or **Step** to take one step at a time.",
@@ -469,7 +470,7 @@ def status_panel() -> None:
             st.caption(f"A few of the {len(dataset):,} images it will train on.")
         return
     with user_errors("drawing the training status"):
-        _status(job)
+        _status(job, CHART_REFRESH)
 
 
 @st.fragment(run_every=CHART_REFRESH)

@@ -563,6 +563,23 @@ def server_load(slots: Slots | None = None) -> tuple[int, int]:
     return running, running + waiting
 
 
+# Seconds between a Train page's live redraws (status line, charts) while its job is active. Measured per
+# headless Chromium tab (benchmarks/bench_browser_cost.py): the status line costs ~0.05 cores at one redraw a
+# second, the five plotly charts ~0.3 cores at one redraw every 3 s (each redraw of a chart re-lays it out:
+# ~0.2 s of the browser's CPU). A classroom of ten on one machine cannot pay that per tab, and there each job
+# steps a few times a second at most, so its charts change little between redraws anyway.
+REFRESH_ALONE = (1.0, 3.0)
+REFRESH_BUSY = (2.0, 30.0)
+
+
+def refresh_seconds(slots: Slots | None = None, cores: int | None = None) -> tuple[float, float]:
+    """(status line, charts) redraw periods for a Train page now: :data:`REFRESH_BUSY` when more jobs train or
+    wait than there are cores (a classroom), else :data:`REFRESH_ALONE`. Queued jobs count, so the choice does
+    not flip each time a slot changes hands."""
+    total = server_load(slots)[1]
+    return REFRESH_BUSY if total > (CORES if cores is None else cores) else REFRESH_ALONE
+
+
 def ordinal(n: int) -> str:
     """1 -> "1st", 2 -> "2nd", 11 -> "11th"."""
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")

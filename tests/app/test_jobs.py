@@ -281,6 +281,32 @@ def test_server_load_counts_running_and_queued():
     assert jobs.server_load(slots) == (0, 0)
 
 
+def test_pages_redraw_less_often_while_more_jobs_train_or_wait_than_there_are_cores():
+    """A classroom (more jobs than cores, queued ones counted) gets the slower redraw periods; one or two
+    users on two cores keep the quick ones."""
+    slots = jobs.Slots(1)
+    assert jobs.refresh_seconds(slots, cores=2) == jobs.REFRESH_ALONE
+    assert slots.try_acquire(1)
+    stop = threading.Event()
+    waiters = [threading.Thread(target=slots.acquire, args=(i, stop.is_set), kwargs={"poll": 0.01})
+               for i in (2, 3)]
+    try:
+        waiters[0].start()
+        assert _until(lambda: slots.waiting == 1)
+        assert jobs.refresh_seconds(slots, cores=2) == jobs.REFRESH_ALONE  # 2 jobs on 2 cores
+        waiters[1].start()
+        assert _until(lambda: slots.waiting == 2)
+        assert jobs.refresh_seconds(slots, cores=2) == jobs.REFRESH_BUSY  # 1 training + 2 queued > 2 cores
+        assert jobs.refresh_seconds(slots, cores=4) == jobs.REFRESH_ALONE
+    finally:
+        stop.set()
+        for w in waiters:
+            w.join(5)
+    busy_status, busy_charts = jobs.REFRESH_BUSY
+    alone_status, alone_charts = jobs.REFRESH_ALONE
+    assert busy_status > alone_status and busy_charts > alone_charts
+
+
 def test_with_more_jobs_than_slots_the_slot_rotates_and_every_job_progresses():
     """One slot, three long jobs: each gives the slot up after its quantum while others wait (FIFO), so all
     three train before any finishes; without a quantum the first would hold the slot to its end."""
@@ -352,3 +378,28 @@ def test_umap_warm_up_waits_until_no_job_trains(monkeypatch):
     slots.release(1)
     assert done.wait(5)
     t.join()
+
+
+def test_warm_up_leaves_the_first_trainer_nothing_to_import():
+    """The first optimizer of a process imported torch._dynamo (~880 modules, ~2.2 s here) inside the first
+    lesson's Play; the warm-up builds one first. Checked in a fresh interpreter: this one has them loaded."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys\n"
+        "import core.train\n"
+        "from ui import warmup\n"
+        "warmup._first_optimizer()\n"
+        "from core.data import load_dataset\n"
+        "from core.train import Trainer, TrainConfig\n"
+        "ds = load_dataset('shapes', n=120)\n"
+        "before = set(sys.modules)\n"
+        "Trainer(TrainConfig(batch_size=8, steps=1), ds).step()\n"
+        "print(sorted(set(sys.modules) - before))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
