@@ -355,7 +355,8 @@ def bench_browser(n: int, seconds: float, alone_s: float, args_timeout: float = 
             for page in pages:
                 caps = [c for c in page.locator("[data-testid='stCaptionContainer']").all_inner_texts()
                         if "training on this server" in c]
-                lines.append(caps[0].strip() if caps else "")
+                # the status line's caption (the longest: the sidebar repeats the server line alone)
+                lines.append(max(caps, key=len).strip() if caps else "")
             total, gained = _total_rate(_samples(log), t_b, t_c)
             cpu_c = _cpu_seconds(server.pid)
             print(f"  CPU used in the classroom window: {_cpu_line(cpu_b, cpu_c, t_c - t_b)}")

@@ -1,0 +1,64 @@
+"""The Streamlit page ``bench_browser_cost.py`` serves: one of the Train page's live elements at a time, chosen
+by ``CP_COST_MODE``, drawn with the app's own chart builders (``ui.charts``), CSS (``ui.widgets.PAGE_CSS``) and
+redraw periods (``ui.jobs.REFRESH_ALONE`` / ``REFRESH_BUSY``). The data is synthetic and changes on every
+redraw, as a training job's would (except in ``same_charts``)."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ui import charts, jobs, widgets  # noqa: E402
+
+MODE = os.environ.get("CP_COST_MODE", "empty")
+STATUS_S, CHARTS_S = jobs.REFRESH_BUSY if MODE == "classroom" else jobs.REFRESH_ALONE
+FACTORS = ["shape", "colour", "size", "x", "y"]
+
+st.set_page_config(layout="wide")
+if MODE != "status_animated":
+    st.html(widgets.PAGE_CSS)
+
+
+def figures(k: int) -> list:
+    """The Train page's five live charts at "step" 50 + k (k fixed: the same figures every time)."""
+    rng = np.random.default_rng(k)
+    n = 50 + k % 900
+    steps = np.arange(n)
+    evals = list(range(0, n, 25))
+    acc = {f: list(rng.uniform(0.2, 1.0, len(evals))) for f in FACTORS}
+    return [
+        charts.loss(steps, 5 - np.log1p(steps) / 3 + rng.normal(0, 0.1, n)),
+        charts.knn(evals, acc, {f: 0.2 for f in FACTORS}),
+        charts.alignment_uniformity(evals, rng.uniform(size=len(evals)), rng.uniform(size=len(evals))),
+        charts.similarity_histogram(rng.uniform(0, 1, 400), rng.uniform(-1, 1, 5000), n),
+        charts.embedding_scatter(rng.normal(size=(400, 2)), rng.integers(0, 5, 400), FACTORS, title="2-D view",
+                                 hover=[str(i) for i in range(400)]),
+    ]
+
+
+@st.fragment(run_every=STATUS_S)
+def status() -> None:
+    t = time.time()
+    st.progress((t % 100) / 100, text=f"Step {int(t * 10) % 1000} of 1,000 · 14.0 steps/s · running")
+    st.caption(":material/groups: 1 of 1 training on this server.")
+
+
+@st.fragment(run_every=CHARTS_S)
+def live_charts() -> None:
+    k = 0 if MODE == "same_charts" else int(time.time() / CHARTS_S)
+    for i, fig in enumerate(figures(k)):
+        st.plotly_chart(fig, key=f"chart{i}")
+
+
+if MODE == "empty":
+    st.write("An empty page.")
+else:
+    status()
+    if MODE in ("charts", "same_charts", "classroom"):
+        live_charts()
