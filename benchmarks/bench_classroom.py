@@ -101,8 +101,9 @@ def bench_jobs(n_jobs: int, seconds: float, batch: int) -> None:
 
     cores = jobs.CORES
     default_threads = torch.get_num_threads()
-    print(f"  new policy = the server's gate: {jobs.STEP_CONCURRENCY} step at a time, up to {cores} threads, one "
-          f"thread while the load average ({os.getloadavg()[0]:.1f}) exceeds the cores")
+    print(f"  new policy = the server's gate: {jobs.STEP_CONCURRENCY} step at a time, up to "
+          f"{cores - jobs.RESERVED_CORES} threads a step ({jobs.RESERVED_CORES} of {cores} cores kept for the pages), "
+          f"one thread while the load average ({os.getloadavg()[0]:.1f}) exceeds the cores")
     rows = {}
     rows["bare Trainer"] = _steps_per_s([_trainer(batch, 0)], seconds, _bare_loop)
     rows["1 job (new policy)"] = _steps_per_s([_trainer(batch, 0)], seconds, with_jobs(jobs.Slots(8), jobs.GATE))

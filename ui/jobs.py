@@ -56,11 +56,20 @@ def _env_int(name: str, default: int) -> int:
         return default
 
 
+def _reserved_cores() -> int:
+    try:
+        wanted = int(os.environ.get("CP_RESERVED_CORES", 1))
+    except ValueError:
+        wanted = 1
+    return max(0, min(wanted, CORES - 1))
+
+
 # Jobs training at once (the rest queue). More than the cores, so a few users see progress together.
 MAX_RUNNING = _env_int("CP_MAX_TRAINING", max(3, CORES + 1))
-# Steps computing at once across all jobs; each gets CORES // min(STEP_CONCURRENCY, jobs training) threads:
-# a job alone uses every core, two or more run side by side with one thread each (no OpenMP spinning between
-# a job's threads), and the rest wait their turn. Set CP_STEP_CONCURRENCY=1 to serialise steps instead.
+# Steps computing at once across all jobs; each gets CORES // min(STEP_CONCURRENCY, jobs training) threads, at
+# most CORES - RESERVED_CORES (below): a job alone uses every core but the pages' one, two or more run side by
+# side with one thread each (no OpenMP spinning between a job's threads), and the rest wait their turn. Set
+# CP_STEP_CONCURRENCY=1 to serialise steps instead.
 STEP_CONCURRENCY = _env_int("CP_STEP_CONCURRENCY", CORES)
 
 
@@ -139,17 +148,26 @@ class StepGate:
     ``members`` are the jobs currently training (they hold a slot); a turn's torch thread count is
     ``cores // min(concurrency, members)`` (at least 1), so the cores are split, never oversubscribed.
 
+    ``reserve`` cores are never given to one step's threads (the server's gate keeps one for its pages: the
+    event loop, the script threads and, on a one-machine demo, the browser). Measured in the served app with a
+    Chromium tab on this 2-core machine: a lone job stepping on two threads did 4.7-5.7 steps/s at 1.4 cores
+    (its OpenMP threads spin-wait whenever the page takes a core), on one thread 8.1 steps/s at 1.0 core.
+
     ``load`` (default none; the server's gate uses ``os.getloadavg``) returns the 1-minute load average:
     when other processes already keep more than ``cores`` busy, a turn gets one thread. Measured on this
     2-core machine at load 15: ten small MoCo steps took 69 s with two OpenMP threads (they spin-wait for
     each other when descheduled) against 4.7 s with one.
     """
 
-    def __init__(self, concurrency: int = 1, cores: int = CORES, load: Callable[[], float] | None = None):
+    def __init__(self, concurrency: int = 1, cores: int = CORES, load: Callable[[], float] | None = None,
+                 reserve: int = 0):
         if concurrency < 1 or cores < 1:
             raise ValueError(f"concurrency and cores must be at least 1, got {concurrency} and {cores}.")
+        if not 0 <= reserve < cores:
+            raise ValueError(f"reserve must be at least 0 and below the {cores} cores, got {reserve}.")
         self.concurrency = concurrency
         self.cores = cores
+        self.reserve = reserve  # cores no single step's threads take (the server's pages, a browser beside it)
         self.load = load
         self._cond = threading.Condition()
         self._queue: collections.deque[int] = collections.deque()
@@ -174,7 +192,7 @@ class StepGate:
 
     def _threads_locked(self) -> int:
         sharing = min(self.concurrency, max(len(self._members), self._active, 1))
-        threads = max(1, self.cores // sharing)
+        threads = max(1, min(self.cores // sharing, self.cores - self.reserve))
         if threads > 1 and self.load is not None:
             try:
                 busy = float(self.load())
@@ -241,7 +259,9 @@ def thread_policy(threads: int) -> Iterator[None]:
 
 SLOT_QUANTUM_S = float(os.environ.get("CP_SLOT_QUANTUM", 20.0))
 SLOTS = Slots(MAX_RUNNING, quantum_s=SLOT_QUANTUM_S)
-GATE = StepGate(STEP_CONCURRENCY, load=lambda: os.getloadavg()[0])
+# Cores a single training step never takes (CP_RESERVED_CORES, default 1; none on a one-core machine).
+RESERVED_CORES = _reserved_cores()
+GATE = StepGate(STEP_CONCURRENCY, load=lambda: os.getloadavg()[0], reserve=RESERVED_CORES)
 RATE_WINDOW_S = 5.0  # the status line's rate: steps over about the last five seconds of training
 _ids = itertools.count(1)
 _live: "weakref.WeakSet[TrainingJob]" = weakref.WeakSet()

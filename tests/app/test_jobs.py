@@ -352,6 +352,28 @@ def test_a_busy_machine_gets_one_thread_per_step_and_the_budget_follows_omp(monk
     assert jobs._thread_budget() == (__import__("os").cpu_count() or 1)
 
 
+def test_a_reserved_core_is_never_given_to_one_step():
+    """The server keeps a core for its pages: on two cores a lone job steps on one thread (its two OpenMP
+    threads spin-waited whenever the page or a browser took a core), on four on three; shares are unchanged."""
+    gate = jobs.StepGate(concurrency=2, cores=2, reserve=1)
+    with gate.turn(1) as threads:
+        assert threads == 1
+    gate = jobs.StepGate(concurrency=4, cores=4, reserve=1)
+    with gate.turn(1) as threads:
+        assert threads == 3
+    gate.join(1)
+    gate.join(2)
+    with gate.turn(1) as threads:
+        assert threads == 2  # two jobs share four cores
+    with pytest.raises(ValueError):
+        jobs.StepGate(cores=2, reserve=2)
+    with pytest.raises(ValueError):
+        jobs.StepGate(cores=1, reserve=1)
+    assert jobs.GATE.reserve == (1 if jobs.CORES > 1 else 0)
+    with jobs.StepGate(cores=1).turn(1) as threads:  # one core: nothing to reserve
+        assert threads == 1
+
+
 def test_the_served_app_does_not_collect_garbage_after_every_run():
     """Streamlit's default gc.collect(2) after each script run held the GIL ~0.4 s per status tick (once a
     second per session), stalling every training thread: the served app's config turns it off."""
