@@ -7,7 +7,7 @@ in the same run (``browser_cost_app.py`` draws them with the app's own charts, C
     status           the same with the app's CSS (``ui.widgets.PAGE_CSS``: no transition)
     charts           the status line + the five live plotly charts, new data every 3 s (one user)
     same_charts      as charts, but the same figures every time
-    classroom        the redraw periods of a busy server (``ui.jobs.REFRESH_BUSY``: status 2 s, charts 15 s)
+    classroom        the redraw periods of a busy server (``ui.jobs.REFRESH_BUSY``: status 2 s, charts 30 s)
 
 On a 2-core machine the browsers share the cores with the training: what a tab costs here is taken from the
 jobs in ``bench_classroom.py --part browser``; in a real classroom each pupil's laptop pays it.
