@@ -49,19 +49,11 @@ def _thread_budget() -> int:
 CORES = _thread_budget()
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int, minimum: int = 1) -> int:
     try:
-        return max(1, int(os.environ.get(name, default)))
+        return max(minimum, int(os.environ.get(name, default)))
     except ValueError:
         return default
-
-
-def _reserved_cores() -> int:
-    try:
-        wanted = int(os.environ.get("CP_RESERVED_CORES", 1))
-    except ValueError:
-        wanted = 1
-    return max(0, min(wanted, CORES - 1))
 
 
 # Jobs training at once (the rest queue). More than the cores, so a few users see progress together.
@@ -260,7 +252,7 @@ def thread_policy(threads: int) -> Iterator[None]:
 SLOT_QUANTUM_S = float(os.environ.get("CP_SLOT_QUANTUM", 20.0))
 SLOTS = Slots(MAX_RUNNING, quantum_s=SLOT_QUANTUM_S)
 # Cores a single training step never takes (CP_RESERVED_CORES, default 1; none on a one-core machine).
-RESERVED_CORES = _reserved_cores()
+RESERVED_CORES = min(_env_int("CP_RESERVED_CORES", 1, minimum=0), CORES - 1)
 GATE = StepGate(STEP_CONCURRENCY, load=lambda: os.getloadavg()[0], reserve=RESERVED_CORES)
 RATE_WINDOW_S = 5.0  # the status line's rate: steps over about the last five seconds of training
 _ids = itertools.count(1)
