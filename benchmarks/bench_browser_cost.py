@@ -7,6 +7,9 @@ in the same run (``browser_cost_app.py`` draws them with the app's own charts, C
     status           the same with the app's CSS (``ui.widgets.PAGE_CSS``: no transition)
     charts           the status line + the five live plotly charts, new data every 3 s (one user)
     same_charts      as charts, but the same figures every time
+    one_chart        as charts, only the loss chart
+    static_charts    as charts, with plotly's ``staticPlot`` (no hover, zoom or toolbar)
+    vega_charts      as charts, five Vega-Lite ``st.line_chart`` instead of plotly
     classroom        the redraw periods of a busy server (``ui.jobs.REFRESH_BUSY``: status 2 s, charts 30 s)
 
 On a 2-core machine the browsers share the cores with the training: what a tab costs here is taken from the
@@ -27,7 +30,8 @@ from pathlib import Path
 from _common import ROOT, machine_info
 from bench_app import _load_harness
 
-MODES = ("empty", "status_animated", "status", "charts", "same_charts", "classroom")
+MODES = ("empty", "status_animated", "status", "charts", "same_charts", "one_chart", "static_charts", "vega_charts",
+         "classroom")
 APP = Path(__file__).resolve().parent / "browser_cost_app.py"
 
 
@@ -88,7 +92,8 @@ def main() -> None:
         rows[mode] = measure(mode, args.seconds, args.settle)
         print(f"  {mode:<16} Chromium {rows[mode][0]:.3f} cores   server {rows[mode][1]:.3f} cores", flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
-    for a, b in (("status_animated", "status"), ("charts", "classroom"), ("charts", "same_charts")):
+    for a, b in (("status_animated", "status"), ("charts", "classroom"), ("charts", "same_charts"),
+                 ("charts", "static_charts"), ("vega_charts", "charts")):
         if a in rows and b in rows and rows[b][0] > 0:
             print(f"  {b} vs {a}: Chromium {rows[a][0] / rows[b][0]:.2f}x cheaper")
 

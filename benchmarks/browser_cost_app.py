@@ -52,13 +52,25 @@ def status() -> None:
 @st.fragment(run_every=CHARTS_S)
 def live_charts() -> None:
     k = 0 if MODE == "same_charts" else int(time.time() / CHARTS_S)
-    for i, fig in enumerate(figures(k)):
-        st.plotly_chart(fig, key=f"chart{i}")
+    if MODE == "vega_charts":  # five Vega-Lite line charts of the same sizes instead of plotly
+        import pandas as pd
+
+        rng = np.random.default_rng(k)
+        for i in range(5):
+            st.line_chart(pd.DataFrame(rng.normal(size=(50 + k % 900, 3)).cumsum(0), columns=list("abc")),
+                          height=260)
+        return
+    figs = figures(k)
+    if MODE == "one_chart":
+        figs = figs[:1]
+    config = {"staticPlot": True} if MODE == "static_charts" else None
+    for i, fig in enumerate(figs):
+        st.plotly_chart(fig, key=f"chart{i}", config=config)
 
 
 if MODE == "empty":
     st.write("An empty page.")
 else:
     status()
-    if MODE in ("charts", "same_charts", "classroom"):
+    if MODE in ("charts", "same_charts", "classroom", "one_chart", "static_charts", "vega_charts"):
         live_charts()
