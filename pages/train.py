@@ -48,6 +48,7 @@ METHOD_HELP = {
 USES_TEMPERATURE = ("simclr", "moco", "supcon")
 ARCH_LABELS = {"small_cnn": "Small CNN", "resnet18": "ResNet-18"}  # short: the full text is the help tooltip
 MAX_CHECKPOINT_BYTES = 300 * 1024 * 1024
+SETTLE_S = 3.0  # how long Pause / Stop wait for the training thread to finish its step before drawing the page
 SIG_KEY = session.SIG_KEY
 
 
@@ -270,8 +271,12 @@ with main_col, user_errors("controlling the training"):
             job.play()
     elif action == "pause" and job is not None:
         job.pause()
+        # The thread ends after the step it is in (or at once while it waits for a turn): wait for it, so this
+        # rerun draws Play. Otherwise the page showed Pause until the next status tick, 5-10 s on a busy server.
+        job.wait(SETTLE_S)
     elif action == "stop" and job is not None:
         job.stop()
+        job.wait(SETTLE_S)
         session.sync_registry()
 
 # ------------------------------------------------------------------------------------------ controls

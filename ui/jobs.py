@@ -449,7 +449,8 @@ class TrainingJob:
         return True
 
     def wait(self, timeout: float) -> bool:
-        """Block until the thread is gone (tests and shutdown). True if it ended in time."""
+        """Block until the thread is gone (a Pause the page draws at once, tests, shutdown). True if it ended
+        in time."""
         t = self._thread
         if t is not None:
             t.join(timeout)
@@ -496,6 +497,10 @@ class TrainingJob:
                         self._started_at = self._started_at or time.time()
                     self._mark_rate()
                 with self.gate.turn(self.id):
+                    if self._want != "run":
+                        # Paused or stopped while waiting for this turn: the user asked for no more steps, and
+                        # taking one would keep the page showing Pause for another step of a busy server.
+                        break
                     ok = self._safe_step()
                     if ok and self.trainer.step_count == 1 and not self.trainer.evals:
                         # A first evaluation right away, so the accuracy charts start from the (almost)

@@ -182,6 +182,24 @@ def test_turns_are_round_robin_across_jobs_and_no_job_starves():
     assert slots.running == 0 and not gate._members and gate._active == 0
 
 
+def test_a_job_paused_while_waiting_for_its_turn_takes_no_further_step():
+    """Pause means no more steps: a job queued behind another's step leaves without stepping once its turn
+    comes (before, it took that step first, and the page kept showing Pause for it)."""
+    slots, gate = jobs.Slots(4), jobs.StepGate(concurrency=1, cores=2)
+    hold = threading.Event()
+    first = jobs.TrainingJob(FakeTrainer(steps=1, gate=hold), slots=slots, gate=gate)
+    first.play()
+    assert _until(lambda: first.state == jobs.RUNNING and gate._active == 1)
+    second = jobs.TrainingJob(FakeTrainer(steps=100), slots=slots, gate=gate)
+    second.play()
+    assert _until(lambda: len(gate._queue) == 1)  # waiting for the turn the first job holds
+    second.pause()
+    hold.set()
+    assert second.wait(10) and first.wait(10)
+    assert second.state == jobs.PAUSED and second.steps_done == 0
+    assert gate._active == 0 and not gate._queue and slots.running == 0
+
+
 def test_thread_policy_gives_each_job_its_share_and_restores_it():
     import torch
 

@@ -131,6 +131,21 @@ def test_play_runs_in_the_background_until_finished(make_app):
     assert "more steps" in at.button(key="train.play").label
 
 
+def test_pause_draws_play_in_the_same_rerun(make_app):
+    """Pressing Pause shows Play at once: the page waits for the step in progress (before, it drew Pause again
+    and a busy classroom server took 5-10 s, until the next status tick, to show Play)."""
+    at = make_app(query_params={**TINY, "train.steps": "100000"}, page=TRAIN)
+    at.button(key="train.play").click().run()
+    job = at.session_state["train._job"]
+    assert job.active
+    at.button(key="train.pause").click().run()
+    assert_clean(at)
+    assert job.state == "paused" and not job.active
+    assert at.button(key="train.play") and not [b for b in at.button if b.key == "train.pause"]
+    at.button(key="train.stop").click().run()
+    assert job.state == "stopped" and len(at.session_state["registry"]) == 1
+
+
 def test_reset_keeps_the_trained_model_and_starts_fresh(make_app):
     at = make_app(query_params=TINY, page=TRAIN)
     at.button(key="train.step").click().run()
