@@ -11,6 +11,10 @@ in the same run (``browser_cost_app.py`` draws them with the app's own charts, C
     static_charts    as charts, with plotly's ``staticPlot`` (no hover, zoom or toolbar)
     vega_charts      as charts, five Vega-Lite ``st.line_chart`` instead of plotly
     classroom        the redraw periods of a busy server (``ui.jobs.REFRESH_BUSY``: status 2 s, charts 30 s)
+    theme_none       as charts, drawn with ``theme=None`` (plotly's own template, no Streamlit theme merge)
+    subplots         as charts, the four metric charts as the panels of one figure (two chart elements)
+    status_sidebar   as status, beside a sidebar of 36 settings widgets (does a fragment's redraw cost grow with
+                     the rest of the page?)
 
 On a 2-core machine the browsers share the cores with the training: what a tab costs here is taken from the
 jobs in ``bench_classroom.py --part browser``; in a real classroom each pupil's laptop pays it.
@@ -31,7 +35,7 @@ from _common import ROOT, machine_info
 from bench_app import _load_harness
 
 MODES = ("empty", "status_animated", "status", "charts", "same_charts", "one_chart", "static_charts", "vega_charts",
-         "classroom")
+         "classroom", "theme_none", "subplots", "status_sidebar")
 APP = Path(__file__).resolve().parent / "browser_cost_app.py"
 
 

@@ -63,14 +63,36 @@ def live_charts() -> None:
     figs = figures(k)
     if MODE == "one_chart":
         figs = figs[:1]
+    elif MODE == "subplots":
+        figs = [_one_figure(figs[:4]), figs[4]]
     config = {"staticPlot": True} if MODE == "static_charts" else None
+    theme = None if MODE == "theme_none" else "streamlit"
     for i, fig in enumerate(figs):
-        st.plotly_chart(fig, key=f"chart{i}", config=config)
+        st.plotly_chart(fig, key=f"chart{i}", config=config, theme=theme)
 
 
+def _one_figure(figs: list):
+    """The four metric charts as the panels of one plotly figure (one chart element to redraw instead of four)."""
+    from plotly.subplots import make_subplots
+
+    out = make_subplots(rows=2, cols=2, subplot_titles=[f.layout.title.text for f in figs], vertical_spacing=0.12)
+    for i, fig in enumerate(figs):
+        for trace in fig.data:
+            out.add_trace(trace, row=i // 2 + 1, col=i % 2 + 1)
+    out.update_layout(height=520, margin=dict(l=10, r=10, t=40, b=10), showlegend=False)
+    return out
+
+
+if MODE == "status_sidebar":  # a sidebar of settings like the Train page's, which the status fragment leaves alone
+    with st.sidebar:
+        for i in range(12):
+            st.selectbox(f"Setting {i}", ["a", "b", "c"], key=f"sel{i}")
+            st.slider(f"Value {i}", 0.0, 1.0, 0.5, key=f"sl{i}")
+            st.checkbox(f"Switch {i}", key=f"cb{i}")
 if MODE == "empty":
     st.write("An empty page.")
 else:
     status()
-    if MODE in ("charts", "same_charts", "classroom", "one_chart", "static_charts", "vega_charts"):
+    if MODE in ("charts", "same_charts", "classroom", "one_chart", "static_charts", "vega_charts", "theme_none",
+                "subplots"):
         live_charts()
