@@ -10,7 +10,7 @@ in the same run (``browser_cost_app.py`` draws them with the app's own charts, C
     one_chart        as charts, only the loss chart
     static_charts    as charts, with plotly's ``staticPlot`` (no hover, zoom or toolbar)
     vega_charts      as charts, five Vega-Lite ``st.line_chart`` instead of plotly
-    classroom        the redraw periods of a busy server (``ui.jobs.REFRESH_BUSY``: status 2 s, charts 30 s)
+    classroom        the redraw periods of a busy server (``ui.jobs.REFRESH_BUSY``: status 4 s, charts 30 s)
     theme_none       as charts, drawn with ``theme=None`` (plotly's own template, no Streamlit theme merge)
     subplots         as charts, the four metric charts as the panels of one figure (two chart elements)
     status_sidebar   as status, beside a sidebar of 36 settings widgets (does a fragment's redraw cost grow with

@@ -48,7 +48,8 @@ METHOD_HELP = {
 USES_TEMPERATURE = ("simclr", "moco", "supcon")
 ARCH_LABELS = {"small_cnn": "Small CNN", "resnet18": "ResNet-18"}  # short: the full text is the help tooltip
 MAX_CHECKPOINT_BYTES = 300 * 1024 * 1024
-SETTLE_S = 3.0  # how long Pause / Stop wait for the training thread to finish its step before drawing the page
+SETTLE_S = 1.5  # how long Pause / Stop wait for the training thread to finish its step before drawing the page;
+# longer than most steps, shorter than the 2 s a click may take (an evaluation in progress is left to the next tick)
 SIG_KEY = session.SIG_KEY
 
 
@@ -450,7 +451,7 @@ def _embedding_view(job: jobs.TrainingJob) -> None:
 
 active_at_render = job is not None and job.active
 # Seconds between live redraws while the job is active (no polling while nothing trains): the status line every
-# second and the plotly charts every 3 s, or 2 s and 30 s while more jobs train or wait than there are cores (a
+# second and the plotly charts every 3 s, or 4 s and 30 s while more jobs train or wait than there are cores (a
 # classroom; see ui.jobs.refresh_seconds for what each redraw costs the browser and the server).
 REFRESH = jobs.refresh_seconds()
 STATUS_REFRESH = REFRESH[0] if active_at_render else None

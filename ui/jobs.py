@@ -586,7 +586,7 @@ def server_load(slots: Slots | None = None) -> tuple[int, int]:
 # ~0.2 s of the browser's CPU). A classroom of ten on one machine cannot pay that per tab, and there each job
 # steps a few times a second at most, so its charts change little between redraws anyway. Every fragment run
 # also costs the browser in proportion to the rest of the page (a status line beside 36 sidebar widgets: 1.6x
-# the bare one), so a busy server's status line ticks every 4 s: ten tabs took 0.69 cores of Chromium's
+# the bare one), so a busy server's status line ticks every 4 s: ten tabs took 0.83-0.87 cores of Chromium's
 # renderers instead of 1.00 at 2 s (benchmarks/bench_classroom.py --part browser --sessions 10).
 REFRESH_ALONE = (1.0, 3.0)
 REFRESH_BUSY = (4.0, 30.0)
