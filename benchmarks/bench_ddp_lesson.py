@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import tempfile
 import time
@@ -28,15 +27,10 @@ import torch
 import torch.multiprocessing as mp
 
 from _common import machine_info
+from bench_app import _load_harness
 from bench_time_to_insight import lesson_config, run as run_one_process
 
 WORLD = 2
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rank(rank: int, port: int, seed: int, target: float, max_s: float, t_spawn: float, out: str) -> None:
@@ -86,7 +80,7 @@ def run_two_ranks(seed: int, target: float, max_s: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "rank0.json")
         t_spawn = time.time()
-        mp.spawn(_rank, args=(_free_port(), seed, target, max_s, t_spawn, out), nprocs=WORLD, join=True)
+        mp.spawn(_rank, args=(_load_harness().free_port(), seed, target, max_s, t_spawn, out), nprocs=WORLD, join=True)
         return json.loads(Path(out).read_text())
 
 

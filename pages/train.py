@@ -273,7 +273,7 @@ with main_col, user_errors("controlling the training"):
     elif action == "pause" and job is not None:
         job.pause()
         # The thread ends after the step it is in (or at once while it waits for a turn): wait for it, so this
-        # rerun draws Play. Otherwise the page showed Pause until the next status tick, 5-10 s on a busy server.
+        # rerun draws Play. Otherwise the page showed Pause until the next status tick (and a click could be lost).
         job.wait(SETTLE_S)
     elif action == "stop" and job is not None:
         job.stop()

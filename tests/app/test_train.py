@@ -133,7 +133,7 @@ def test_play_runs_in_the_background_until_finished(make_app):
 
 def test_pause_draws_play_in_the_same_rerun(make_app):
     """Pressing Pause shows Play at once: the page waits for the step in progress (before, it drew Pause again
-    and a busy classroom server took 5-10 s, until the next status tick, to show Play)."""
+    and a busy classroom server showed Play only at the next status tick)."""
     at = make_app(query_params={**TINY, "train.steps": "100000"}, page=TRAIN)
     at.button(key="train.play").click().run()
     job = at.session_state["train._job"]
