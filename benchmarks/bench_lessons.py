@@ -2,7 +2,8 @@
 
 A Train-page lesson trains with the settings its preset opens the page with (``bench_time_to_insight.
 lesson_config``) and evaluates as the page's job does (right after step 1, then every ``eval_every`` steps
-and at the end). Its point is shown when the run reaches what the lesson text promises:
+and at the end). Its point is shown when the run reaches the ``goal`` its preset names, judged by
+``core.lessons.goal_progress`` as the Train page judges it:
 
 - ``simclr_shapes``  held-out shape kNN >= 0.95 (the time to insight of ``bench_time_to_insight.py``);
 - ``shortcut``       the run has finished and colour is still found better than shape (the shortcut);
@@ -27,6 +28,7 @@ from _common import ROOT, machine_info
 from bench_time_to_insight import lesson_config
 
 from core.data import load_dataset
+from core.lessons import LessonGoal, goal_progress
 from core.models import EncoderConfig
 from core.train import Trainer
 
@@ -34,20 +36,13 @@ PRESETS = ROOT / "assets" / "presets"
 GOAL_S = 30.0
 
 
-def _point(name: str, trainer: Trainer) -> tuple[bool, str]:
-    ev = trainer.evals[-1] if trainer.evals else None
-    if ev is None:
-        return False, "no evaluation yet"
-    knn = ev.knn
-    done = trainer.step_count >= trainer.cfg.steps
-    if name == "simclr_shapes":
-        return knn["shape"] >= 0.95, f"shape kNN {knn['shape']:.3f}"
-    if name == "shortcut":
-        return done and knn["colour"] > knn["shape"], f"colour kNN {knn['colour']:.3f} vs shape {knn['shape']:.3f}"
-    return done, f"shape kNN {knn['shape']:.3f}, colour {knn['colour']:.3f}"
+def _point(goal: LessonGoal, trainer: Trainer) -> tuple[bool, str]:
+    """The lesson's goal (its preset's ``goal``, as the Train page judges it: ``core.lessons``)."""
+    p = goal_progress(goal, trainer.evals, trainer.step_count, trainer.cfg.steps)
+    return p.reached, f"{goal.text}: {p.detail}" + (" (missed)" if p.missed else "")
 
 
-def train_lesson(name: str, cfg, data_opts: dict, max_seconds: float) -> dict:
+def train_lesson(goal: LessonGoal, cfg, data_opts: dict, max_seconds: float) -> dict:
     t0 = time.perf_counter()
     trainer = Trainer(cfg, load_dataset("shapes", **data_opts))
     shown, what = None, ""
@@ -58,11 +53,11 @@ def train_lesson(name: str, cfg, data_opts: dict, max_seconds: float) -> dict:
         if trainer.step_count == cfg.steps and trainer.evals[-1].step != cfg.steps:
             trainer.evaluate()  # ... and at the end of the run
         if trainer.evals and trainer.evals[-1].step == trainer.step_count:
-            ok, what = _point(name, trainer)
+            ok, what = _point(goal, trainer)
             if ok:
                 shown = time.perf_counter() - t0
                 break
-        if trainer.step_count >= cfg.steps and name != "simclr_shapes":
+        if trainer.step_count >= cfg.steps and goal.kind != "knn_at_least":
             break
     return {"seconds": shown, "what": what, "step": trainer.step_count,
             "width": cfg.encoder.width, "size": data_opts["size"], "batch": cfg.batch_size}
@@ -104,7 +99,8 @@ def main() -> None:
         else:
             variants = [("lesson", None, None)]
         for label, c, d in variants:
-            r = train_lesson(name, c, d, args.max_seconds) if c is not None else lab_lesson(doc)
+            r = train_lesson(LessonGoal.from_dict(doc["goal"]), c, d, args.max_seconds) if c is not None \
+                else lab_lesson(doc)
             rows.append((name, label, r))
             shown = f"{r['seconds']:.1f} s" if r["seconds"] is not None else "not shown"
             print(f"  {name:<15} {label:<16} {shown:>10} at step {r['step']:4d}: {r['what']}", flush=True)

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from ui import charts, jobs, loaders, registry, session
+from core import lessons
+from ui import charts, jobs, loaders, presets, registry, session
 from ui.glossary import help as gloss
 from ui import settings as S
 from ui import widgets as W
@@ -316,6 +317,44 @@ with main_col:
 
 
 # ------------------------------------------------------------------------------------------ live panel
+def _lesson_goal(job: jobs.TrainingJob) -> lessons.LessonGoal | None:
+    """The open lesson's goal when this job is that lesson's run (another seed or more steps still count)."""
+    lesson = st.session_state.get("lesson")
+    if not lesson or lesson.get("page") != "train" or not lesson.get("goal"):
+        return None
+    preset = presets.by_id(lesson.get("id", ""))
+    if preset is None or preset.goal is None:
+        return None
+    values = presets.lesson_values(preset)
+    tr = job.trainer
+    data = tr.dataset
+    same_data = (data.name == values["train.dataset"] and len(data) == values["train.n"]
+                 and (data.name != "shapes" or data.images.shape[-1] == values["train.image_size"]))
+    try:
+        lesson_cfg = S.train_config(values)
+    except ValueError:
+        return None
+    if not same_data or not lessons.same_lesson(lesson_cfg.to_dict(), tr.cfg.to_dict()):
+        return None
+    if any(f not in data.factors for f in preset.goal.factors()):
+        return None
+    return preset.goal
+
+
+def _goal_status(job: jobs.TrainingJob, goal: lessons.LessonGoal) -> None:
+    tr = job.trainer
+    p = lessons.goal_progress(goal, list(tr.evals), tr.step_count, tr.cfg.steps)
+    if p.reached:
+        when = f" after {p.seconds:.0f} s of training" if p.seconds is not None else ""
+        st.success(f"**The lesson's point is on screen** (step {p.step:,}{when}): {goal.text} ({p.detail}).",
+                   icon=":material/flag:")
+    elif p.missed:
+        st.warning(f"Not this time: the lesson expected that {goal.text}, and the run ended with {p.detail}. "
+                   "Press **Reset** and play again to try another run.", icon=":material/flag:")
+    else:
+        st.progress(p.fraction, text=f"Lesson goal: {goal.text} · {p.detail}")
+
+
 def _status(job: jobs.TrainingJob, chart_refresh: float | None = None) -> None:
     tr = job.trainer
     done, target, state = tr.step_count, job.target_steps, job.state
@@ -324,6 +363,9 @@ def _status(job: jobs.TrainingJob, chart_refresh: float | None = None) -> None:
     rate = f" · {now:.1f} steps/s" if now is not None else ""
     st.progress(min(done / max(target, 1), 1.0), text=f"Step {done:,} of {target:,} · {secs:.0f} s of training"
                                                        f"{rate} · {state}")
+    goal = _lesson_goal(job)
+    if goal is not None:
+        _goal_status(job, goal)
     if state in (jobs.QUEUED, jobs.RUNNING):
         slower = (f" The charts redraw every {chart_refresh:.0f} s while the server is this busy."
                   if chart_refresh and chart_refresh > jobs.REFRESH_ALONE[1] else "")
@@ -380,12 +422,15 @@ def _charts(job: jobs.TrainingJob) -> None:
     with c2:
         if evals:
             chance = {f: 1.0 / max(len(tr.dataset.classes[f]), 1) for f in factors}
-            st.plotly_chart(_figure("knn", (tr, len(evals)), lambda: charts.knn(
-                [e.step for e in evals], {f: [e.knn.get(f, np.nan) for e in evals] for f in factors}, chance)),
-                key="train.chart.knn")
+            goal = _lesson_goal(job)
+            target = (goal.factor, goal.target) if goal is not None and goal.kind == "knn_at_least" else None
+            st.plotly_chart(_figure("knn", (tr, len(evals), target), lambda: charts.knn(
+                [e.step for e in evals], {f: [e.knn.get(f, np.nan) for e in evals] for f in factors}, chance,
+                goal=target)), key="train.chart.knn")
+            aim = (f" The dashed line is the lesson's goal: {target[0]} at {target[1]:.0%}." if target else "")
             st.caption("For each held-out image, do its 10 nearest training images share its label? One line per "
                        "factor; dotted lines are chance. The model keeps what it needs and may drop what the "
-                       "augmentations hide.")
+                       f"augmentations hide.{aim}")
         else:
             st.caption(f"Accuracy on held-out images is measured every {tr.cfg.eval_every} steps and at the end.")
     if evals:

@@ -46,8 +46,10 @@ def loss(steps: Sequence[int], losses: Sequence[float]) -> go.Figure:
     return _layout(fig, "Loss")
 
 
-def knn(steps: Sequence[int], accuracy: dict[str, Sequence[float]], chance: dict[str, float]) -> go.Figure:
-    """Held-out kNN accuracy per factor, with each factor's chance level dashed in the same colour."""
+def knn(steps: Sequence[int], accuracy: dict[str, Sequence[float]], chance: dict[str, float],
+        goal: tuple[str, float] | None = None) -> go.Figure:
+    """Held-out kNN accuracy per factor, with each factor's chance level dotted in the same colour, and a
+    lesson's ``goal`` (factor, target accuracy) as a dashed line in the factor's colour."""
     fig = go.Figure()
     for i, (factor, acc) in enumerate(accuracy.items()):
         colour = PALETTE[i % len(PALETTE)]
@@ -57,6 +59,12 @@ def knn(steps: Sequence[int], accuracy: dict[str, Sequence[float]], chance: dict
             fig.add_scatter(x=[min(steps), max(max(steps), 1)], y=[chance[factor]] * 2, mode="lines",
                             line=dict(color=colour, dash="dot", width=1), showlegend=False, hoverinfo="skip",
                             legendgroup=factor)
+        if goal is not None and goal[0] == factor and len(steps):
+            # Named on hover and in the page's caption, not on the plot or in the legend: the chart is narrow, a
+            # label sat on the lines and a sixth legend entry made the legend scroll.
+            fig.add_scatter(x=[min(steps), max(max(steps), 1)], y=[goal[1]] * 2, mode="lines",
+                            name=f"goal: {factor} {goal[1]:.0%}", line=dict(color=colour, dash="dash", width=1.5),
+                            showlegend=False, hoverinfo="name", legendgroup=factor)
     fig.update_yaxes(range=[0, 1.02], title_text="accuracy", tickformat=".0%")
     fig.update_xaxes(title_text="step", rangemode="tozero")
     fig = _layout(fig, "kNN accuracy, held-out images")

@@ -13,6 +13,7 @@ from typing import Any
 
 import streamlit as st
 
+from core.lessons import LessonGoal
 from ui import settings as S
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "assets" / "presets"
@@ -30,6 +31,7 @@ class Preset:
     autoplay: bool = False
     icon: str = ":material/play_circle:"
     order: int = 100
+    goal: LessonGoal | None = None  # the moment the lesson's point is on screen (core.lessons)
 
 
 def parse(doc: dict[str, Any], preset_id: str) -> Preset:
@@ -40,9 +42,17 @@ def parse(doc: dict[str, Any], preset_id: str) -> Preset:
     good, problems = S.validate(doc.get("settings", {}), S.PAGE_NAMESPACES[page])
     if problems:
         raise ValueError(f"Preset {preset_id}: " + " ".join(problems))
+    goal = None
+    if doc.get("goal") is not None:
+        if page != "train":
+            raise ValueError(f"Preset {preset_id}: only Train-page lessons have a goal.")
+        try:
+            goal = LessonGoal.from_dict(doc["goal"])
+        except ValueError as err:
+            raise ValueError(f"Preset {preset_id}: {err}") from None
     return Preset(id=preset_id, title=str(doc["title"]), summary=str(doc.get("summary", "")), page=page,
                   settings=good, lesson=str(doc.get("lesson", "")), autoplay=bool(doc.get("autoplay", False)),
-                  icon=str(doc.get("icon", ":material/play_circle:")), order=int(doc.get("order", 100)))
+                  icon=str(doc.get("icon", ":material/play_circle:")), order=int(doc.get("order", 100)), goal=goal)
 
 
 def load_all(directory: Path = PRESET_DIR) -> list[Preset]:
@@ -56,15 +66,26 @@ def cached_presets() -> list[Preset]:
     return load_all()
 
 
-def lesson_state(preset: Preset) -> dict[str, str]:
-    """What the lesson banner shows, and the id a link carries (``lesson=<id>``, see ui.urlstate)."""
-    return {"id": preset.id, "page": preset.page, "title": preset.title, "text": preset.lesson}
+def lesson_state(preset: Preset) -> dict[str, Any]:
+    """What the lesson banner shows, the id a link carries (``lesson=<id>``, see ui.urlstate) and the goal."""
+    return {"id": preset.id, "page": preset.page, "title": preset.title, "text": preset.lesson,
+            "goal": preset.goal.to_dict() if preset.goal is not None else None}
+
+
+def by_id(preset_id: str) -> Preset | None:
+    return next((p for p in cached_presets() if p.id == preset_id), None)
+
+
+def lesson_values(preset: Preset) -> dict[str, Any]:
+    """The page's settings as the preset opens it: every default, then the preset's own settings."""
+    values = S.defaults(S.PAGE_NAMESPACES[preset.page])
+    values.update(preset.settings)
+    return values
 
 
 def apply(preset: Preset) -> None:
     """Put the preset's settings in session state, remember its lesson, and open its page."""
-    values = S.defaults(S.PAGE_NAMESPACES[preset.page])
-    values.update(preset.settings)
+    values = lesson_values(preset)
     for k, v in values.items():
         st.session_state[k] = v
     st.session_state["lesson"] = lesson_state(preset)

@@ -56,3 +56,62 @@ def test_first_lesson_recipe_learns_shape():
     after = trainer.evaluate().knn
     assert after["shape"] > before["shape"] + 0.2, (before, after)
     assert after["colour"] < before["colour"] - 0.1, (before, after)
+
+
+def test_every_train_lesson_names_a_goal_its_data_can_show():
+    """Each Train lesson says what moment it is waiting for (the page's second progress bar, bench_lessons'
+    clock), on factors its dataset has; Lab lessons have none."""
+    from core.data import load_dataset
+
+    for preset in presets.load_all():
+        if preset.page != "train":
+            assert preset.goal is None
+            continue
+        assert preset.goal is not None, preset.id
+        values = _lesson_values(preset)
+        factors = load_dataset(values["train.dataset"], n=50, size=values["train.image_size"]).factors
+        assert set(preset.goal.factors()) <= set(factors), (preset.id, preset.goal)
+
+
+def test_a_goal_on_a_lab_preset_or_a_bad_goal_is_refused():
+    doc = json.loads((presets.PRESET_DIR / "simclr_shapes.json").read_text())
+    with pytest.raises(ValueError, match="simclr_shapes: a lesson goal's target"):
+        presets.parse({**doc, "goal": {**doc["goal"], "target": 2}}, "simclr_shapes")
+    lab = json.loads((presets.PRESET_DIR / "colour_jitter.json").read_text())
+    with pytest.raises(ValueError, match="only Train-page lessons"):
+        presets.parse({**lab, "goal": doc["goal"]}, "colour_jitter")
+
+
+def test_knn_chart_draws_the_lessons_goal():
+    from ui import charts
+
+    fig = charts.knn([1, 25], {"shape": [0.5, 0.7], "colour": [0.9, 0.8]}, {"shape": 0.2, "colour": 1 / 6},
+                     goal=("shape", 0.95))
+    goals = [t for t in fig.data if t.name and t.name.startswith("goal")]
+    assert len(goals) == 1 and goals[0].name == "goal: shape 95%" and list(goals[0].y) == [0.95, 0.95]
+    assert goals[0].line.color == next(t for t in fig.data if t.name == "shape").line.color
+    assert not [t for t in charts.knn([1], {"shape": [0.5]}, {"shape": 0.2}).data if t.name and "goal" in t.name]
+
+
+def test_lesson_page_shows_its_goal_until_reached_and_not_for_other_settings(make_app):
+    """The temperature lesson (its goal: the run finishes) draws the goal's bar while it trains and says when the
+    point is on screen; after a change of settings and Reset, the run is no longer the lesson's."""
+    from tests.app.conftest import assert_clean, wait_for_job
+
+    at = make_app()
+    at.button(key="home.preset.temperature").click().run()
+    assert_clean(at)
+    job = at.session_state["train._job"]
+    texts = [p.proto.text for p in at.get("progress")]
+    if job.active:
+        assert any(t.startswith("Lesson goal: the run finishes") for t in texts), texts
+    job = wait_for_job(at, timeout=180)
+    assert job.state == "finished"
+    assert_clean(at)
+    assert any("The lesson's point is on screen" in s.value and "step 100" in s.value for s in at.success)
+    at.select_slider(key="train.temperature").set_value(0.5).run()
+    at.button(key="train.reset").click().run()
+    at.button(key="train.step").click().run()
+    assert_clean(at)
+    assert not any("Lesson goal" in p.proto.text for p in at.get("progress"))
+    assert not any("lesson's point" in s.value for s in at.success)

@@ -36,6 +36,15 @@ def test_default_preset_trains_live_and_stops(app: Any) -> None:
         app.page.wait_for_url("**/train**", timeout=30_000)
         points = app.wait_for_plot_points(LOSS_CHART_KEY, 2, timeout=FIRST_POINTS_TIMEOUT)
         assert points >= 2
+        # The lesson's goal has its own bar under the status line, from the first evaluation on.
+        goal = "Lesson goal: held-out shape kNN reaches 0.95"
+        try:
+            app.page.wait_for_function("(g) => document.querySelector('[data-testid=\"stMain\"]')"
+                                       ".innerText.includes(g)", arg=goal, timeout=30_000)
+        except Exception:  # noqa: BLE001 - reported by the assertion below, with the page's text
+            pass
+        assert goal in app.main_text(), "the first lesson should show how far it is from its goal"
+        app.screenshot("train-lesson-goal")
         # Stop while it trains (a user does not have to pause first).
         app.click("train.stop", timeout=10)
         app.wait_idle(timeout=60)
