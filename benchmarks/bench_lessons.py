@@ -10,10 +10,12 @@ and at the end). Its point is shown when the run reaches the ``goal`` its preset
 - ``temperature``    the run has finished (its charts: a peaked softmax over the hardest negatives);
 - a Lab lesson       its views are drawn (``core.augment.preview`` of the preset's settings).
 
-Each lesson's old settings (before this change: width 32 at 32 px) run beside the new ones in the same process.
+Each lesson's old settings (``--old``: width 32 at 32 px; ``--small-cnn``: small_cnn instead of fast_cnn) run
+beside the lesson's own in the same process.
 
     python benchmarks/bench_lessons.py
     python benchmarks/bench_lessons.py --lessons shortcut,temperature --old
+    python benchmarks/bench_lessons.py --lessons temperature,shortcut,simclr_shapes --small-cnn
 """
 from __future__ import annotations
 
@@ -79,6 +81,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lessons", default="all", help="comma-separated preset ids, or 'all'")
     ap.add_argument("--old", action="store_true", help="also run each Train lesson at width 32 on 32 px images")
+    ap.add_argument("--small-cnn", action="store_true",
+                    help="also run each Train lesson on small_cnn (the lessons before fast_cnn)")
     ap.add_argument("--max-seconds", type=float, default=90.0)
     args = ap.parse_args()
     print(machine_info())
@@ -93,6 +97,8 @@ def main() -> None:
         if doc["page"] == "train":
             cfg, data = lesson_config(path)
             variants = [("lesson", cfg, data)]
+            if args.small_cnn:
+                variants.append(("small_cnn", replace(cfg, encoder=replace(cfg.encoder, arch="small_cnn")), data))
             if args.old:
                 old = replace(cfg, encoder=EncoderConfig(width=32))
                 variants.append(("old: w32, 32 px", old, {**data, "size": 32}))

@@ -9,6 +9,10 @@ Two encoders:
 * ``"small_cnn"``: a five-conv network sized for 8–64 px images on a CPU. Full resolution gets only
   ``width // 2`` channels and every later block halves the resolution with a stride-2 conv, so the costly
   early layers stay cheap; an adaptive average pool at the end makes any input size work.
+* ``"fast_cnn"``: the same five convs and channels with the strides of the first two swapped, so no layer
+  works at full resolution (24 px: 12 -> 12 -> 6 -> 6 -> 3). The full-resolution block and its BatchNorm were
+  about a third of a small_cnn step on the CPU; the first lesson (SimCLR on 24 px shapes) needs about as many
+  steps with it and takes them ~1.2x faster (benchmarks/RESULTS.md). A checkpoint names its arch.
 * ``"resnet18"``: torchvision's ResNet-18 with the CIFAR stem (He et al. 2016; the 3x3 stride-1 stem without
   max-pool that SimCLR uses for 32 px images). Only the stem and the classifier are swapped out.
 
@@ -28,9 +32,11 @@ from core.device import pick_device
 
 ARCHS: dict[str, str] = {
     "small_cnn": "Small CNN (5 conv layers, fast on CPU, 8–64 px images)",
+    "fast_cnn": "Fast CNN (the small CNN from half resolution on: ~1.2x faster steps on a CPU, 16–64 px images)",
     "resnet18": "ResNet-18, CIFAR-style stem (11 M parameters, better with a GPU)",
 }
 SPACES = ("encoder", "projection")
+SMALL_ARCHS = ("small_cnn", "fast_cnn")  # the two whose ``width`` sets the channels
 
 # Normalisation constants: mean 0.5 / std 0.25 maps [0, 1] pixels to [-2, 2] with roughly unit variance
 # (a uniform [0, 1] pixel has std 0.29). Dataset-agnostic on purpose: the app mixes shapes, digits and photos.
@@ -46,8 +52,8 @@ class EncoderConfig:
     'small_cnn'
     """
 
-    arch: str = "small_cnn"  # "small_cnn" (8–64 px) | "resnet18" (CIFAR-style ResNet-18)
-    width: int = 32  # small_cnn base channels: blocks use width/2, width, 2w, 2w, 4w; resnet18 keeps 64..512
+    arch: str = "small_cnn"  # "small_cnn" (8–64 px) | "fast_cnn" (16–64 px) | "resnet18" (CIFAR-style ResNet-18)
+    width: int = 32  # small/fast_cnn base channels: blocks use width/2, width, 2w, 2w, 4w; resnet18 keeps 64..512
     in_channels: int = 3  # 3 for RGB; core.data always repeats grey images to RGB
     projection_dim: int = 64  # size of z, what the contrastive loss sees
     projection_hidden: int = 256  # hidden layer of the MLP head (SimCLR uses an MLP, not a single Linear)
@@ -64,8 +70,8 @@ class EncoderConfig:
                 raise ValueError(f"EncoderConfig.{name} must be a whole number, got {value!r}.")
             if not low <= value <= high:
                 raise ValueError(f"EncoderConfig.{name} must be between {low} and {high}, got {value}.")
-        if self.arch == "small_cnn" and self.width % 2:
-            raise ValueError(f"EncoderConfig.width must be even for small_cnn (its first block uses width/2), "
+        if self.arch in SMALL_ARCHS and self.width % 2:
+            raise ValueError(f"EncoderConfig.width must be even for {self.arch} (its first block uses width/2), "
                              f"got {self.width}.")
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,10 +105,12 @@ def _small_cnn(cfg: EncoderConfig) -> nn.Module:
     w = cfg.width
     # Resolutions for a 32 px input: 32 -> 16 -> 8 -> 8 -> 4 -> pool. Striding instead of max-pooling and only
     # w/2 channels at full resolution made a SimCLR step on 2x256 32 px images (2 CPU cores) about 2x faster
-    # than a conv(32)-pool-conv(64)-pool-conv(128) net, with two more conv layers.
+    # than a conv(32)-pool-conv(64)-pool-conv(128) net, with two more conv layers. fast_cnn strides the first
+    # conv instead of the second: 32 -> 16 -> 16 -> 8 -> 4, the same parameters, no full-resolution activations.
+    first, second = (2, 1) if cfg.arch == "fast_cnn" else (1, 2)
     return nn.Sequential(
-        *_conv_bn_relu(cfg.in_channels, w // 2),
-        *_conv_bn_relu(w // 2, w, stride=2),
+        *_conv_bn_relu(cfg.in_channels, w // 2, stride=first),
+        *_conv_bn_relu(w // 2, w, stride=second),
         *_conv_bn_relu(w, 2 * w, stride=2),
         *_conv_bn_relu(2 * w, 2 * w),
         *_conv_bn_relu(2 * w, 4 * w, stride=2),
@@ -148,7 +156,7 @@ class ContrastiveModel(nn.Module):
         # breaking old files
         self.register_buffer("pixel_mean", torch.full((1, cfg.in_channels, 1, 1), _PIXEL_MEAN), persistent=False)
         self.register_buffer("pixel_std", torch.full((1, cfg.in_channels, 1, 1), _PIXEL_STD), persistent=False)
-        self.encoder = _small_cnn(cfg) if cfg.arch == "small_cnn" else _resnet18_cifar(cfg)
+        self.encoder = _small_cnn(cfg) if cfg.arch in SMALL_ARCHS else _resnet18_cifar(cfg)
         self.projector = _projection_head(self.feature_dim, cfg.projection_hidden, cfg.projection_dim)
 
     @property

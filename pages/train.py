@@ -30,7 +30,7 @@ W.lesson_banner("train")
 with st.spinner("Loading the training engine…"):
     from core import train as T
     from core.errors import PlaygroundError
-    from core.models import ARCHS, count_parameters
+    from core.models import ARCHS, SMALL_ARCHS, count_parameters
 
 METHOD_HELP = {
     "simclr": "No labels. Two augmented views of each image are pulled together; every other image in the "
@@ -47,7 +47,7 @@ METHOD_HELP = {
             "among the batch's (Radford et al. 2021). Needs a dataset with captions, such as shapes.",
 }
 USES_TEMPERATURE = ("simclr", "moco", "supcon")
-ARCH_LABELS = {"small_cnn": "Small CNN", "resnet18": "ResNet-18"}  # short: the full text is the help tooltip
+ARCH_LABELS = {"small_cnn": "Small CNN", "fast_cnn": "Fast CNN", "resnet18": "ResNet-18"}  # short: the full text is the help tooltip
 MAX_CHECKPOINT_BYTES = 300 * 1024 * 1024
 SETTLE_S = 1.5  # how long Pause / Stop wait for the training thread to finish its step before drawing the page;
 # longer than most steps, shorter than the 2 s a click may take (an evaluation in progress is left to the next tick)
@@ -202,7 +202,7 @@ with settings_col:
         st.markdown("**Model and optimiser**")
         W.select("train.arch", format_func=lambda a: ARCH_LABELS.get(a, a),
                  help="; ".join(f"{ARCH_LABELS.get(a, a)}: {text}" for a, text in ARCHS.items()))
-        if W.current("train.arch") == "small_cnn":
+        if W.current("train.arch") in SMALL_ARCHS:
             W.select_slider("train.width")
         W.select_slider("train.projection_dim")
         W.select_slider("train.batch_size")
@@ -320,9 +320,9 @@ with main_col:
 def _lesson_goal(job: jobs.TrainingJob) -> lessons.LessonGoal | None:
     """The open lesson's goal when this job is that lesson's run (another seed or more steps still count)."""
     lesson = st.session_state.get("lesson")
-    if not lesson or lesson.get("page") != "train" or not lesson.get("goal"):
+    if not lesson or lesson.get("page") != "train":
         return None
-    preset = presets.by_id(lesson.get("id", ""))
+    preset = presets.by_id(str(lesson.get("id", "")))
     if preset is None or preset.goal is None:
         return None
     values = presets.lesson_values(preset)

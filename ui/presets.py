@@ -66,13 +66,13 @@ def cached_presets() -> list[Preset]:
     return load_all()
 
 
-def lesson_state(preset: Preset) -> dict[str, Any]:
-    """What the lesson banner shows, the id a link carries (``lesson=<id>``, see ui.urlstate) and the goal."""
-    return {"id": preset.id, "page": preset.page, "title": preset.title, "text": preset.lesson,
-            "goal": preset.goal.to_dict() if preset.goal is not None else None}
+def lesson_state(preset: Preset) -> dict[str, str]:
+    """What the lesson banner shows, and the id a link carries (``lesson=<id>``, see ui.urlstate)."""
+    return {"id": preset.id, "page": preset.page, "title": preset.title, "text": preset.lesson}
 
 
 def by_id(preset_id: str) -> Preset | None:
+    """The preset with this id (a lesson's ``id``), or None."""
     return next((p for p in cached_presets() if p.id == preset_id), None)
 
 

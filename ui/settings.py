@@ -81,7 +81,7 @@ _TABLE: list[Setting] = [
        options=(200, 500, 1000, 2000, 5000, 10000, 20000, 50000)),
     _s("train.method", "simclr", "str", "Method",
        options=("simclr", "moco", "triplet", "margin", "supcon", "clip")),
-    _s("train.arch", "small_cnn", "str", "Encoder", options=("small_cnn", "resnet18")),
+    _s("train.arch", "small_cnn", "str", "Encoder", options=("small_cnn", "fast_cnn", "resnet18")),
     _s("train.width", 32, "int", "Encoder width",
        "Channels of the small CNN: its five blocks use w/2, w, 2w, 2w and 4w, so its features have 4w numbers. "
        "A narrower encoder steps faster on a CPU.", options=(8, 16, 32, 64)),
@@ -299,7 +299,7 @@ def train_config(values: Mapping[str, Any]):
     Raises ``ValueError`` (a PlaygroundError for augmentations) naming an impossible value. Imports torch.
     """
     from core.augment import AugmentConfig
-    from core.models import EncoderConfig
+    from core.models import SMALL_ARCHS, EncoderConfig
     from core.train import SUPERVISED, TrainConfig
 
     def get(key: str) -> Any:
@@ -312,7 +312,7 @@ def train_config(values: Mapping[str, Any]):
     aug = {k[4:]: list(v) if isinstance(v, tuple) else v for k in keys(["aug"]) for v in [get(k)]}
     return TrainConfig(
         method=method,
-        encoder=EncoderConfig(arch=arch, width=int(get("train.width")) if arch == "small_cnn"
+        encoder=EncoderConfig(arch=arch, width=int(get("train.width")) if arch in SMALL_ARCHS
                               else EncoderConfig().width, projection_dim=pd),
         projection_dim=pd,
         batch_size=int(get("train.batch_size")),

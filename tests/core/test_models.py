@@ -32,6 +32,37 @@ def test_small_cnn_shapes(small, size):
     assert small.embed(x, space="projection").shape == (3, 8)
 
 
+@pytest.mark.parametrize("size", [8, 16, 24, 32, 64])
+def test_fast_cnn_shapes(size):
+    fast = build_model(EncoderConfig(arch="fast_cnn", width=16, projection_dim=8, projection_hidden=32), device="cpu")
+    x = torch.rand(3, 3, size, size)
+    assert fast(x).shape == (3, 8)
+    assert fast.embed(x).shape == (3, fast.feature_dim) == (3, 64)
+
+
+def _conv_resolutions(model, size: int) -> list[int]:
+    seen = []
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append(o.shape[-1]))
+             for m in model.encoder if isinstance(m, torch.nn.Conv2d)]
+    model.embed(torch.rand(2, 3, size, size))
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+def test_fast_cnn_is_the_small_cnn_without_a_full_resolution_layer():
+    """Same layers and parameter shapes (a width means the same channels); only the first two convs' strides are
+    swapped, so the first layer already works at half resolution."""
+    small = build_model(EncoderConfig(width=16), device="cpu")
+    fast = build_model(EncoderConfig(arch="fast_cnn", width=16), device="cpu")
+    assert {k: v.shape for k, v in fast.state_dict().items()} == {k: v.shape for k, v in small.state_dict().items()}
+    assert count_parameters(fast) == count_parameters(small)
+    assert _conv_resolutions(small, 24) == [24, 12, 6, 6, 3]
+    assert _conv_resolutions(fast, 24) == [12, 12, 6, 6, 3]
+    with pytest.raises(ValueError, match="even for fast_cnn"):
+        EncoderConfig(arch="fast_cnn", width=15)
+
+
 @pytest.mark.parametrize("size", [8, 16, 32])
 def test_resnet18_shapes(resnet, size):
     x = torch.rand(2, 3, size, size)

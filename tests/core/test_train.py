@@ -191,6 +191,16 @@ def test_checkpoint_round_trip(tmp_path, shapes_small):
     assert loaded.step_count == trainer.step_count + 1
 
 
+def test_fast_cnn_checkpoint_loads_as_a_fast_cnn(tmp_path, shapes_small):
+    """small_cnn and fast_cnn have the same tensors: the checkpoint's config decides which network is built."""
+    trainer = Trainer(TrainConfig(encoder=EncoderConfig(arch="fast_cnn", width=16), **TINY), shapes_small)
+    trainer.run(2)
+    loaded = Trainer.load(trainer.save(tmp_path / "fast"), shapes_small)
+    assert loaded.cfg.encoder.arch == "fast_cnn" and loaded.model.encoder[0].stride == (2, 2)
+    x = shapes_small.images[:8]
+    np.testing.assert_allclose(loaded.model.embed(x).numpy(), trainer.model.embed(x).numpy(), atol=1e-5)
+
+
 def test_checkpoint_rebuilds_its_dataset_from_the_spec(tmp_path, shapes_small):
     trainer = Trainer(TrainConfig(method="clip", **TINY), shapes_small)
     trainer.run(2)
