@@ -3,8 +3,8 @@ shape kNN >= 0.95 (checked every 20 steps, evaluation outside the clock), once p
 
 Prints the steps needed (None: not within ``max``), ms per step, and the kNN curve every 100 steps. Runs on one
 torch thread, so two sweeps can share a 2-core machine; the ms per step are then one-thread figures. Each spec
-is JSON: ``name``, and any of ``w`` (encoder width), ``size`` (image px), ``b`` (batch), ``lr``, ``max``
-(steps), ``n`` (shapes), ``aug`` (augmentation overrides), or any other TrainConfig field.
+is JSON: ``name``, and any of ``arch`` (encoder), ``w`` (encoder width), ``size`` (image px), ``b`` (batch),
+``lr``, ``max`` (steps), ``n`` (shapes), ``aug`` (augmentation overrides), or any other TrainConfig field.
 
     python benchmarks/bench_recipe_sweep.py '[0,1,2]' '{"name": "lesson"}' '{"name": "b64", "b": 64, "lr": 4e-3}'
 """
@@ -22,7 +22,6 @@ from bench_time_to_insight import lesson_config
 from core.augment import AugmentConfig
 from core.data import load_dataset
 from core.metrics import knn_accuracy
-from core.models import EncoderConfig
 from core.train import Trainer
 
 
@@ -32,7 +31,8 @@ def sweep_one(spec: dict, seed: int) -> tuple[int | None, float, list[float]]:
     kw.pop("name")
     size, aug = kw.pop("size", data["size"]), kw.pop("aug", None)
     width, max_steps, n = kw.pop("w", base.encoder.width), kw.pop("max", 800), kw.pop("n", data["n"])
-    cfg = replace(base, encoder=EncoderConfig(width=width), batch_size=kw.pop("b", base.batch_size),
+    arch = kw.pop("arch", base.encoder.arch)
+    cfg = replace(base, encoder=replace(base.encoder, arch=arch, width=width), batch_size=kw.pop("b", base.batch_size),
                   seed=seed, snapshot_every=10**9, eval_every=10**9, **kw)
     if aug:
         cfg = replace(cfg, augment=AugmentConfig.from_dict({**cfg.augment.to_dict(), **aug}))
