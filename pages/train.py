@@ -47,10 +47,12 @@ METHOD_HELP = {
             "among the batch's (Radford et al. 2021). Needs a dataset with captions, such as shapes.",
 }
 USES_TEMPERATURE = ("simclr", "moco", "supcon")
-ARCH_LABELS = {"small_cnn": "Small CNN", "fast_cnn": "Fast CNN", "resnet18": "ResNet-18"}  # short: the full text is the help tooltip
+# Short names: the full text is the help tooltip.
+ARCH_LABELS = {"small_cnn": "Small CNN", "fast_cnn": "Fast CNN", "resnet18": "ResNet-18"}
 MAX_CHECKPOINT_BYTES = 300 * 1024 * 1024
-SETTLE_S = 1.5  # how long Pause / Stop wait for the training thread to finish its step before drawing the page;
-# longer than most steps, shorter than the 2 s a click may take (an evaluation in progress is left to the next tick)
+SETTLE_S = 1.0  # how long Pause / Stop wait for the training thread to finish its step before drawing the page;
+# longer than most steps, and short enough that the click's rerun stays under 2 s on a busy server (with 1.5 s, a
+# ten-tab classroom had one of 2.44 s: a step with an evaluation); a longer step is left to the next tick
 SIG_KEY = session.SIG_KEY
 
 
