@@ -4,15 +4,16 @@ A :class:`ContrastiveModel` is ``encoder -> features h (N, feature_dim) -> proje
 the split of SimCLR (Chen et al. 2020, "A Simple Framework for Contrastive Learning of Visual
 Representations"): the loss sees ``z``, downstream tasks (kNN, linear probes, the Explorer) usually use ``h``.
 
-Two encoders:
+Three encoders:
 
 * ``"small_cnn"``: a five-conv network sized for 8–64 px images on a CPU. Full resolution gets only
   ``width // 2`` channels and every later block halves the resolution with a stride-2 conv, so the costly
   early layers stay cheap; an adaptive average pool at the end makes any input size work.
 * ``"fast_cnn"``: the same five convs and channels with the strides of the first two swapped, so no layer
-  works at full resolution (24 px: 12 -> 12 -> 6 -> 6 -> 3). The full-resolution block and its BatchNorm were
-  about a third of a small_cnn step on the CPU; the first lesson (SimCLR on 24 px shapes) needs about as many
-  steps with it and takes them ~1.2x faster (benchmarks/RESULTS.md). A checkpoint names its arch.
+  works at full resolution (24 px: 12 -> 12 -> 6 -> 6 -> 3). The full-resolution block with its BatchNorm took
+  about half of small_cnn's forward and backward time on the CPU; the first lesson (SimCLR on 24 px shapes)
+  needs about as many steps with it and takes them ~1.2x faster (benchmarks/RESULTS.md). A checkpoint names
+  its arch.
 * ``"resnet18"``: torchvision's ResNet-18 with the CIFAR stem (He et al. 2016; the 3x3 stride-1 stem without
   max-pool that SimCLR uses for 32 px images). Only the stem and the classifier are swapped out.
 
