@@ -111,3 +111,17 @@ def test_every_uploader_states_and_enforces_its_own_cap(make_app):
     at.switch_page("pages/train.py").run()
     labels = [u.label for u in at.get("file_uploader")]
     assert any("up to 300 MB" in label for label in labels) and any("up to 1 MB" in label for label in labels)
+
+
+def test_the_served_app_caches_no_message_in_the_browser():
+    """A rerun that referenced a chart the browser had just dropped from Streamlit's message cache killed the page
+    ("Cached ForwardMsg MISS", a fatal connection error after Stop): the served app caches no message at all."""
+    import tomllib
+
+    from streamlit import config as st_config
+
+    from tests.app.conftest import ROOT
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    largest = st_config.get_option("server.maxMessageSize") * 1e6  # MB: no message may be larger
+    assert config["global"]["minCachedMessageSize"] > largest
