@@ -21,8 +21,8 @@ warmup.start()
 
 pages = {
     "": [
-        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True,
-                help="What the playground is for, one-click lessons, and the models in your session."),
+        home := st.Page("pages/home.py", title="Home", icon=":material/home:", default=True,
+                        help="What the playground is for, one-click lessons, and the models in your session."),
     ],
     "Learn": [
         st.Page("pages/augmentation_lab.py", title="Augmentation Lab", icon=":material/auto_awesome_mosaic:",
@@ -59,6 +59,8 @@ session.sync_registry()
 status_box = st.sidebar.container()
 
 urlstate.show_problems()
+if page is not home:  # every other page draws plotly charts: not while pandas is half imported (ui.warmup)
+    warmup.plotly_ready()
 try:
     page.run()
 finally:  # also when the page stopped early (st.stop) or asked for a rerun

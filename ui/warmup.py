@@ -17,12 +17,19 @@ log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _thread: threading.Thread | None = None
+_pandas_ready = threading.Event()  # set once the warm-up has imported pandas (or failed to)
 _device: str | None = None
 _error: str | None = None
 
 
 def _work() -> None:
     global _device, _error
+    try:  # first, and whole, before any page builds a figure (see plotly_ready)
+        import pandas  # noqa: F401
+    except Exception:  # noqa: BLE001 - plotly then runs without it
+        log.exception("Importing pandas failed")
+    finally:
+        _pandas_ready.set()
     try:
         from core.device import describe_device
 
@@ -80,6 +87,20 @@ def _freeze_imports() -> None:
 
     gc.collect()
     gc.freeze()
+
+
+def plotly_ready(timeout: float = 60.0) -> None:
+    """Return once pandas is imported whole (at most ``timeout`` s; at once after the first seconds of a process).
+
+    plotly's validators look for ``sys.modules["pandas"]`` without importing it. While another thread was in the
+    middle of importing pandas (this warm-up's UMAP, or a page's table), a page building a figure found the half
+    made module and failed: "partially initialized module 'pandas' has no attribute 'Series'" (the CLIP page, in
+    a CI run of the browser tests). The warm-up imports pandas before anything else, so pages that draw plotly
+    charts wait for that, once.
+    """
+    if not _pandas_ready.is_set():
+        start()
+        _pandas_ready.wait(timeout)
 
 
 def start() -> None:

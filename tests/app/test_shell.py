@@ -125,3 +125,38 @@ def test_the_served_app_caches_no_message_in_the_browser():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     largest = st_config.get_option("server.maxMessageSize") * 1e6  # MB: no message may be larger
     assert config["global"]["minCachedMessageSize"] > largest
+
+
+def test_pages_that_draw_charts_wait_until_pandas_is_imported_whole(make_app, monkeypatch):
+    """plotly read a half-imported pandas from sys.modules while the warm-up thread imported it ("partially
+    initialized module 'pandas' has no attribute 'Series'" on the CLIP page): every page but Home waits for the
+    warm-up's import of pandas first."""
+    import sys
+
+    from ui import warmup
+
+    calls = []
+    monkeypatch.setattr(warmup, "plotly_ready", lambda *a, **k: calls.append(1))
+    at = make_app()
+    assert not calls  # Home draws no plotly chart and stays quick on a cold start
+    at.switch_page("pages/clip.py").run()
+    assert_clean(at)
+    assert calls
+    monkeypatch.undo()
+    warmup.plotly_ready(timeout=60)
+    assert warmup._pandas_ready.is_set() and "pandas" in sys.modules
+
+
+def test_plotly_ready_waits_for_the_warm_ups_pandas(monkeypatch):
+    import threading
+    import time
+
+    from ui import warmup
+
+    event = threading.Event()
+    monkeypatch.setattr(warmup, "_pandas_ready", event)
+    monkeypatch.setattr(warmup, "start", lambda: None)
+    threading.Timer(0.3, event.set).start()
+    t0 = time.monotonic()
+    warmup.plotly_ready(timeout=30)
+    assert event.is_set() and time.monotonic() - t0 >= 0.25
