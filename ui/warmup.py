@@ -1,8 +1,8 @@
 """Load torch and the training stack in a background thread, once per server process.
 
 The home page must be interactive within seconds of a cold start, and importing torch alone takes about two.
-So the page renders first, and this thread imports ``core.device`` (torch) and then ``core.train`` (kornia,
-models, losses) while the user reads. The device line on the home page polls :func:`device_description`.
+So the page renders first, and this thread imports pandas (see :func:`plotly_ready`), ``core.device`` (torch)
+and then ``core.train`` (kornia, models, losses) while the user reads. The device line on the home page polls :func:`device_description`.
 By the time someone clicks a preset, the imports are done. Module-level state here is process-wide on
 purpose: it holds no user data, only "is torch loaded yet" and the device's description.
 """
