@@ -81,7 +81,7 @@ _TABLE: list[Setting] = [
        options=(200, 500, 1000, 2000, 5000, 10000, 20000, 50000)),
     _s("train.method", "simclr", "str", "Method",
        options=("simclr", "moco", "triplet", "margin", "supcon", "clip")),
-    _s("train.arch", "small_cnn", "str", "Encoder", options=("small_cnn", "fast_cnn", "resnet18")),
+    _s("train.arch", "fast_cnn", "str", "Encoder", options=("small_cnn", "fast_cnn", "resnet18")),
     _s("train.width", 32, "int", "Encoder width",
        "Channels of the small CNN: its five blocks use w/2, w, 2w, 2w and 4w, so its features have 4w numbers. "
        "A narrower encoder steps faster on a CPU.", options=(8, 16, 32, 64)),

@@ -201,6 +201,18 @@ def test_fast_cnn_checkpoint_loads_as_a_fast_cnn(tmp_path, shapes_small):
     np.testing.assert_allclose(loaded.model.embed(x).numpy(), trainer.model.embed(x).numpy(), atol=1e-5)
 
 
+def test_the_default_encoder_is_fast_cnn_and_a_small_cnn_checkpoint_stays_one(tmp_path, shapes_small):
+    """TrainConfig() trains fast_cnn (the page's default); a checkpoint of a small_cnn run, as every run before
+    that change saved, still rebuilds a small_cnn with its full-resolution first conv."""
+    assert TrainConfig().encoder.arch == "fast_cnn" and EncoderConfig().arch == "small_cnn"
+    trainer = Trainer(TrainConfig(encoder=EncoderConfig(arch="small_cnn", width=16), **TINY), shapes_small)
+    trainer.run(1)
+    loaded = Trainer.load(trainer.save(tmp_path / "small"), shapes_small)
+    assert loaded.cfg.encoder.arch == "small_cnn" and loaded.model.encoder[0].stride == (1, 1)
+    x = shapes_small.images[:8]
+    np.testing.assert_allclose(loaded.model.embed(x).numpy(), trainer.model.embed(x).numpy(), atol=1e-5)
+
+
 def test_checkpoint_rebuilds_its_dataset_from_the_spec(tmp_path, shapes_small):
     trainer = Trainer(TrainConfig(method="clip", **TINY), shapes_small)
     trainer.run(2)
