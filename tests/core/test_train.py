@@ -191,26 +191,21 @@ def test_checkpoint_round_trip(tmp_path, shapes_small):
     assert loaded.step_count == trainer.step_count + 1
 
 
-def test_fast_cnn_checkpoint_loads_as_a_fast_cnn(tmp_path, shapes_small):
-    """small_cnn and fast_cnn have the same tensors: the checkpoint's config decides which network is built."""
-    trainer = Trainer(TrainConfig(encoder=EncoderConfig(arch="fast_cnn", width=16), **TINY), shapes_small)
+@pytest.mark.parametrize("arch,first_stride", [("fast_cnn", (2, 2)), ("small_cnn", (1, 1))])
+def test_a_checkpoint_rebuilds_the_encoder_it_names(arch, first_stride, tmp_path, shapes_small):
+    """small_cnn and fast_cnn have the same tensors: the checkpoint's config decides which network is built, so
+    a small_cnn run (every run saved before fast_cnn became the default) still loads as a small_cnn."""
+    trainer = Trainer(TrainConfig(encoder=EncoderConfig(arch=arch, width=16), **TINY), shapes_small)
     trainer.run(2)
-    loaded = Trainer.load(trainer.save(tmp_path / "fast"), shapes_small)
-    assert loaded.cfg.encoder.arch == "fast_cnn" and loaded.model.encoder[0].stride == (2, 2)
+    loaded = Trainer.load(trainer.save(tmp_path / arch), shapes_small)
+    assert loaded.cfg.encoder.arch == arch and loaded.model.encoder[0].stride == first_stride
     x = shapes_small.images[:8]
     np.testing.assert_allclose(loaded.model.embed(x).numpy(), trainer.model.embed(x).numpy(), atol=1e-5)
 
 
-def test_the_default_encoder_is_fast_cnn_and_a_small_cnn_checkpoint_stays_one(tmp_path, shapes_small):
-    """TrainConfig() trains fast_cnn (the page's default); a checkpoint of a small_cnn run, as every run before
-    that change saved, still rebuilds a small_cnn with its full-resolution first conv."""
+def test_the_default_encoder_is_fast_cnn():
+    """TrainConfig() (the Train page's default) trains fast_cnn; EncoderConfig's own default stays small_cnn."""
     assert TrainConfig().encoder.arch == "fast_cnn" and EncoderConfig().arch == "small_cnn"
-    trainer = Trainer(TrainConfig(encoder=EncoderConfig(arch="small_cnn", width=16), **TINY), shapes_small)
-    trainer.run(1)
-    loaded = Trainer.load(trainer.save(tmp_path / "small"), shapes_small)
-    assert loaded.cfg.encoder.arch == "small_cnn" and loaded.model.encoder[0].stride == (1, 1)
-    x = shapes_small.images[:8]
-    np.testing.assert_allclose(loaded.model.embed(x).numpy(), trainer.model.embed(x).numpy(), atol=1e-5)
 
 
 def test_checkpoint_rebuilds_its_dataset_from_the_spec(tmp_path, shapes_small):
