@@ -21,7 +21,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", nargs="+", default=["shapes", "digits"])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--archs", nargs="+", default=["small_cnn"], help="encoders to run (EncoderConfig.arch)")
+    ap.add_argument("--archs", nargs="+", help="encoders to run (EncoderConfig.arch; default: TrainConfig()'s)")
     args = ap.parse_args()
 
     import torch
@@ -32,13 +32,14 @@ def main() -> None:
     from core.train import TrainConfig, Trainer
 
     torch.set_num_threads(args.threads)
+    archs = args.archs or [TrainConfig().encoder.arch]
     print(machine_info())
     print(f"{'dataset':<8} {'encoder':<10} {'factor':<7} {'recipe':<8} {'untrained':>9} {'default run':>11} "
           f"{'gain':>6} {'textbook':>8} {'steps':>5} {'seconds':>7}")
     for name in args.datasets:
         data = load_dataset(name)
         factor = data.factors[0]
-        for arch in args.archs:
+        for arch in archs:
             results = {}
             for recipe, augment in (("dataset", None), ("textbook", PRESETS["simclr"])):
                 cfg = TrainConfig(encoder=EncoderConfig(arch=arch), augment=augment)
