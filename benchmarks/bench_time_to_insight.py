@@ -11,6 +11,11 @@ The untrained encoder's score is printed too: an untrained small CNN already get
     python benchmarks/bench_time_to_insight.py --recipes old,new,bf16 --max-seconds 90
     python benchmarks/bench_time_to_insight.py --recipes old,lesson13,new --seeds 0,1,2   # medians over seeds
     python benchmarks/bench_time_to_insight.py --recipes lesson16,new --seeds 0,1,2,3,4   # small_cnn vs fast_cnn
+    python benchmarks/bench_time_to_insight.py --recipes new --seeds 0,1,2 --blas-compare   # BLAS pools as is vs 1 thread
+
+``--blas-compare`` runs every recipe twice per seed, first as ``NAME/blas-as-is`` (numpy's and scipy's OpenBLAS
+keep their own thread pools during evaluations and snapshots, as before ``core.device.small_blas``), then as
+committed (one BLAS thread there), and prints the ratio between the two.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ import torch
 from _common import ROOT, machine_info
 
 from core.data import load_dataset
+import core.device
 from core.device import pick_device
 from core.metrics import knn_accuracy
 from core.models import EncoderConfig
@@ -81,7 +87,19 @@ def recipes() -> dict[str, tuple[TrainConfig, dict]]:
     return out
 
 
+AS_IS = "/blas-as-is"
+
+
 def run(name: str, cfg: TrainConfig, data_opts: dict, target: float, max_seconds: float, seed: int) -> dict:
+    committed = core.device.SMALL_BLAS_THREADS
+    core.device.SMALL_BLAS_THREADS = None if name.endswith(AS_IS) else committed
+    try:
+        return _run(name, cfg, data_opts, target, max_seconds, seed)
+    finally:
+        core.device.SMALL_BLAS_THREADS = committed
+
+
+def _run(name: str, cfg: TrainConfig, data_opts: dict, target: float, max_seconds: float, seed: int) -> dict:
     t_start = time.perf_counter()
     data = load_dataset("shapes", **data_opts)
     cfg = replace(cfg, seed=seed, steps=max(cfg.steps, 1))
@@ -126,6 +144,8 @@ def main() -> None:
     ap.add_argument("--goal", type=float, default=None, help="seconds (default: 20 on CPU, 3 on a GPU)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--blas-compare", action="store_true",
+                    help=f"run each recipe also as NAME{AS_IS}: numpy's BLAS pools left alone in evaluations")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -135,10 +155,21 @@ def main() -> None:
     print(f"device {device.type}: {torch.get_num_threads()} torch threads; load average "
           f"{os.getloadavg()[0]:.1f} at the start (other sessions share this machine); goal {goal:.0f} s "
           f"({device.type.upper()} figure)")
+    # The app warms up at start (ui.warmup); so does this script, so that the first recipe does not pay the process's
+    # first optimizer and first convolutions alone.
+    t_w = time.perf_counter()
+    warm = Trainer(replace(TrainConfig(), batch_size=16, probe_size=32, knn_reference=64),
+                   load_dataset("shapes", n=160, size=16, seed=0))
+    warm.step()
+    warm.evaluate()
+    print(f"warm-up {time.perf_counter() - t_w:.1f} s (outside every recipe's clock)")
     table = recipes()
     names = list(table) if args.recipes == "all" else args.recipes.split(",")
+    if args.blas_compare:
+        names = [m for n in names for m in (n + AS_IS, n)]
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
-    runs = [dict(run(n, *table[n], args.target, args.max_seconds, s), seed=s) for s in seeds for n in names]
+    runs = [dict(run(n, *table[n.removesuffix(AS_IS)], args.target, args.max_seconds, s), seed=s)
+            for s in seeds for n in names]
     results = []
     for n in names:  # one line per recipe: the median over the seeds (a run that never got there counts as inf)
         mine = [r for r in runs if r["name"] == n]
@@ -159,6 +190,17 @@ def main() -> None:
         if len(seeds) > 1:
             seeds_txt = "  seeds " + ", ".join(f"{s}: {v:.1f} s" if v else f"{s}: -" for s, v in r["per_seed"].items())
         print(f"  {r['name']:<20} {sec:>12}  {ratio:<31} goal {met}{seeds_txt}")
+    if args.blas_compare:
+        print("\nOne BLAS thread in evaluations and snapshots (committed) against the BLAS pools as they are:")
+        by_name = {r["name"]: r for r in results}
+        for n in names[1::2]:
+            a, b = by_name[n + AS_IS], by_name[n]
+            for s in seeds:
+                ra, rb = next(x for x in a["runs"] if x["seed"] == s), next(x for x in b["runs"] if x["seed"] == s)
+                secs = (f"{ra['seconds']:.1f} s -> {rb['seconds']:.1f} s ({ra['seconds'] / rb['seconds']:.2f}x)"
+                        if ra["seconds"] and rb["seconds"] else "not reached by both")
+                print(f"  {n} seed {s}: {secs}; {ra['steps_per_s']:.2f} -> {rb['steps_per_s']:.2f} steps/s "
+                      f"({rb['steps_per_s'] / ra['steps_per_s']:.2f}x), steps {ra['step']} / {rb['step']}")
     if args.json:
         args.json.write_text(json.dumps({"device": device.type, "results": results}, indent=2))
 

@@ -1,7 +1,10 @@
-"""Choose the torch device every core function runs on."""
+"""Choose the torch device every core function runs on, and keep numpy's BLAS threads out of torch's way."""
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -49,3 +52,47 @@ def describe_device(device: torch.device | None = None) -> str:
     if device.type == "mps":
         return "Apple MPS (Metal GPU)"
     return f"CPU ({os.cpu_count() or 1} cores, {torch.get_num_threads()} torch threads)"
+
+
+# numpy and scipy each bring their own OpenBLAS with its own worker threads, and an idle OpenBLAS worker spins for a
+# while before it sleeps. On a small CPU a PCA or an SVD between two torch calls leaves those workers spinning on
+# the cores torch's threads need: a training snapshot (400 images through the encoder, then a 64-d PCA) took 50-75 ms
+# instead of 14 ms (benchmarks/bench_time_to_insight.py --blas-compare). The linear algebra the trainer does
+# itself is tiny, so it runs on one BLAS thread while torch owns the cores.
+SMALL_BLAS_THREADS: int | None = 1  # None: leave the BLAS pools as they are (benchmarks compare both)
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limiter = None  # threadpoolctl's limit object while anyone is inside small_blas()
+_blas_controller = None
+
+
+@contextmanager
+def small_blas() -> Iterator[None]:
+    """Run the block with numpy's and scipy's BLAS on ``SMALL_BLAS_THREADS`` threads (torch is untouched).
+
+    For small matrices next to torch work. Safe from several threads at once: the first to enter sets the limit,
+    the last to leave restores the libraries' own thread counts (OpenBLAS may keep one thread when that last one is
+    not the main thread; one thread is what torch's neighbours should have anyway).
+    """
+    global _blas_users, _blas_limiter, _blas_controller
+    limit = SMALL_BLAS_THREADS
+    if limit is None:
+        yield
+        return
+    with _blas_lock:
+        if _blas_users == 0:
+            if _blas_controller is None:
+                import scipy.linalg  # noqa: F401  (load scipy's OpenBLAS too, so the controller sees it)
+                from threadpoolctl import ThreadpoolController
+
+                _blas_controller = ThreadpoolController()
+            _blas_limiter = _blas_controller.limit(limits=limit, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0 and _blas_limiter is not None:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None

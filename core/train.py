@@ -37,7 +37,7 @@ from core import losses
 from core.augment import PRESETS as AUGMENT_PRESETS
 from core.augment import AugmentConfig, augment, recipe_for
 from core.data import ImageSet, load_dataset
-from core.device import pick_device
+from core.device import pick_device, small_blas
 from core.embed import EmbeddingSet, embed_imageset
 from core.errors import PlaygroundError, TrainingDiverged
 from core.metrics import alignment, effective_rank, knn_accuracies, uniformity
@@ -559,6 +559,10 @@ class Trainer:
             return record
 
     def _evaluate_locked(self) -> EvalRecord:
+        with small_blas():  # its SVD and the snapshot's PCA must not leave BLAS workers spinning on torch's cores
+            return self._evaluate_now()
+
+    def _evaluate_now(self) -> EvalRecord:
         ref = self._features(self._knn_ref)
         test = self._features(self.heldout)
         factors = self.dataset.factors  # one neighbour search, one vote per factor
@@ -593,9 +597,10 @@ class Trainer:
 
     def _snapshot(self) -> Snapshot:
         vectors = self._features(self.probe)
-        coords = project(vectors, method="pca", dim=2)
-        if self.snapshots:
-            coords = align_to(coords, self.snapshots[-1].coords)
+        with small_blas():
+            coords = project(vectors, method="pca", dim=2)
+            if self.snapshots:
+                coords = align_to(coords, self.snapshots[-1].coords)
         snap = Snapshot(self.step_count, vectors, np.asarray(coords, dtype=np.float32))
         self.snapshots.append(snap)
         return snap
