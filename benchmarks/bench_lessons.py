@@ -10,12 +10,14 @@ and at the end). Its point is shown when the run reaches the ``goal`` its preset
 - ``temperature``    the run has finished (its charts: a peaked softmax over the hardest negatives);
 - a Lab lesson       its views are drawn (``core.augment.preview`` of the preset's settings).
 
-Each lesson's old settings (``--old``: width 32 at 32 px; ``--small-cnn``: small_cnn instead of fast_cnn) run
-beside the lesson's own in the same process.
+Each lesson's old settings (``--old``: width 32 at 32 px; ``--small-cnn``: small_cnn instead of fast_cnn;
+``--blas-as-is``: numpy's BLAS pools left alone in evaluations and snapshots, as before ``core.device.small_blas``)
+run beside the lesson's own in the same process, after a warm-up that no lesson's clock includes.
 
     python benchmarks/bench_lessons.py
     python benchmarks/bench_lessons.py --lessons shortcut,temperature --old
     python benchmarks/bench_lessons.py --lessons temperature,shortcut,simclr_shapes --small-cnn
+    python benchmarks/bench_lessons.py --lessons temperature,shortcut,simclr_shapes --blas-as-is
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from _common import ROOT, machine_info
-from bench_time_to_insight import lesson_config
+from bench_time_to_insight import blas_pools, lesson_config, warm_up
 
 from core.data import load_dataset
 from core.lessons import LessonGoal, goal_progress
@@ -44,7 +46,12 @@ def _point(goal: LessonGoal, trainer: Trainer) -> tuple[bool, str]:
     return p.reached, f"{goal.text}: {p.detail}" + (" (missed)" if p.missed else "")
 
 
-def train_lesson(goal: LessonGoal, cfg, data_opts: dict, max_seconds: float) -> dict:
+def train_lesson(goal: LessonGoal, cfg, data_opts: dict, max_seconds: float, *, blas_as_is: bool = False) -> dict:
+    with blas_pools(blas_as_is):
+        return _train_lesson(goal, cfg, data_opts, max_seconds)
+
+
+def _train_lesson(goal: LessonGoal, cfg, data_opts: dict, max_seconds: float) -> dict:
     t0 = time.perf_counter()
     trainer = Trainer(cfg, load_dataset("shapes", **data_opts))
     shown, what = None, ""
@@ -83,10 +90,13 @@ def main() -> None:
     ap.add_argument("--old", action="store_true", help="also run each Train lesson at width 32 on 32 px images")
     ap.add_argument("--small-cnn", action="store_true",
                     help="also run each Train lesson on small_cnn (the lessons before fast_cnn)")
+    ap.add_argument("--blas-as-is", action="store_true",
+                    help="also run each Train lesson with numpy's BLAS pools left alone in evaluations")
     ap.add_argument("--max-seconds", type=float, default=90.0)
     args = ap.parse_args()
     print(machine_info())
     print(f"load average {os.getloadavg()[0]:.1f} at the start; goal: each lesson's point within {GOAL_S:.0f} s")
+    warm_up()
     paths = sorted(PRESETS.glob("*.json"))
     if args.lessons != "all":
         paths = [PRESETS / f"{n}.json" for n in args.lessons.split(",")]
@@ -97,6 +107,8 @@ def main() -> None:
         if doc["page"] == "train":
             cfg, data = lesson_config(path)
             variants = [("lesson", cfg, data)]
+            if args.blas_as_is:
+                variants.insert(0, ("BLAS pools as is", cfg, data))
             if args.small_cnn:
                 variants.append(("small_cnn", replace(cfg, encoder=replace(cfg.encoder, arch="small_cnn")), data))
             if args.old:
@@ -105,8 +117,8 @@ def main() -> None:
         else:
             variants = [("lesson", None, None)]
         for label, c, d in variants:
-            r = train_lesson(LessonGoal.from_dict(doc["goal"]), c, d, args.max_seconds) if c is not None \
-                else lab_lesson(doc)
+            r = train_lesson(LessonGoal.from_dict(doc["goal"]), c, d, args.max_seconds,
+                             blas_as_is=label == "BLAS pools as is") if c is not None else lab_lesson(doc)
             rows.append((name, label, r))
             shown = f"{r['seconds']:.1f} s" if r["seconds"] is not None else "not shown"
             print(f"  {name:<15} {label:<16} {shown:>10} at step {r['step']:4d}: {r['what']}", flush=True)

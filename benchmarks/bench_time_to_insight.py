@@ -25,6 +25,7 @@ import math
 import os
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -90,13 +91,31 @@ def recipes() -> dict[str, tuple[TrainConfig, dict]]:
 AS_IS = "/blas-as-is"
 
 
-def run(name: str, cfg: TrainConfig, data_opts: dict, target: float, max_seconds: float, seed: int) -> dict:
+def warm_up() -> None:
+    """The app warms up at start (ui.warmup); so do the benchmarks, so that the first recipe does not pay the
+    process's first optimizer and first convolutions alone."""
+    t_w = time.perf_counter()
+    warm = Trainer(replace(TrainConfig(), batch_size=16, probe_size=32, knn_reference=64),
+                   load_dataset("shapes", n=160, size=16, seed=0))
+    warm.step()
+    warm.evaluate()
+    print(f"warm-up {time.perf_counter() - t_w:.1f} s (outside every recipe's clock)")
+
+
+@contextmanager
+def blas_pools(as_is: bool):
+    """``as_is``: numpy's BLAS pools left alone in evaluations and snapshots, as before ``core.device.small_blas``."""
     committed = core.device.SMALL_BLAS_THREADS
-    core.device.SMALL_BLAS_THREADS = None if name.endswith(AS_IS) else committed
+    core.device.SMALL_BLAS_THREADS = None if as_is else committed
     try:
-        return _run(name, cfg, data_opts, target, max_seconds, seed)
+        yield
     finally:
         core.device.SMALL_BLAS_THREADS = committed
+
+
+def run(name: str, cfg: TrainConfig, data_opts: dict, target: float, max_seconds: float, seed: int) -> dict:
+    with blas_pools(name.endswith(AS_IS)):
+        return _run(name, cfg, data_opts, target, max_seconds, seed)
 
 
 def _run(name: str, cfg: TrainConfig, data_opts: dict, target: float, max_seconds: float, seed: int) -> dict:
@@ -155,14 +174,7 @@ def main() -> None:
     print(f"device {device.type}: {torch.get_num_threads()} torch threads; load average "
           f"{os.getloadavg()[0]:.1f} at the start (other sessions share this machine); goal {goal:.0f} s "
           f"({device.type.upper()} figure)")
-    # The app warms up at start (ui.warmup); so does this script, so that the first recipe does not pay the process's
-    # first optimizer and first convolutions alone.
-    t_w = time.perf_counter()
-    warm = Trainer(replace(TrainConfig(), batch_size=16, probe_size=32, knn_reference=64),
-                   load_dataset("shapes", n=160, size=16, seed=0))
-    warm.step()
-    warm.evaluate()
-    print(f"warm-up {time.perf_counter() - t_w:.1f} s (outside every recipe's clock)")
+    warm_up()
     table = recipes()
     names = list(table) if args.recipes == "all" else args.recipes.split(",")
     if args.blas_compare:
