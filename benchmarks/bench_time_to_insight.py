@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 from _common import ROOT, machine_info
 
-from core.data import load_dataset
 import core.device
+from core.data import load_dataset
 from core.device import pick_device
 from core.metrics import knn_accuracy
 from core.models import EncoderConfig

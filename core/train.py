@@ -559,7 +559,7 @@ class Trainer:
             return record
 
     def _evaluate_locked(self) -> EvalRecord:
-        with small_blas():  # its SVD and the snapshot's PCA must not leave BLAS workers spinning on torch's cores
+        with small_blas():  # the effective rank's SVD must not leave BLAS workers spinning on torch's cores
             return self._evaluate_now()
 
     def _evaluate_now(self) -> EvalRecord:
