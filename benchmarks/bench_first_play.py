@@ -20,7 +20,7 @@ import json, sys, time
 import core.train
 from ui import warmup
 if {warm}:
-    warmup._first_optimizer()
+    warmup._first_step_ready()
 from core.data import load_dataset
 from core.train import Trainer, TrainConfig
 ds = load_dataset("shapes", n=1000, size=24)

@@ -41,7 +41,7 @@ def _work() -> None:
     try:  # pre-import the training stack; failures surface later on the page that needs it
         import core.train  # noqa: F401
 
-        _first_optimizer()
+        _first_step_ready()
     except Exception:  # noqa: BLE001
         log.exception("Pre-importing core.train failed")
     _freeze_imports()
@@ -55,12 +55,17 @@ def _work() -> None:
             log.exception("Warming up UMAP failed")
 
 
-def _first_optimizer() -> None:
-    """Build one throwaway optimizer: the first ``torch.optim`` optimizer of a process imports
-    ``torch._dynamo`` (~2.5 s on this 2-core machine), which the first lesson's Play would otherwise pay."""
+def _first_step_ready() -> None:
+    """Pay now what the first lesson's Play would otherwise pay: the first ``torch.optim`` optimizer of a process
+    imports ``torch._dynamo`` (~2.5 s on this 2-core machine), and the trainer's first snapshot imports threadpoolctl
+    and finds the BLAS libraries (``core.device.small_blas``)."""
     import torch
 
+    from core.device import small_blas
+
     torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=1e-3)
+    with small_blas():
+        pass
 
 
 def _wait_for_idle_training(quiet_s: float = 2.0, poll_s: float = 0.5) -> None:

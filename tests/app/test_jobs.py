@@ -431,7 +431,7 @@ def test_warm_up_leaves_the_first_trainer_nothing_to_import():
         "import sys\n"
         "import core.train\n"
         "from ui import warmup\n"
-        "warmup._first_optimizer()\n"
+        "warmup._first_step_ready()\n"
         "from core.data import load_dataset\n"
         "from core.train import Trainer, TrainConfig\n"
         "ds = load_dataset('shapes', n=120)\n"
