@@ -60,9 +60,10 @@ def _bare_on_this_thread(trainer, seconds: float) -> float:
     ``seconds`` after the same warm-up as ``_steps_per_s``.
 
     The reference is taken here rather than on a thread of its own: once the main thread has run torch's OpenMP
-    work (building the trainer does), a second thread's two-thread team stepped ~1.2x slower than the main thread
-    did (libgomp shortens its spin-waits when it manages more threads than there are cores), which made the bare
-    figure, and so every "vs bare" ratio, flatter than the Trainer really is. ``--bare-thread`` prints that figure too.
+    work (building the trainer does), a second thread's two-thread team stepped at 0.60-0.76x the main thread's
+    rate (RESULTS.md, stop 19; libgomp shortens its spin-waits when it manages more threads than there are cores),
+    which made the bare figure, and so every "vs bare" ratio, flatter than the Trainer really is. ``--bare-thread``
+    prints that figure too.
     """
     t_end = time.perf_counter() + min(3.0, seconds / 4)
     while time.perf_counter() < t_end:
