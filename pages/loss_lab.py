@@ -29,6 +29,7 @@ with st.spinner("Loading the maths…"):
 
 JOB_KEY = "loss_lab._job"
 SIG_KEY = "loss_lab._sig"
+PAUSE_SETTLE_S = 1.0  # how long Pause waits for the toy's thread to finish its step (a step takes milliseconds)
 COLOURS = charts.PALETTE
 POS, NEG, FALSE_NEG = "rgba(0,150,110,0.9)", "rgba(239,85,59,0.75)", "rgba(255,161,90,0.95)"
 MINING_NAMES = {"all": "all valid triplets", "hard": "hardest only", "semihard": "semi-hard (FaceNet)"}
@@ -117,6 +118,10 @@ with toy_col, user_errors("controlling the toy"):
         job.play()
     elif action == "pause":
         job.pause()
+        # Wait for the thread to end its step, so this rerun draws Play. Without the wait the rerun still saw the
+        # job running and drew Pause again, and the live panel's rerun replaced it a moment later: a click on it
+        # in that moment hit a button that was being taken away (a browser test failed that way on CI).
+        job.wait(PAUSE_SETTLE_S)
     elif action == "step":
         if not job.step_now():
             st.toast("Every training slot on this server is busy; press Play to queue.",

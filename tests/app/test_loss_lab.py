@@ -55,6 +55,31 @@ def test_play_moves_within_a_second_and_pause_stops(make_app):
     assert_clean(at)
 
 
+def test_pause_draws_play_in_the_same_rerun(make_app, monkeypatch):
+    """The rerun that handles Pause shows Play (it waits for the thread's step); the old page drew Pause again
+    while the step finished, and its live panel swapped the button a moment later."""
+    from core import lab
+
+    step = lab.ToyTrainer.step
+
+    def slow_step(self):  # a step long enough that the pause always lands in the middle of one
+        time.sleep(0.2)
+        return step(self)
+
+    monkeypatch.setattr(lab.ToyTrainer, "step", slow_step)
+    at = make_app(page=PAGE)
+    at.button(key="loss_lab.play").click().run()
+    job = at.session_state["loss_lab._job"]
+    t0 = time.monotonic()
+    while job.steps_done < 2 and time.monotonic() - t0 < 20:
+        time.sleep(0.02)
+    at.button(key="loss_lab.pause").click().run()
+    assert not job.active
+    keys = {b.key for b in at.button}
+    assert "loss_lab.play" in keys and "loss_lab.pause" not in keys
+    assert_clean(at)
+
+
 def test_temperature_slider_changes_weights_and_formula(make_app):
     at = make_app(page=PAGE)
     share_02 = _metric(at, "Hardest share")

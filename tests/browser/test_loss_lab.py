@@ -6,6 +6,7 @@ Markup this relies on (pages/loss_lab.py): buttons ``loss_lab.play`` / ``loss_la
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -21,6 +22,11 @@ def _page(app: Any) -> None:
 
 def test_toy_plays_and_temperature_slider_moves(app: Any) -> None:
     _page(app)
+    steps = app.page.locator(".st-key-loss_lab-steps input").first
+    steps.focus()
+    steps.press("ArrowRight")  # 300 -> 1000 steps: the toy cannot finish before Pause (it reached 221 of 300 once)
+    app.wait_idle(timeout=60)
+    assert steps.get_attribute("aria-valuetext") == "1000"
     app.click("loss_lab.play")
     try:
         # It moves within a second of Play on a quiet machine; the timeout allows for a loaded CI box.
@@ -28,11 +34,12 @@ def test_toy_plays_and_temperature_slider_moves(app: Any) -> None:
         assert points >= 3
         app.click("loss_lab.pause", timeout=10)
         app.wait_idle(timeout=60)
-    finally:
-        pause = app.button("loss_lab.pause")
-        if pause.count() and pause.is_visible():
-            pause.click()
-            app.wait_idle(timeout=60)
+    except BaseException:
+        # Leave no toy training for the next test, and never hide the first error behind a failed cleanup.
+        with contextlib.suppress(Exception):
+            app.button("loss_lab.pause").click(timeout=5000)
+        raise
+    assert app.button("loss_lab.play").is_visible()
     title_before = app.page.inner_text(".st-key-loss_lab-chart-anchor")
     slider = app.page.locator(".st-key-loss_lab-tau input").first  # Streamlit 1.67 draws a range <input>
     slider.focus()
