@@ -15,7 +15,9 @@ Two levels of sharing keep a classroom on one server fair and fast:
   ``STEP_CONCURRENCY`` steps at a time, and each step runs with its share of the CPU cores as torch
   intra-op threads (``torch.set_num_threads`` is per thread under OpenMP; it is set for the step and put
   back afterwards). Without this, two jobs on two cores each ran torch's default two threads, the threads
-  busy-waited on each other and the server's total throughput fell to a fraction of one job alone.
+  busy-waited on each other and the server's total throughput fell to a fraction of one job alone. A job
+  training alone could use every core, but whether its extra threads pay depends on what else runs on the
+  machine (a browser on the same cores, the pages): its :class:`ThreadTuner` times both and keeps the faster.
 
 A job whose page went away (the browser session closed, or nobody polled it for ``lease_s``) pauses itself
 and frees its slot (:meth:`TrainingJob.attach_owner`); it is kept, paused, for the user who comes back.
@@ -59,9 +61,9 @@ def _env_int(name: str, default: int, minimum: int = 1) -> int:
 # Jobs training at once (the rest queue). More than the cores, so a few users see progress together.
 MAX_RUNNING = _env_int("CP_MAX_TRAINING", max(3, CORES + 1))
 # Steps computing at once across all jobs; each gets CORES // min(STEP_CONCURRENCY, jobs training) threads, at
-# most CORES - RESERVED_CORES (below): a job alone uses every core but the pages' one, two or more run side by
-# side with one thread each (no OpenMP spinning between a job's threads), and the rest wait their turn. Set
-# CP_STEP_CONCURRENCY=1 to serialise steps instead.
+# most CORES - RESERVED_CORES (below): a job alone may use every core (its ThreadTuner decides whether that pays),
+# two or more run side by side with one thread each (no OpenMP spinning between a job's threads), and the rest
+# wait their turn. Set CP_STEP_CONCURRENCY=1 to serialise steps instead.
 STEP_CONCURRENCY = _env_int("CP_STEP_CONCURRENCY", CORES)
 
 
@@ -133,6 +135,98 @@ class Slots:
             return len(self._waiting)
 
 
+class ThreadTuner:
+    """Which of two thread counts (1 or ``many``) makes one job's steps faster now, measured on its own steps.
+
+    More threads is not always faster: with a Chromium tab on the same two cores, a lone lesson's steps on two
+    torch threads took 45-70 ms most of the time but 0.3-2.2 s whenever the tab redrew its charts (one of the
+    OpenMP threads lost its core and the other waited for it), 5.3-5.8 steps/s against 8.3 on one thread. With
+    nothing beside it, two threads stepped faster than one. Only the server sees which holds, and only by timing.
+
+    A trial alternates ``rounds`` blocks of ``block_s`` seconds at each count (alternating, so a burst of other
+    work does not land on one count only; the first ``settle`` steps of a block are not counted), and the count
+    with the smaller mean step time wins: the mean, not the median, because the rare long steps are where the
+    time goes. The chosen count keeps being timed over windows of ``watch_s`` seconds: a window slower than the
+    other count's trial mean starts a new trial at once (a trial at a lesson's start sees the page's first,
+    heaviest redraws and can choose wrong). Every ``period_s`` seconds it tries again anyway, so the choice
+    follows the machine (a tab opened or closed, other jobs come and go).
+    """
+
+    def __init__(self, many: int, *, block_s: float = 1.0, rounds: int = 3, settle: int = 1,
+                 watch_s: float = 3.0, period_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        if many < 2 or rounds < 1 or settle < 0 or not min(block_s, watch_s, period_s) > 0:
+            raise ValueError(f"need many >= 2, rounds >= 1, settle >= 0 and positive seconds, got {many}, "
+                             f"{rounds}, {settle}, {block_s}, {watch_s} and {period_s}.")
+        self.many, self.block_s, self.rounds, self.settle = many, block_s, rounds, settle
+        self.watch_s, self.period_s, self.clock = watch_s, period_s, clock
+        self.choice: int | None = None  # what the last trial chose (None until the first trial ends)
+        self.means: dict[int, float] = {}  # the last trial's mean step time per count
+        self.trials = 0  # trials finished
+        self._start_trial()
+
+    def threads(self) -> int:
+        """The thread count for the next step."""
+        if self._blocks:
+            if self._block_started is None:
+                self._block_started = self.clock()
+            return self._blocks[0]
+        if self.clock() - self._decided_at >= self.period_s:
+            self._start_trial()
+            return self.threads()
+        return self.choice  # type: ignore[return-value]
+
+    def record(self, threads: int, seconds: float) -> None:
+        """A step of this job took ``seconds`` on ``threads`` threads."""
+        if not self._blocks:
+            if threads == self.choice:
+                self._watch(float(seconds))
+            return
+        if threads != self._blocks[0]:
+            return
+        if self._skip > 0:
+            self._skip -= 1
+        else:
+            self._sum[threads] += float(seconds)
+            self._steps[threads] += 1
+        if self._block_started is not None and self.clock() - self._block_started >= self.block_s:
+            self._blocks.pop(0)
+            self._block_started = None
+            self._skip = self.settle
+            if not self._blocks:
+                self._decide()
+
+    def _watch(self, seconds: float) -> None:
+        self._watch_sum += seconds
+        self._watch_steps += 1
+        if self.clock() - self._watch_started < self.watch_s:
+            return
+        other = 1 if self.choice == self.many else self.many
+        if other in self.means and self._watch_sum / self._watch_steps > self.means[other]:
+            self._start_trial()  # the choice got slower than the other count was: measure both again
+        else:
+            self._start_watch()
+
+    def _start_watch(self) -> None:
+        self._watch_started = self.clock()
+        self._watch_sum, self._watch_steps = 0.0, 0
+
+    def _start_trial(self) -> None:
+        self._blocks = [self.many, 1] * self.rounds
+        self._block_started: float | None = None
+        self._skip = self.settle
+        self._sum = {self.many: 0.0, 1: 0.0}
+        self._steps = {self.many: 0, 1: 0}
+
+    def _decide(self) -> None:
+        self.means = {n: self._sum[n] / self._steps[n] for n in (self.many, 1) if self._steps[n]}
+        self.choice = min(self.means, key=self.means.__getitem__) if len(self.means) == 2 else self.many
+        self.trials += 1
+        self._decided_at = self.clock()
+        self._start_watch()
+        log.info("Thread trial %d: %d threads (mean step %s)", self.trials, self.choice,
+                 ", ".join(f"{n} threads {1000 * m:.0f} ms" for n, m in sorted(self.means.items())))
+
+
 class StepGate:
     """Round-robin turns for training steps: at most ``concurrency`` run at once, served first come, first
     served, so a job that just stepped queues behind the others (no job can starve another).
@@ -140,10 +234,12 @@ class StepGate:
     ``members`` are the jobs currently training (they hold a slot); a turn's torch thread count is
     ``cores // min(concurrency, members)`` (at least 1), so the cores are split, never oversubscribed.
 
-    ``reserve`` cores are never given to one step's threads (the server's gate keeps one for its pages: the
-    event loop, the script threads and, on a one-machine demo, the browser). Measured in the served app with a
-    Chromium tab on this 2-core machine: a lone job stepping on two threads did 4.7-5.7 steps/s at 1.4 cores
-    (its OpenMP threads spin-wait whenever the page takes a core), on one thread 8.1 steps/s at 1.0 core.
+    ``reserve`` cores are never given to one step's threads (``CP_RESERVED_CORES``; the server kept one for its
+    pages until 2026-12-02). Measured in the served app with a Chromium tab on this 2-core machine: a lone job
+    stepping on two threads did 4.7-5.7 steps/s at 1.4 cores (its OpenMP threads spin-wait whenever the page
+    takes a core), on one thread 8.1 steps/s at 1.0 core. Without the tab beside it, the same job stepped 1.5x
+    faster on two threads: so the server's gate now reserves nothing and hands each lone job to a ``tuner``
+    (:class:`ThreadTuner`), which measures.
 
     ``load`` (default none; the server's gate uses ``os.getloadavg``) returns the 1-minute load average:
     when other processes already keep more than ``cores`` busy, a turn gets one thread. Measured on this
@@ -152,7 +248,7 @@ class StepGate:
     """
 
     def __init__(self, concurrency: int = 1, cores: int = CORES, load: Callable[[], float] | None = None,
-                 reserve: int = 0):
+                 reserve: int = 0, tuner: "Callable[[int], ThreadTuner] | None" = None):
         if concurrency < 1 or cores < 1:
             raise ValueError(f"concurrency and cores must be at least 1, got {concurrency} and {cores}.")
         if not 0 <= reserve < cores:
@@ -168,6 +264,10 @@ class StepGate:
         self._threads_now = 0  # torch threads of the turns running now
         self._recent_threads = 0.0  # what this gate has been running lately (the load average's view of it)
         self.turns: collections.Counter[int] = collections.Counter()  # turns taken per job id
+        # tuner(many) makes a job's ThreadTuner: a turn that could have ``many`` threads gets the count it measured
+        # faster for that job (None: always ``many``)
+        self.make_tuner = tuner
+        self._tuners: dict[int, ThreadTuner] = {}
 
     def join(self, job_id: int) -> None:
         with self._cond:
@@ -176,7 +276,13 @@ class StepGate:
     def leave(self, job_id: int) -> None:
         with self._cond:
             self._members.discard(job_id)
+            self._tuners.pop(job_id, None)  # a job that comes back may find another machine: measure again
             self._cond.notify_all()
+
+    def tuner(self, job_id: int) -> "ThreadTuner | None":
+        """The job's thread tuner while it trains with more than one thread to choose from (else None)."""
+        with self._cond:
+            return self._tuners.get(job_id)
 
     def threads_for_turn(self) -> int:
         with self._cond:
@@ -216,6 +322,12 @@ class StepGate:
             self._queue.popleft()
             self._active += 1
             threads = self._threads_locked()
+            tuner = None
+            if self.make_tuner is not None and threads > 1:
+                tuner = self._tuners.get(job_id)
+                if tuner is None or tuner.many != threads:
+                    tuner = self._tuners[job_id] = self.make_tuner(threads)
+                threads = tuner.threads()
             self._threads_now += threads
             # The 1-minute load average follows what ran over the last minute: track our own threads slowly.
             self._recent_threads = max(self._threads_now, 0.9 * self._recent_threads + 0.1 * self._threads_now)
@@ -223,7 +335,10 @@ class StepGate:
             self._cond.notify_all()
         try:
             with thread_policy(threads):
+                t0 = time.perf_counter()
                 yield threads
+                if tuner is not None:
+                    tuner.record(threads, time.perf_counter() - t0)
         finally:
             with self._cond:
                 self._active -= 1
@@ -251,9 +366,10 @@ def thread_policy(threads: int) -> Iterator[None]:
 
 SLOT_QUANTUM_S = float(os.environ.get("CP_SLOT_QUANTUM", 20.0))
 SLOTS = Slots(MAX_RUNNING, quantum_s=SLOT_QUANTUM_S)
-# Cores a single training step never takes (CP_RESERVED_CORES, default 1; none on a one-core machine).
-RESERVED_CORES = min(_env_int("CP_RESERVED_CORES", 1, minimum=0), CORES - 1)
-GATE = StepGate(STEP_CONCURRENCY, load=lambda: os.getloadavg()[0], reserve=RESERVED_CORES)
+# Cores a single training step never takes (CP_RESERVED_CORES, default 0: the gate's ThreadTuner measures whether
+# a lone job's extra threads pay; none on a one-core machine).
+RESERVED_CORES = min(_env_int("CP_RESERVED_CORES", 0, minimum=0), CORES - 1)
+GATE = StepGate(STEP_CONCURRENCY, load=lambda: os.getloadavg()[0], reserve=RESERVED_CORES, tuner=ThreadTuner)
 RATE_WINDOW_S = 5.0  # the status line's rate: steps over about the last five seconds of training
 _ids = itertools.count(1)
 _live: "weakref.WeakSet[TrainingJob]" = weakref.WeakSet()

@@ -371,8 +371,8 @@ def test_a_busy_machine_gets_one_thread_per_step_and_the_budget_follows_omp(monk
 
 
 def test_a_reserved_core_is_never_given_to_one_step():
-    """The server keeps a core for its pages: on two cores a lone job steps on one thread (its two OpenMP
-    threads spin-waited whenever the page or a browser took a core), on four on three; shares are unchanged."""
+    """CP_RESERVED_CORES keeps cores for the pages: on two cores a lone job steps on one thread, on four on three;
+    shares are unchanged. The server's gate reserves none by default: its ThreadTuner measures (below)."""
     gate = jobs.StepGate(concurrency=2, cores=2, reserve=1)
     with gate.turn(1) as threads:
         assert threads == 1
@@ -387,9 +387,79 @@ def test_a_reserved_core_is_never_given_to_one_step():
         jobs.StepGate(cores=2, reserve=2)
     with pytest.raises(ValueError):
         jobs.StepGate(cores=1, reserve=1)
-    assert jobs.GATE.reserve == (1 if jobs.CORES > 1 else 0)
+    assert jobs.GATE.reserve == 0 and jobs.GATE.make_tuner is jobs.ThreadTuner  # the server measures instead
     with jobs.StepGate(cores=1).turn(1) as threads:  # one core: nothing to reserve
         assert threads == 1
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def _feed(tuner, clock, step_seconds, steps):
+    """Run ``steps`` steps through ``tuner``; ``step_seconds(threads, i)`` is each step's duration."""
+    used = []
+    for i in range(steps):
+        n = tuner.threads()
+        used.append(n)
+        d = step_seconds(n, i)
+        clock.now += d
+        tuner.record(n, d)
+    return used
+
+
+def test_thread_tuner_alternates_blocks_and_keeps_the_count_with_the_smaller_mean_step():
+    clock = FakeClock()
+    tuner = jobs.ThreadTuner(2, block_s=1.0, rounds=2, settle=1, period_s=30.0, clock=clock)
+
+    # Two threads: 50 ms steps, but every fifth one takes 1 s (a browser beside it took a core); one: 100 ms.
+    # The median would pick two threads, the mean (where the time goes) picks one.
+    def browser_beside(n, i):
+        return 0.1 if n == 1 else (1.0 if i % 5 == 0 else 0.05)
+    used = _feed(tuner, clock, browser_beside, 60)
+    blocks = [n for k, n in enumerate(used) if k == 0 or used[k - 1] != n]
+    assert blocks[:4] == [2, 1, 2, 1]  # alternating blocks, first the most threads
+    assert tuner.choice == 1
+    assert tuner.means[2] > tuner.means[1] == pytest.approx(0.1)
+    assert set(used[-10:]) == {1}  # it holds its choice ...
+    # ... until period_s has passed, then measures again: the tab closed, and two threads now win.
+    used = _feed(tuner, clock, lambda n, i: 0.1 if n == 1 else 0.06, 400)
+    assert used[0] == 1 and 2 in used and tuner.choice == 2 and set(used[-10:]) == {2}
+    # The chosen count slows down (a tab opened beside it): the next watch window sees it and measures again at
+    # once, long before period_s.
+    trials = tuner.trials
+    used = _feed(tuner, clock, lambda n, i: 0.1 if n == 1 else 0.3, 80)
+    assert tuner.trials == trials + 1 and tuner.choice == 1 and set(used[-5:]) == {1}
+    with pytest.raises(ValueError):
+        jobs.ThreadTuner(1)
+
+
+def test_the_gate_gives_a_lone_job_the_thread_count_its_tuner_measured_faster():
+    import torch
+
+    def make(many):
+        return jobs.ThreadTuner(many, block_s=0.05, rounds=2, settle=0, period_s=600.0)
+
+    gate = jobs.StepGate(concurrency=2, cores=2, tuner=make)
+    gate.join(1)
+    seen = []
+    for _ in range(200):
+        with gate.turn(1) as threads:
+            assert torch.get_num_threads() == threads
+            seen.append(threads)
+            time.sleep(0.004 if threads == 1 else 0.012)  # this job's steps are faster on one thread
+        if gate.tuner(1).choice is not None and len(seen) > 5 and seen[-5:] == [1] * 5:
+            break
+    assert gate.tuner(1).choice == 1 and seen[0] == 2 and seen[-1] == 1
+    gate.join(2)  # two jobs on two cores: one thread each, nothing to choose
+    with gate.turn(2) as threads:
+        assert threads == 1
+    gate.leave(1)
+    assert gate.tuner(1) is None  # a job that leaves and comes back is measured again
 
 
 def test_the_served_app_does_not_collect_garbage_after_every_run():
