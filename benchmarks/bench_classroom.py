@@ -96,6 +96,17 @@ def _steps_per_s(trainers: list, seconds: float, start) -> float:
     return (s1 - s0) / (t1 - t0)
 
 
+def _off_main(build):
+    """``build()`` on a short-lived thread, as the served app builds trainers on its script threads: the main
+    thread then owns no OpenMP team while the jobs train (a second long-lived team slows every two-thread
+    team; see ``_bare_on_this_thread``), and the bare reference, last, still steps on the main thread."""
+    out: list = []
+    th = threading.Thread(target=lambda: out.append(build()))
+    th.start()
+    th.join()
+    return out[0]
+
+
 def bench_jobs(n_jobs: int, seconds: float, batch: int, bare_thread: bool = False) -> None:
     import torch
 
@@ -104,13 +115,15 @@ def bench_jobs(n_jobs: int, seconds: float, batch: int, bare_thread: bool = Fals
     print(f"\n(jobs) shapes, SimCLR lesson settings at batch {batch or 'of the lesson'}, {seconds:.0f} s per phase, "
           f"{os.cpu_count()} cores, torch default {torch.get_num_threads()} threads")
 
-    def with_jobs(slots, gate):
+    def with_jobs(slots, gate, started=None):
         def start(trainers):
             js = [jobs.TrainingJob(t, target_steps=10**9, slots=slots, gate=gate) for t in trainers]
             for j in js:
                 j.play()
 
             def stop():
+                if started is not None:  # what the gate's tuner chose, read before the jobs leave it
+                    started.extend(gate.tuner(j.id) for j in js)
                 for j in js:
                     j.pause()
                 for j in js:
@@ -118,27 +131,38 @@ def bench_jobs(n_jobs: int, seconds: float, batch: int, bare_thread: bool = Fals
             return stop
         return start
 
+    def trainers(n):
+        return _off_main(lambda: [_trainer(batch, i) for i in range(n)])
+
     cores = jobs.CORES
     default_threads = torch.get_num_threads()
     print(f"  new policy = the server's gate: {jobs.STEP_CONCURRENCY} step at a time, up to "
           f"{cores - jobs.RESERVED_CORES} threads a step ({jobs.RESERVED_CORES} of {cores} cores kept for the pages), "
-          f"one thread while the load average ({os.getloadavg()[0]:.1f}) exceeds the cores")
+          f"a lone job's thread count measured by its ThreadTuner ({jobs.GATE.make_tuner is not None}), one thread while the load "
+          f"average ({os.getloadavg()[0]:.1f}) exceeds the cores")
     rows = {}
-    rows["bare Trainer"] = _bare_on_this_thread(_trainer(batch, 0), seconds)
-    if bare_thread:
-        rows["bare Trainer on a thread (before)"] = _steps_per_s([_trainer(batch, 0)], seconds, _bare_loop)
-    rows["1 job (new policy)"] = _steps_per_s([_trainer(batch, 0)], seconds, with_jobs(jobs.Slots(8), jobs.GATE))
+    tuners: list = []
+    rows["1 job (new policy)"] = _steps_per_s(trainers(1), seconds, with_jobs(jobs.Slots(8), jobs.GATE, tuners))
+    rows["1 job, one thread a step (policy before)"] = _steps_per_s(
+        trainers(1), seconds, with_jobs(jobs.Slots(8), jobs.StepGate(jobs.STEP_CONCURRENCY, reserve=cores - 1)))
     # Old policy: every job steps at once, each with torch's default thread count.
     old_gate = jobs.StepGate(concurrency=n_jobs, cores=default_threads * n_jobs)
     rows[f"{n_jobs} jobs, old policy (total)"] = _steps_per_s(
-        [_trainer(batch, i) for i in range(n_jobs)], seconds, with_jobs(jobs.Slots(8), old_gate))
+        trainers(n_jobs), seconds, with_jobs(jobs.Slots(8), old_gate))
     rows[f"{n_jobs} jobs, new policy (total)"] = _steps_per_s(
-        [_trainer(batch, i) for i in range(n_jobs)], seconds, with_jobs(jobs.Slots(8), jobs.GATE))
+        trainers(n_jobs), seconds, with_jobs(jobs.Slots(8), jobs.GATE))
     rows[f"{n_jobs} jobs, 1 thread each in parallel (total)"] = _steps_per_s(
-        [_trainer(batch, i) for i in range(n_jobs)], seconds, with_jobs(jobs.Slots(8), jobs.StepGate(cores, cores)))
-    one = rows["1 job (new policy)"]
+        trainers(n_jobs), seconds, with_jobs(jobs.Slots(8), jobs.StepGate(cores, cores)))
+    if bare_thread:
+        rows["bare Trainer on a thread (before)"] = _steps_per_s(trainers(1), seconds, _bare_loop)
+    rows["bare Trainer"] = _bare_on_this_thread(_trainer(batch, 0), seconds)  # last: see _off_main
+    bare, one = rows["bare Trainer"], rows["1 job (new policy)"]
     for k, v in rows.items():
-        print(f"  {k:<44} {v:6.2f} steps/s   {v / rows['bare Trainer']:.2f}x bare, {v / one:.2f}x one job")
+        print(f"  {k:<44} {v:6.2f} steps/s   {v / bare:.2f}x bare, {v / one:.2f}x one job")
+    for t in tuners:
+        if t is not None:
+            means = ", ".join(f"{n} threads {1000 * m:.0f} ms" for n, m in sorted(t.means.items()))
+            print(f"  the lone job's tuner chose {t.choice} threads (mean step: {means or 'no trial ended'})")
 
 
 # --------------------------------------------------------------------------------------------- server side
