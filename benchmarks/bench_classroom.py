@@ -177,7 +177,9 @@ def serve(log_path: str, streamlit_args: list[str]) -> None:
                 log.write(json.dumps({"t": time.time(), "running": jobs.SLOTS.running,
                                       "waiting": jobs.SLOTS.waiting,
                                       "steps": {str(j.id): j.steps_done for j in live},
-                                      "states": {str(j.id): j.state for j in live}}) + "\n")
+                                      "states": {str(j.id): j.state for j in live},
+                                      "tuners": {str(j.id): _tuner_state(jobs.GATE.tuner(j.id)) for j in live
+                                                 if jobs.GATE.tuner(j.id) is not None}}) + "\n")
                 time.sleep(1.0)
 
     threading.Thread(target=sample, daemon=True, name="classroom-sampler").start()
@@ -188,6 +190,35 @@ def serve(log_path: str, streamlit_args: list[str]) -> None:
     import bench_app
 
     bench_app.serve_timed(log_path + ".runs", streamlit_args)
+
+
+def _tuner_state(tuner: Any) -> dict[str, Any]:
+    """A job's ThreadTuner as the sampler logs it: its choice, trials so far and the last trial's mean steps."""
+    return {"choice": tuner.choice, "trials": tuner.trials,
+            "mean_ms": {str(n): round(1000 * m, 1) for n, m in sorted(tuner.means.items())}}
+
+
+def _tuner_line(samples: list[dict[str, Any]]) -> str:
+    """What the last sample says about the lone job's thread tuner, in words."""
+    tuners = next((s["tuners"] for s in reversed(samples) if s.get("tuners")), None)
+    if not tuners:
+        return "no thread tuner (CP_RESERVED_CORES leaves one thread, or no trial yet)"
+    t = next(iter(tuners.values()))
+    means = ", ".join(f"{n} thread{'s' if n != '1' else ''} {m:.0f} ms" for n, m in t["mean_ms"].items())
+    return f"{t['choice']} threads after {t['trials']} trial(s) (last trial's mean step: {means})"
+
+
+def _step_times_line(steps: list[dict[str, Any]], t0: float, t1: float) -> str:
+    """Steps of the window by thread count: how many, median and slowest wall time, and the share of the
+    window's step time spent in steps over 0.3 s."""
+    parts = []
+    for n in sorted({s["threads"] for s in steps}):
+        walls = sorted(s["wall"] for s in steps if s["threads"] == n and t0 <= s.get("at", 0.0) <= t1)
+        if walls:
+            slow = sum(w for w in walls if w > 0.3) / sum(walls)
+            parts.append(f"{n} thread{'s' if n > 1 else ''}: {len(walls)} steps, median {1000 * statistics.median(walls):.0f} "
+                         f"ms, max {1000 * walls[-1]:.0f} ms, {slow:.0%} of their time in steps over 0.3 s")
+    return "; ".join(parts) or "none timed"
 
 
 def _time_steps(path: str) -> None:
@@ -228,7 +259,7 @@ def _time_steps(path: str) -> None:
         current["t"], current["dumped"] = w0, False
         record = original(self)
         current["t"] = None
-        out.write(json.dumps({"t": w0, "wall": time.perf_counter() - w0, "cpu": time.thread_time() - c0,
+        out.write(json.dumps({"t": w0, "at": time.time(), "wall": time.perf_counter() - w0, "cpu": time.thread_time() - c0,
                               "threads": torch.get_num_threads(), "step": self.step_count}) + "\n")
         return record
 
@@ -384,6 +415,10 @@ def bench_browser(n: int, seconds: float, alone_s: float, args_timeout: float = 
             print(f"  one job alone in the app: {alone:.2f} steps/s (server-side, over {alone_s:.0f} s) = "
                   f"{alone / max(bare, 1e-9):.2f}x the bare Trainer (goal >= 0.8x); CPU used: "
                   f"{_cpu_line(cpu_a, cpu_a1, time.time() - t_a)}")
+            print(f"  its thread tuner: {_tuner_line(_samples(log))}")
+            steps_log = Path(f"{log}.steps")
+            if steps_log.exists():  # CP_BENCH_THREADS=1: every step's wall time, by torch thread count
+                print(f"  its steps: {_step_times_line(_samples(steps_log), t_a, time.time())}")
             server_cores = (cpu_a1["server"] - cpu_a["server"]) / (time.time() - t_a)
             print(f"  steps per core-second: app {alone / max(server_cores, 1e-9):.2f} vs bare "
                   f"{bare / max(bare_cores, 1e-9):.2f} (the browser runs on the same cores here, unlike a classroom)")
