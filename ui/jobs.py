@@ -138,21 +138,24 @@ class Slots:
 class ThreadTuner:
     """Which of two thread counts (1 or ``many``) makes one job's steps faster now, measured on its own steps.
 
-    More threads is not always faster: with a Chromium tab on the same two cores, a lone lesson's steps on two
-    torch threads took 45-70 ms most of the time but 0.3-2.2 s whenever the tab redrew its charts (one of the
-    OpenMP threads lost its core and the other waited for it), 5.3-5.8 steps/s against 8.3 on one thread. With
-    nothing beside it, two threads stepped faster than one. Only the server sees which holds, and only by timing.
+    More threads is not always faster. With a Chromium tab on the same two cores, a lone lesson stepped 5.3-5.8
+    steps/s on two torch threads against 8.3-9.4 on one (``benchmarks/bench_classroom.py --part browser``): most
+    two-thread steps were quick, but those while the tab redrew took up to seconds (one OpenMP thread lost its
+    core and the other waited for it). With nothing beside it, the job stepped 1.4-1.5x faster on two threads
+    than on one (``--part jobs``). Only the server sees which holds, and only by timing.
 
     A trial alternates ``rounds`` blocks of ``block_s`` seconds at each count (alternating, so a burst of other
     work does not land on one count only; the first ``settle`` steps of a block are not counted), and the count
     with the smaller mean step time wins: the mean, not the median, because the rare long steps are where the
-    time goes. The chosen count keeps being timed over windows of ``watch_s`` seconds: a window slower than the
+    time goes. A trial ends early once one count is ``DECISIVE`` times slower than the other. The chosen count keeps being timed over windows of ``watch_s`` seconds: a window slower than the
     other count's trial mean starts a new trial at once (a trial at a lesson's start sees the page's first,
     heaviest redraws and can choose wrong). Every ``period_s`` seconds it tries again anyway, so the choice
     follows the machine (a tab opened or closed, other jobs come and go).
     """
 
-    def __init__(self, many: int, *, block_s: float = 1.0, rounds: int = 3, settle: int = 1,
+    DECISIVE = 2.0
+
+    def __init__(self, many: int, *, block_s: float = 1.0, rounds: int = 3, settle: int = 0,
                  watch_s: float = 3.0, period_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
         if many < 2 or rounds < 1 or settle < 0 or not min(block_s, watch_s, period_s) > 0:
             raise ValueError(f"need many >= 2, rounds >= 1, settle >= 0 and positive seconds, got {many}, "
@@ -185,15 +188,26 @@ class ThreadTuner:
             return
         if self._skip > 0:
             self._skip -= 1
-        else:
-            self._sum[threads] += float(seconds)
-            self._steps[threads] += 1
+            return
+        self._sum[threads] += float(seconds)
+        self._steps[threads] += 1
+        # A block ends after block_s seconds, and never before one of its steps has counted (a count whose steps
+        # take longer than a block would otherwise never be measured at all).
         if self._block_started is not None and self.clock() - self._block_started >= self.block_s:
             self._blocks.pop(0)
             self._block_started = None
             self._skip = self.settle
-            if not self._blocks:
+            if not self._blocks or self._decisive():
                 self._decide()
+
+    def _decisive(self) -> bool:
+        """Both counts measured and one at least ``DECISIVE`` times slower: no more blocks can change the answer,
+        and each one at the slow count costs (beside a browser, with the benchmark's step timer on, two threads'
+        steps took 1.4-2.5 s against 0.1 s on one)."""
+        if not (self._steps[1] and self._steps[self.many]):
+            return False
+        a, b = (self._sum[n] / self._steps[n] for n in (1, self.many))
+        return max(a, b) >= self.DECISIVE * min(a, b)
 
     def _watch(self, seconds: float) -> None:
         self._watch_sum += seconds
@@ -218,6 +232,7 @@ class ThreadTuner:
         self._steps = {self.many: 0, 1: 0}
 
     def _decide(self) -> None:
+        self._blocks = []
         self.means = {n: self._sum[n] / self._steps[n] for n in (self.many, 1) if self._steps[n]}
         self.choice = min(self.means, key=self.means.__getitem__) if len(self.means) == 2 else self.many
         self.trials += 1
