@@ -350,6 +350,8 @@ def bench_browser(n: int, seconds: float, alone_s: float, args_timeout: float = 
     OUT.mkdir(parents=True, exist_ok=True)
     log = OUT / "bench_classroom_jobs.jsonl"
     log.write_text("")
+    for extra in (".steps", ".steps.slow", ".threads"):  # CP_BENCH_THREADS=1 logs: never a previous run's
+        Path(f"{log}{extra}").unlink(missing_ok=True)
     # bench_app's timed server (it logs every script and fragment run), launched through --serve here so
     # the server also samples its jobs' steps
     timed = bench_app.TimedServer(h, Path(str(log) + ".runs"), ROOT)
