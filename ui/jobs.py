@@ -145,17 +145,18 @@ class ThreadTuner:
     than on one (``--part jobs``). Only the server sees which holds, and only by timing.
 
     A trial alternates ``rounds`` blocks of ``block_s`` seconds at each count (alternating, so a burst of other
-    work does not land on one count only; the first ``settle`` steps of a block are not counted), and the count
+    work does not land on one count only; the job's first ``settle`` steps are not counted), and the count
     with the smaller mean step time wins: the mean, not the median, because the rare long steps are where the
-    time goes. A trial ends early once one count is ``DECISIVE`` times slower than the other. The chosen count keeps being timed over windows of ``watch_s`` seconds: a window slower than the
+    time goes. A trial ends early once every step of one count is ``DECISIVE`` times slower than the other's mean. The chosen count keeps being timed over windows of ``watch_s`` seconds: a window slower than the
     other count's trial mean starts a new trial at once (a trial at a lesson's start sees the page's first,
-    heaviest redraws and can choose wrong). Every ``period_s`` seconds it tries again anyway, so the choice
-    follows the machine (a tab opened or closed, other jobs come and go).
+    heaviest redraws and can choose wrong). ``period_s`` seconds after a trial it tries again anyway, so the choice
+    follows the machine (a tab opened or closed, other jobs come and go); each trial that confirms the choice
+    doubles that wait, up to four periods.
     """
 
     DECISIVE = 2.0
 
-    def __init__(self, many: int, *, block_s: float = 1.0, rounds: int = 3, settle: int = 0,
+    def __init__(self, many: int, *, block_s: float = 1.0, rounds: int = 3, settle: int = 1,
                  watch_s: float = 3.0, period_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
         if many < 2 or rounds < 1 or settle < 0 or not min(block_s, watch_s, period_s) > 0:
             raise ValueError(f"need many >= 2, rounds >= 1, settle >= 0 and positive seconds, got {many}, "
@@ -165,6 +166,7 @@ class ThreadTuner:
         self.choice: int | None = None  # what the last trial chose (None until the first trial ends)
         self.means: dict[int, float] = {}  # the last trial's mean step time per count
         self.trials = 0  # trials finished
+        self._period = period_s
         self._start_trial()
 
     def threads(self) -> int:
@@ -173,7 +175,7 @@ class ThreadTuner:
             if self._block_started is None:
                 self._block_started = self.clock()
             return self._blocks[0]
-        if self.clock() - self._decided_at >= self.period_s:
+        if self.clock() - self._decided_at >= self._period:
             self._start_trial()
             return self.threads()
         return self.choice  # type: ignore[return-value]
@@ -191,23 +193,25 @@ class ThreadTuner:
             return
         self._sum[threads] += float(seconds)
         self._steps[threads] += 1
+        self._fastest[threads] = min(self._fastest[threads], float(seconds))
         # A block ends after block_s seconds, and never before one of its steps has counted (a count whose steps
         # take longer than a block would otherwise never be measured at all).
         if self._block_started is not None and self.clock() - self._block_started >= self.block_s:
             self._blocks.pop(0)
             self._block_started = None
-            self._skip = self.settle
             if not self._blocks or self._decisive():
                 self._decide()
 
     def _decisive(self) -> bool:
-        """Both counts measured and one at least ``DECISIVE`` times slower: no more blocks can change the answer,
-        and each one at the slow count costs (beside a browser, with the benchmark's step timer on, two threads'
-        steps took 1.4-2.5 s against 0.1 s on one)."""
+        """Both counts measured, and even the fastest step of one at least ``DECISIVE`` times the other's mean: no
+        more blocks can change the answer, and each one at the slow count costs (beside a browser, with the
+        benchmark's step timer on, two threads' steps took 1.4-2.5 s against 0.1 s on one). The fastest step, not
+        the mean, so that one long step (an evaluation) in a short block does not end a trial."""
         if not (self._steps[1] and self._steps[self.many]):
             return False
-        a, b = (self._sum[n] / self._steps[n] for n in (1, self.many))
-        return max(a, b) >= self.DECISIVE * min(a, b)
+        mean = {n: self._sum[n] / self._steps[n] for n in (1, self.many)}
+        slow, fast = (1, self.many) if mean[1] > mean[self.many] else (self.many, 1)
+        return self._steps[slow] >= 2 and self._fastest[slow] >= self.DECISIVE * mean[fast]
 
     def _watch(self, seconds: float) -> None:
         self._watch_sum += seconds
@@ -227,14 +231,18 @@ class ThreadTuner:
     def _start_trial(self) -> None:
         self._blocks = [self.many, 1] * self.rounds
         self._block_started: float | None = None
-        self._skip = self.settle
+        self._skip = self.settle if self.trials == 0 else 0  # a job's first steps (its first evaluation) only
         self._sum = {self.many: 0.0, 1: 0.0}
         self._steps = {self.many: 0, 1: 0}
+        self._fastest = {self.many: float("inf"), 1: float("inf")}
 
     def _decide(self) -> None:
         self._blocks = []
         self.means = {n: self._sum[n] / self._steps[n] for n in (self.many, 1) if self._steps[n]}
+        before = self.choice
         self.choice = min(self.means, key=self.means.__getitem__) if len(self.means) == 2 else self.many
+        # The same answer again: wait twice as long before the next trial (up to 4 periods); a new one: period_s.
+        self._period = min(2 * self._period, 4 * self.period_s) if self.choice == before else self.period_s
         self.trials += 1
         self._decided_at = self.clock()
         self._start_watch()

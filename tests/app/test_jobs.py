@@ -441,13 +441,26 @@ def test_thread_tuner_alternates_blocks_and_keeps_the_count_with_the_smaller_mea
 def test_thread_tuner_measures_a_count_slower_than_its_blocks_and_stops_early_when_it_is_hopeless():
     """Beside a browser, two threads' steps took 1.4-2.5 s each against 0.1 s on one. The trial must still count
     them (a block ends only after a counted step; the old tuner skipped the block's only step and then chose
-    the unmeasured count), and ends after one block of each instead of three."""
+    the unmeasured count), and ends after two blocks at two threads instead of three."""
     clock = FakeClock()
     tuner = jobs.ThreadTuner(2, block_s=1.0, rounds=3, settle=1, clock=clock)
     used = _feed(tuner, clock, lambda n, i: 0.1 if n == 1 else 2.0, 40)
     assert tuner.choice == 1 and tuner.trials == 1
-    assert used.count(2) == 2  # the first block's skipped step and its counted one; no further 2-thread block
+    assert used.count(2) == 3  # the job's first (skipped) step and two counted ones: two blocks, not three
     assert set(used[-20:]) == {1}
+    # The next trial (period_s later) confirms it: it costs two slow steps, and the wait until the next doubles.
+    used = _feed(tuner, clock, lambda n, i: 0.1 if n == 1 else 2.0, 700)
+    assert tuner.trials == 2 and tuner.choice == 1 and used.count(2) == 2
+
+
+def test_one_long_step_does_not_end_a_trial_early():
+    """A block whose only counted step was long (an evaluation, a page's redraw) is no proof that its count is
+    hopeless: the trial goes on through all its blocks (the early end needs two slow steps, each slow)."""
+    clock = FakeClock()
+    tuner = jobs.ThreadTuner(2, block_s=1.0, rounds=3, settle=1, clock=clock)
+    used = _feed(tuner, clock, lambda n, i: (1.2 if i == 1 else 0.07) if n == 2 else 0.09, 120)
+    blocks = [n for k, n in enumerate(used) if k == 0 or used[k - 1] != n]
+    assert blocks[:6] == [2, 1, 2, 1, 2, 1] and tuner.trials == 1
 
 
 def test_the_gate_gives_a_lone_job_the_thread_count_its_tuner_measured_faster():
