@@ -138,7 +138,8 @@ def bench_jobs(n_jobs: int, seconds: float, batch: int, bare_thread: bool = Fals
     default_threads = torch.get_num_threads()
     print(f"  new policy = the server's gate: {jobs.STEP_CONCURRENCY} step at a time, up to "
           f"{cores - jobs.RESERVED_CORES} threads a step ({jobs.RESERVED_CORES} of {cores} cores kept for the pages), "
-          f"a lone job's thread count measured by its ThreadTuner ({jobs.GATE.make_tuner is not None}), one thread while the load "
+          f"a lone job's thread count measured by its ThreadTuner ({jobs.GATE.make_tuner is not None}), "
+          f"one thread while the load "
           f"average ({os.getloadavg()[0]:.1f}) exceeds the cores")
     rows = {}
     tuners: list = []
@@ -216,8 +217,9 @@ def _step_times_line(steps: list[dict[str, Any]], t0: float, t1: float) -> str:
         walls = sorted(s["wall"] for s in steps if s["threads"] == n and t0 <= s.get("at", 0.0) <= t1)
         if walls:
             slow = sum(w for w in walls if w > 0.3) / sum(walls)
-            parts.append(f"{n} thread{'s' if n > 1 else ''}: {len(walls)} steps, median {1000 * statistics.median(walls):.0f} "
-                         f"ms, max {1000 * walls[-1]:.0f} ms, {slow:.0%} of their time in steps over 0.3 s")
+            parts.append(f"{n} thread{'s' if n > 1 else ''}: {len(walls)} steps, median "
+                         f"{1000 * statistics.median(walls):.0f} ms, max {1000 * walls[-1]:.0f} ms, "
+                         f"{slow:.0%} of their time in steps over 0.3 s")
     return "; ".join(parts) or "none timed"
 
 
@@ -259,7 +261,8 @@ def _time_steps(path: str) -> None:
         current["t"], current["dumped"] = w0, False
         record = original(self)
         current["t"] = None
-        out.write(json.dumps({"t": w0, "at": time.time(), "wall": time.perf_counter() - w0, "cpu": time.thread_time() - c0,
+        out.write(json.dumps({"t": w0, "at": time.time(), "wall": time.perf_counter() - w0,
+                              "cpu": time.thread_time() - c0,
                               "threads": torch.get_num_threads(), "step": self.step_count}) + "\n")
         return record
 

@@ -145,13 +145,14 @@ class ThreadTuner:
     than on one (``--part jobs``). Only the server sees which holds, and only by timing.
 
     A trial alternates ``rounds`` blocks of ``block_s`` seconds at each count (alternating, so a burst of other
-    work does not land on one count only; the job's first ``settle`` steps are not counted), and the count
-    with the smaller mean step time wins: the mean, not the median, because the rare long steps are where the
-    time goes. A trial ends early once every step of one count is ``DECISIVE`` times slower than the other's mean. The chosen count keeps being timed over windows of ``watch_s`` seconds: a window slower than the
-    other count's trial mean starts a new trial at once (a trial at a lesson's start sees the page's first,
-    heaviest redraws and can choose wrong). ``period_s`` seconds after a trial it tries again anyway, so the choice
-    follows the machine (a tab opened or closed, other jobs come and go); each trial that confirms the choice
-    doubles that wait, up to four periods.
+    work does not land on one count only; the job's first ``settle`` steps are not counted), and the count with
+    the smaller mean step time wins: the mean, not the median, because the rare long steps are where the time
+    goes. A trial ends early once two steps of one count each took ``DECISIVE`` times the other's mean. The
+    chosen count keeps being timed over windows of ``watch_s`` seconds: a window slower than the other count's
+    trial mean starts a new trial at once (a trial at a lesson's start sees the page's first, heaviest redraws
+    and can choose wrong). ``period_s`` seconds after a trial it tries again anyway, so the choice follows the
+    machine (a tab opened or closed, other jobs come and go); each trial that confirms the choice doubles that
+    wait, up to four periods.
     """
 
     DECISIVE = 2.0
@@ -260,7 +261,7 @@ class StepGate:
     ``reserve`` cores are never given to one step's threads (``CP_RESERVED_CORES``; the server kept one for its
     pages until 2026-12-02). Measured in the served app with a Chromium tab on this 2-core machine: a lone job
     stepping on two threads did 4.7-5.7 steps/s at 1.4 cores (its OpenMP threads spin-wait whenever the page
-    takes a core), on one thread 8.1 steps/s at 1.0 core. Without the tab beside it, the same job stepped 1.5x
+    takes a core), on one thread 8.1 steps/s at 1.0 core. Without the tab beside it, the same job stepped 1.4-1.5x
     faster on two threads: so the server's gate now reserves nothing and hands each lone job to a ``tuner``
     (:class:`ThreadTuner`), which measures.
 
