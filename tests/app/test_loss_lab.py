@@ -15,6 +15,16 @@ def _metric(at, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
 
+def _play_until(at, steps: int, timeout: float = 20.0):
+    """Press Play and wait (at most ``timeout`` s) until the toy's job has taken ``steps`` steps; returns the job."""
+    at.button(key="loss_lab.play").click().run()
+    job = at.session_state["loss_lab._job"]
+    deadline = time.monotonic() + timeout
+    while job.steps_done < steps and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return job
+
+
 def test_page_renders_with_an_untrained_toy(make_app):
     at = make_app(page=PAGE)
     assert_clean(at)
@@ -40,11 +50,7 @@ def test_step_trains_the_toy_and_updates_the_metrics(make_app):
 
 def test_play_moves_within_a_second_and_pause_stops(make_app):
     at = make_app(page=PAGE)
-    at.button(key="loss_lab.play").click().run()
-    job = at.session_state["loss_lab._job"]
-    t0 = time.monotonic()
-    while job.steps_done < 3 and time.monotonic() - t0 < 20:
-        time.sleep(0.05)
+    job = _play_until(at, 3)
     assert job.steps_done >= 3
     at.button(key="loss_lab.pause").click().run()
     job.wait(10)
@@ -68,11 +74,7 @@ def test_pause_draws_play_in_the_same_rerun(make_app, monkeypatch):
 
     monkeypatch.setattr(lab.ToyTrainer, "step", slow_step)
     at = make_app(page=PAGE)
-    at.button(key="loss_lab.play").click().run()
-    job = at.session_state["loss_lab._job"]
-    t0 = time.monotonic()
-    while job.steps_done < 2 and time.monotonic() - t0 < 20:
-        time.sleep(0.02)
+    job = _play_until(at, 2)
     at.button(key="loss_lab.pause").click().run()
     assert not job.active
     keys = {b.key for b in at.button}
