@@ -139,8 +139,7 @@ def bench_jobs(n_jobs: int, seconds: float, batch: int, bare_thread: bool = Fals
     print(f"  new policy = the server's gate: {jobs.STEP_CONCURRENCY} step at a time, up to "
           f"{cores - jobs.RESERVED_CORES} threads a step ({jobs.RESERVED_CORES} of {cores} cores kept for the pages), "
           f"a lone job's thread count measured by its ThreadTuner ({jobs.GATE.make_tuner is not None}), "
-          f"one thread while the load "
-          f"average ({os.getloadavg()[0]:.1f}) exceeds the cores")
+          f"one thread while the load average ({os.getloadavg()[0]:.1f}) exceeds the cores")
     rows = {}
     tuners: list = []
     rows["1 job (new policy)"] = _steps_per_s(trainers(1), seconds, with_jobs(jobs.Slots(8), jobs.GATE, tuners))
@@ -179,8 +178,8 @@ def serve(log_path: str, streamlit_args: list[str]) -> None:
                                       "waiting": jobs.SLOTS.waiting,
                                       "steps": {str(j.id): j.steps_done for j in live},
                                       "states": {str(j.id): j.state for j in live},
-                                      "tuners": {str(j.id): _tuner_state(jobs.GATE.tuner(j.id)) for j in live
-                                                 if jobs.GATE.tuner(j.id) is not None}}) + "\n")
+                                      "tuners": {str(j.id): _tuner_state(t) for j in live
+                                                 if (t := jobs.GATE.tuner(j.id)) is not None}}) + "\n")
                 time.sleep(1.0)
 
     threading.Thread(target=sample, daemon=True, name="classroom-sampler").start()
@@ -206,7 +205,8 @@ def _tuner_line(samples: list[dict[str, Any]]) -> str:
         return "no thread tuner (CP_RESERVED_CORES leaves one thread, or no trial yet)"
     t = next(iter(tuners.values()))
     means = ", ".join(f"{n} thread{'s' if n != '1' else ''} {m:.0f} ms" for n, m in t["mean_ms"].items())
-    return f"{t['choice']} threads after {t['trials']} trial(s) (last trial's mean step: {means})"
+    return (f"{t['choice']} thread{'s' if t['choice'] != 1 else ''} after {t['trials']} trial(s) "
+            f"(last trial's mean step: {means})")
 
 
 def _step_times_line(steps: list[dict[str, Any]], t0: float, t1: float) -> str:
