@@ -17,11 +17,11 @@ def _cpu_model() -> str:
     """The CPU's model name and whether it has avx512_bf16 (Linux only): the hosts this project is measured on
     have changed between sessions, and step times and the bf16 lever depend on it."""
     try:
-        text = open("/proc/cpuinfo", encoding="utf-8", errors="replace").read()
+        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return ""
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
     return f"{model}, {'with' if 'avx512_bf16' in flags else 'no'} avx512_bf16" if model else ""
 
 
