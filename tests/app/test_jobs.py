@@ -448,9 +448,23 @@ def test_thread_tuner_measures_a_count_slower_than_its_blocks_and_stops_early_wh
     assert tuner.choice == 1 and tuner.trials == 1
     assert used.count(2) == 3  # the job's first (skipped) step and two counted ones: two blocks, not three
     assert set(used[-20:]) == {1}
-    # The next trial (period_s later) confirms it: it costs two slow steps, and the wait until the next doubles.
+    # The next trials confirm it, each for two slow steps, and the wait before the next doubles: first_period_s
+    # (10 s) after the first, then 20 s, then 40 s. 700 steps are ~74 s: two more trials, not three.
     used = _feed(tuner, clock, lambda n, i: 0.1 if n == 1 else 2.0, 700)
-    assert tuner.trials == 2 and tuner.choice == 1 and used.count(2) == 2
+    assert tuner.trials == 3 and tuner.choice == 1 and used.count(2) == 4
+
+
+def test_the_first_trial_is_checked_again_soon():
+    """The lesson's first seconds, beside a Chromium tab: two threads' steps took 0.26-1.45 s while the page drew
+    its charts for the first time, then 45-60 ms, against 80-90 ms on one thread throughout. The first trial
+    rightly chooses one thread; the next trial, first_period_s later, finds two faster and switches (the old
+    tuner waited period_s, a minute: longer than the lesson)."""
+    clock = FakeClock()
+    tuner = jobs.ThreadTuner(2, block_s=1.0, rounds=3, settle=1, period_s=60.0, first_period_s=10.0, clock=clock)
+    used = _feed(tuner, clock, lambda n, i: 0.085 if n == 1 else (1.0 if clock.now < 6.0 else 0.05), 300)
+    assert tuner.trials == 2 and tuner.choice == 2
+    switched = next(k for k in range(len(used) - 1, 0, -1) if used[k - 1] != used[k])
+    assert set(used[switched + 20:]) == {2}
 
 
 def test_one_long_step_does_not_end_a_trial_early():
@@ -485,6 +499,39 @@ def test_the_gate_gives_a_lone_job_the_thread_count_its_tuner_measured_faster():
         assert threads == 1
     gate.leave(1)
     assert gate.tuner(1) is None  # a job that leaves and comes back is measured again
+
+
+class EvaluatingTrainer(FakeTrainer):
+    """Plain steps faster on two threads than one; every fifth step also evaluates, slowly on two threads (as the
+    served app's first evaluation beside a Chromium tab: 4.2 s against 50-60 ms for a plain step)."""
+
+    def step(self):
+        import torch
+
+        two = torch.get_num_threads() == 2
+        time.sleep(0.003 if two else 0.006)
+        self.step_count += 1
+        if self.step_count % 5 == 0:
+            time.sleep(0.08 if two else 0.01)
+            self.evaluate()
+
+
+def test_the_tuner_times_plain_steps_only_not_evaluations():
+    """Counted in the tuner's mean, the slow evaluations made two threads look slower (mean 19 ms a step at two
+    threads against 7 ms at one) although every plain step was twice as fast there: the old loop chose one."""
+    def make(many):
+        return jobs.ThreadTuner(many, block_s=0.1, rounds=2, settle=0, period_s=600.0)
+
+    gate = jobs.StepGate(concurrency=2, cores=2, tuner=make)
+    job = jobs.TrainingJob(EvaluatingTrainer(steps=400), slots=jobs.Slots(1), gate=gate)
+    job.play()
+    assert _until(lambda: (t := gate.tuner(job.id)) is not None and t.trials >= 1)
+    tuner = gate.tuner(job.id)
+    job.pause()
+    assert job.wait(10)
+    assert tuner.choice == 2
+    assert tuner.means[2] < tuner.means[1]  # the plain steps' means: about 3 ms against 6 ms
+    assert tuner.means[1] < 0.009  # no evaluation in either mean
 
 
 def test_the_served_app_does_not_collect_garbage_after_every_run():
