@@ -76,10 +76,12 @@ def _side_by_side(fig: go.Figure, left: str, right: str, height: int) -> go.Figu
     """Two panels in one figure without make_subplots (which costs ~0.2 s per call; this redraws every second)."""
     fig.update_layout(
         xaxis=dict(domain=[0, 0.45], title_text="step"), xaxis2=dict(domain=[0.55, 1], title_text="step"),
-        yaxis2=dict(anchor="x2"), height=height, margin=dict(l=10, r=10, t=30, b=10),
-        annotations=[dict(text=left, x=0, y=1.08, xref="paper", yref="paper", showarrow=False, xanchor="left",
+        yaxis2=dict(anchor="x2"), height=height, margin=dict(l=10, r=10, t=46, b=10),
+        annotations=[dict(text=left, x=0, y=1.02, xref="paper", yref="paper", showarrow=False, xanchor="left",
+                          yanchor="bottom", align="left",
                           font=dict(size=12)),
-                     dict(text=right, x=0.55, y=1.08, xref="paper", yref="paper", showarrow=False, xanchor="left",
+                     dict(text=right, x=0.55, y=1.02, xref="paper", yref="paper", showarrow=False, xanchor="left",
+                          yanchor="bottom", align="left",
                           font=dict(size=12))])
     return fig
 
@@ -89,7 +91,8 @@ def alignment_uniformity(steps: Sequence[int], align: Sequence[float], unif: Seq
     fig.add_scatter(x=list(steps), y=list(align), mode="lines+markers", showlegend=False, line=dict(color=PALETTE[2]))
     fig.add_scatter(x=list(steps), y=list(unif), mode="lines+markers", showlegend=False, line=dict(color=PALETTE[3]),
                     xaxis="x2", yaxis="y2")
-    fig = _side_by_side(fig, "Alignment (lower: views closer)", "Uniformity (lower: more spread)", 260)
+    # Each title on two lines: in the Train page's half-width column one line ran into the other panel's title.
+    fig = _side_by_side(fig, "Alignment<br>(lower: views closer)", "Uniformity<br>(lower: more spread)", 276)
     fig.update_layout(uirevision="align")
     return fig
 

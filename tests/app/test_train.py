@@ -299,3 +299,17 @@ def test_clip_run_with_open_clip_towers_joins_the_registry_as_a_clip(make_app):
     assert_clean(at)
     kinds = {e.kind for e in at.session_state["registry"].values()}
     assert {"trained", "clip"} <= kinds
+
+
+def test_the_two_panel_titles_fit_their_half_of_a_narrow_chart():
+    """In the Train page's half-width column (~300 px a panel at 12 px type) the one-line titles "Alignment (lower:
+    views closer)" and "Uniformity (lower: more spread)" ran into each other (seen in the CI screenshot). Each title
+    now keeps its lines short and grows upward from above its own panel, never over the plot."""
+    from ui import charts
+
+    fig = charts.alignment_uniformity([0, 25, 50], [0.1, 0.2, 0.15], [-0.5, -1.2, -1.3])
+    titles = fig.layout.annotations
+    assert len(titles) == 2 and titles[0].x == 0 and titles[1].x == 0.55
+    for title in titles:
+        assert max(len(line) for line in title.text.split("<br>")) <= 22, title.text
+        assert title.yanchor == "bottom" and title.y >= 1.0 and title.xanchor == "left"
