@@ -518,7 +518,7 @@ class EvaluatingTrainer(FakeTrainer):
 
 def test_the_tuner_times_plain_steps_only_not_evaluations():
     """Counted in the tuner's mean, the slow evaluations made two threads look slower (mean 19 ms a step at two
-    threads against 7 ms at one) although every plain step was twice as fast there: the old loop chose one."""
+    threads against 8 ms at one) although every plain step was twice as fast there: the old loop chose one."""
     def make(many):
         return jobs.ThreadTuner(many, block_s=0.1, rounds=2, settle=0, period_s=600.0)
 
