@@ -146,12 +146,13 @@ def _run(name: str, cfg: TrainConfig, data_opts: dict, target: float, max_second
     steps_s = last_step / max(trainer.seconds, 1e-9)
     result = {"name": name, "seconds": reached, "step": last_step, "setup": setup, "untrained": untrained,
               "best": best, "steps_per_s": steps_s, "loss": trainer.history[-1].loss,
-              "batch": cfg.batch_size, "lr": cfg.lr, "schedule": cfg.lr_schedule, "precision": cfg.precision,
+              "batch": cfg.batch_size, "lr": cfg.lr, "schedule": cfg.lr_schedule, "precision": trainer.precision,
               "width": cfg.encoder.width, "size": data_opts.get("size"), "n": data_opts.get("n"),
               "eval_every": cfg.eval_every, "knn_reference": cfg.knn_reference}
     shown = f"{reached:6.1f} s" if reached is not None else f"  >{max_seconds:.0f} s"
     print(f"{name:<16} {shown} at step {last_step:4d} | setup {setup:4.1f} s | {steps_s:5.2f} steps/s (evals "
-          f"included) | untrained {untrained:.3f} -> best {best:.3f} | last loss {result['loss']:.3f}", flush=True)
+          f"included, {trainer.precision}) | untrained {untrained:.3f} -> best {best:.3f} | "
+          f"last loss {result['loss']:.3f}", flush=True)
     return result
 
 

@@ -54,6 +54,36 @@ def describe_device(device: torch.device | None = None) -> str:
     return f"CPU ({os.cpu_count() or 1} cores, {torch.get_num_threads()} torch threads)"
 
 
+def _cpu_has_fast_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX tiles), from torch's own CPU checks."""
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        check = getattr(torch.cpu, probe, None)
+        try:
+            if check is not None and check():
+                return True
+        except Exception:  # noqa: BLE001 - a private probe that fails counts as "no"
+            continue
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """The arithmetic a training step runs in: ``"fp32"`` or ``"bf16"`` (autocast).
+
+    ``"fp32"`` and ``"bf16"`` are kept as asked. ``"auto"`` is bf16 only on a CPU that does bf16 in hardware: the
+    first lesson stepped 1.14-1.19x faster there in bf16 and needed as many steps, while on a CPU without
+    AVX512-BF16 bf16 ran at 0.45x (benchmarks/RESULTS.md, issue 10). On CUDA and MPS ``"auto"`` stays fp32: the
+    app's small encoders are bound by kernel launches there, which autocast's casts only add to (unmeasured).
+
+    >>> resolve_precision("fp32", "cpu")
+    'fp32'
+    """
+    if precision in ("fp32", "bf16"):
+        return precision
+    if precision != "auto":
+        raise ValueError(f"Unknown precision {precision!r}; choose auto, fp32 or bf16.")
+    return "bf16" if torch.device(device).type == "cpu" and _cpu_has_fast_bf16() else "fp32"
+
+
 # numpy and scipy each bring their own OpenBLAS with its own worker threads, and an idle OpenBLAS worker spins for a
 # while before it sleeps. On a small CPU a PCA or an SVD between two torch calls leaves those workers spinning on
 # the cores torch's threads need: a training snapshot (400 images through the encoder, then a 64-d PCA) took 50-75 ms

@@ -37,7 +37,7 @@ from core import losses
 from core.augment import PRESETS as AUGMENT_PRESETS
 from core.augment import AugmentConfig, augment, recipe_for
 from core.data import ImageSet, load_dataset
-from core.device import pick_device, small_blas
+from core.device import pick_device, resolve_precision, small_blas
 from core.embed import EmbeddingSet, embed_imageset
 from core.errors import PlaygroundError, TrainingDiverged
 from core.metrics import alignment, effective_rank, knn_accuracies, uniformity
@@ -56,7 +56,7 @@ METHOD_NAMES = {
 SUPERVISED = ("triplet", "margin", "supcon")
 MINING = ("all", "hard", "semihard")
 LR_SCHEDULES = ("constant", "cosine")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")  # auto: core.device.resolve_precision
 CHECKPOINT_FORMAT = "contrastive-playground/1"
 # The default preset ("SimCLR on shapes", the home page's first lesson): DEFAULT_PRESET on this dataset.
 DEFAULT_DATASET = {"name": "shapes", "options": {"n": 5000, "size": 32, "seed": 0}}
@@ -128,7 +128,9 @@ class TrainConfig:
     heldout_fraction: float = 0.2
     knn_k: int = 10
     lr_schedule: str = "constant"  # after warm-up: "constant" | "cosine" (to 10% of lr at `steps`, then flat)
-    precision: str = "fp32"  # "fp32" | "bf16" (torch.autocast around the forward pass and the loss)
+    # "fp32" | "bf16" (torch.autocast around the forward pass and the loss) | "auto" (bf16 where the device does
+    # it fast: core.device.resolve_precision; the Train page's default)
+    precision: str = "fp32"
     knn_reference: int = 2000  # training images embedded as the kNN reference set at each evaluation
     # clip only: an open_clip model config from core.clip.TRAINABLE_CONFIGS (e.g. "mini-rn") to train as one
     # open_clip CLIP that core.clip.export_local_dir can save as a local-dir; None: encoder + TextTransformer.
@@ -272,6 +274,7 @@ class Trainer:
         self.cfg = cfg
         self.dataset = dataset
         self.device = torch.device(device) if device is not None else pick_device()
+        self.precision = resolve_precision(cfg.precision, self.device)  # what "auto" means on this device
         self._lock = threading.RLock()
         self.label_factor = cfg.label_factor or dataset.factors[0]
         if self.label_factor not in dataset.labels:
@@ -475,7 +478,7 @@ class Trainer:
             lr = self._lr_at(self.step_count)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            if self.cfg.precision == "bf16":
+            if self.precision == "bf16":
                 with torch.autocast(self.device.type, dtype=torch.bfloat16):
                     loss = self._loss(self._sample()).float()
             else:

@@ -31,6 +31,7 @@ with st.spinner("Loading the training engine…"):
     from core import train as T
     from core.errors import PlaygroundError
     from core.models import ARCHS, SMALL_ARCHS, count_parameters
+    from core.device import pick_device, resolve_precision
 
 METHOD_HELP = {
     "simclr": "No labels. Two augmented views of each image are pulled together; every other image in the "
@@ -135,7 +136,7 @@ def _settings_from_config(cfg, dataset) -> dict:
         "train.method": cfg.method, "train.arch": cfg.encoder.arch, "train.projection_dim": cfg.projection_dim,
         "train.width": cfg.encoder.width,
         "train.batch_size": cfg.batch_size, "train.temperature": cfg.temperature, "train.lr": cfg.lr,
-        "train.steps": cfg.steps, "train.seed": cfg.seed, "train.queue_size": cfg.queue_size,
+        "train.steps": cfg.steps, "train.seed": cfg.seed, "train.precision": cfg.precision, "train.queue_size": cfg.queue_size,
         "train.momentum": cfg.momentum, "train.margin": cfg.margin, "train.mining": cfg.mining,
         "train.label_factor": cfg.label_factor or "", "train.dataset": dataset.name, "train.n": len(dataset),
     }
@@ -215,6 +216,8 @@ with settings_col:
                                                                 "mini-rn": "open_clip mini ResNet (a real CLIP)"}[m])
             st.caption("CLIP learns its own temperature: watch the logit scale chart. " + gloss("logit scale"))
         W.select_slider("train.lr", format_func=lambda v: f"{v:g}")
+        auto_here = resolve_precision("auto", pick_device())
+        W.select("train.precision", format_func=lambda p: f"auto ({auto_here} here)" if p == "auto" else p)
         W.select_slider("train.steps", format_func=lambda v: f"{v:,}")
         W.number("train.seed")
 

@@ -224,3 +224,15 @@ def test_augmentations_follow_the_dataset(make_app, page, key):
     assert_clean(at)
     assert at.session_state["aug.hue"] == 0.1  # the textbook recipe: colour survives (the shortcut lesson)
     assert any("*simclr* recipe (this dataset starts from *shapes*)" in c.value for c in at.caption)
+
+
+def test_the_train_page_defaults_to_auto_precision_and_passes_the_choice_on():
+    from core.train import PRECISIONS, TrainConfig
+
+    assert S.default("train.precision") == "auto"
+    assert set(S.SETTINGS["train.precision"].options) == set(PRECISIONS)
+    assert S.train_config(S.defaults(["train", "aug"])).precision == "auto"
+    assert S.train_config({"train.precision": "bf16"}).precision == "bf16"
+    assert TrainConfig().precision == "fp32"  # core's own default: the same arithmetic on every host
+    with pytest.raises(ValueError):
+        S.coerce("train.precision", "fp16")

@@ -92,6 +92,25 @@ def test_a_live_session_keeps_its_job_from_a_copied_url(make_app):
     assert "train._job" not in other.session_state
 
 
+def test_the_arithmetic_setting_says_what_auto_means_here_and_reaches_the_trainer(make_app):
+    from core.device import resolve_precision
+
+    at = make_app(query_params=TINY, page=TRAIN)
+    box = at.selectbox(key="train.precision")
+    here = resolve_precision("auto", "cpu")
+    assert box.value == "auto" and f"auto ({here} here)" in box.options
+    at.button(key="train.step").click().run()
+    assert_clean(at)
+    job = at.session_state["train._job"]
+    assert job.trainer.cfg.precision == "auto" and job.trainer.precision == here
+    at.selectbox(key="train.precision").set_value("bf16").run()
+    assert any("changed settings" in w.value for w in at.warning), [w.value for w in at.warning]
+    at.button(key="train.reset").click().run()
+    at.button(key="train.step").click().run()
+    assert_clean(at)
+    assert at.session_state["train._job"].trainer.precision == "bf16"
+
+
 def test_step_buttons_train_and_stop_registers(make_app):
     at = make_app(query_params=TINY, page=TRAIN)
     at.button(key="train.step").click().run()

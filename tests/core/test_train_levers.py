@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from core.data import load_dataset
 from core.train import Trainer, TrainConfig
@@ -60,3 +62,55 @@ def test_bf16_autocast_trains_like_fp32_on_a_short_seeded_run():
     assert runs["fp32"][1] == pytest.approx(runs["bf16"][1], abs=1e-6)
     d32, d16 = runs["fp32"][2] - runs["fp32"][1], runs["bf16"][2] - runs["bf16"][1]
     assert abs(d32 - d16) < 0.08
+
+
+def test_auto_precision_is_bf16_only_on_a_cpu_that_does_bf16_in_hardware(monkeypatch):
+    import core.device as D
+
+    for fast, want in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(D, "_cpu_has_fast_bf16", lambda fast=fast: fast)
+        assert D.resolve_precision("auto", "cpu") == want
+        assert D.resolve_precision("auto", torch.device("cpu")) == want
+        # a GPU's "auto" stays fp32 whatever the host CPU can do; an explicit choice is kept everywhere
+        assert D.resolve_precision("auto", "cuda") == "fp32"
+        assert D.resolve_precision("auto", "mps") == "fp32"
+        assert D.resolve_precision("fp32", "cpu") == "fp32" and D.resolve_precision("bf16", "cuda") == "bf16"
+    with pytest.raises(ValueError, match="auto, fp32 or bf16"):
+        D.resolve_precision("fp16", "cpu")
+    assert TrainConfig.from_dict(TrainConfig(precision="auto").to_dict()).precision == "auto"
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="reads the CPU flags Linux lists")
+def test_the_bf16_probe_agrees_with_the_flags_linux_lists():
+    """torch's CPU probes against the kernel's own list of this CPU's features."""
+    from core.device import _cpu_has_fast_bf16
+
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    assert _cpu_has_fast_bf16() == bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_trainer_on_auto_steps_in_the_arithmetic_the_cpu_is_fast_at(monkeypatch, fast):
+    import core.device as D
+
+    monkeypatch.setattr(D, "_cpu_has_fast_bf16", lambda: fast)
+    cfg = TrainConfig(batch_size=16, steps=2, seed=0, eval_every=1000, snapshot_every=1000, knn_reference=50,
+                      precision="auto")
+    t = Trainer(cfg, load_dataset("shapes", n=120, size=24, seed=0), device="cpu")
+    assert t.precision == ("bf16" if fast else "fp32")
+    seen = []
+    conv = next(m for m in t.model.modules() if isinstance(m, torch.nn.Conv2d))
+    handle = conv.register_forward_hook(lambda m, _i, out: seen.append((m.training, out.dtype)))
+    try:
+        t.run()
+        t.evaluate()
+    finally:
+        handle.remove()
+    trained = {dtype for training, dtype in seen if training}
+    assert trained == {torch.bfloat16 if fast else torch.float32}
+    assert np.isfinite([r.loss for r in t.history]).all()
+    # the first step's snapshot and the evaluation embed in fp32 either way
+    assert {dtype for training, dtype in seen if not training} == {torch.float32}
