@@ -71,7 +71,7 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
 
     ``"fp32"`` and ``"bf16"`` are kept as asked. ``"auto"`` is bf16 only on a CPU that does bf16 in hardware: the
     first lesson stepped 1.14-1.19x faster there in bf16 and needed as many steps, while on a CPU without
-    AVX512-BF16 bf16 ran at 0.45x (benchmarks/RESULTS.md, issue 10). On CUDA and MPS ``"auto"`` stays fp32: the
+    AVX512-BF16 bf16 ran at 0.19-0.45x (benchmarks/RESULTS.md, issue 10). On CUDA and MPS ``"auto"`` stays fp32: the
     app's small encoders are bound by kernel launches there, which autocast's casts only add to (unmeasured).
 
     >>> resolve_precision("fp32", "cpu")

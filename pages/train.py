@@ -136,8 +136,9 @@ def _settings_from_config(cfg, dataset) -> dict:
         "train.method": cfg.method, "train.arch": cfg.encoder.arch, "train.projection_dim": cfg.projection_dim,
         "train.width": cfg.encoder.width,
         "train.batch_size": cfg.batch_size, "train.temperature": cfg.temperature, "train.lr": cfg.lr,
-        "train.steps": cfg.steps, "train.seed": cfg.seed, "train.precision": cfg.precision, "train.queue_size": cfg.queue_size,
-        "train.momentum": cfg.momentum, "train.margin": cfg.margin, "train.mining": cfg.mining,
+        "train.steps": cfg.steps, "train.seed": cfg.seed, "train.queue_size": cfg.queue_size,
+        "train.precision": cfg.precision, "train.momentum": cfg.momentum, "train.margin": cfg.margin,
+        "train.mining": cfg.mining,
         "train.label_factor": cfg.label_factor or "", "train.dataset": dataset.name, "train.n": len(dataset),
     }
     if dataset.name == "shapes":

@@ -97,7 +97,7 @@ _TABLE: list[Setting] = [
        "Divides the similarities before the softmax. Low: the loss focuses on the hardest negatives.",
        options=TEMPERATURES),
     _s("train.lr", 2e-3, "float", "Learning rate", options=LEARNING_RATES),
-    _s("train.precision", "auto", "str", "Arithmetic",
+    _s("train.precision", "auto", "str", "Precision",
        "auto: bf16 where the hardware does it fast (a CPU with AVX512-BF16 or AMX), else fp32. bf16 halves the "
        "bits of each number in the forward pass; the loss curve stays within noise of fp32.",
        options=("auto", "fp32", "bf16")),

@@ -92,7 +92,7 @@ def test_a_live_session_keeps_its_job_from_a_copied_url(make_app):
     assert "train._job" not in other.session_state
 
 
-def test_the_arithmetic_setting_says_what_auto_means_here_and_reaches_the_trainer(make_app):
+def test_the_precision_setting_says_what_auto_means_here_and_reaches_the_trainer(make_app):
     from core.device import resolve_precision
 
     at = make_app(query_params=TINY, page=TRAIN)
