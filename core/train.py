@@ -128,8 +128,8 @@ class TrainConfig:
     heldout_fraction: float = 0.2
     knn_k: int = 10
     lr_schedule: str = "constant"  # after warm-up: "constant" | "cosine" (to 10% of lr at `steps`, then flat)
-    # "fp32" | "bf16" (torch.autocast around the forward pass and the loss) | "auto" (bf16 where the device does
-    # it fast: core.device.resolve_precision; the Train page's default)
+    # "fp32" | "bf16" (torch.autocast around the forward pass and the loss) | "auto" (bf16 on CPUs where it measured
+    # faster: core.device.resolve_precision; the Train page's default)
     precision: str = "fp32"
     knn_reference: int = 2000  # training images embedded as the kNN reference set at each evaluation
     # clip only: an open_clip model config from core.clip.TRAINABLE_CONFIGS (e.g. "mini-rn") to train as one

@@ -98,8 +98,9 @@ _TABLE: list[Setting] = [
        options=TEMPERATURES),
     _s("train.lr", 2e-3, "float", "Learning rate", options=LEARNING_RATES),
     _s("train.precision", "auto", "str", "Precision",
-       "auto: bf16 where the hardware does it fast (a CPU with AVX512-BF16 or AMX), else fp32. bf16 halves the "
-       "bits of each number in the forward pass; the loss curve stays within noise of fp32.",
+       "auto: bf16 on CPUs where it trained faster (bf16 in hardware with AMX or AVX512-FP16, as Intel's since "
+       "Sapphire Rapids), else fp32. bf16 halves the bits of each number in the forward pass; the loss curve "
+       "stays within noise of fp32.",
        options=("auto", "fp32", "bf16")),
     _s("train.steps", 200, "int", "Steps", options=(5, 10, 25, 50, 100, 200, 300, 500, 1000, 2000, 5000)),
     _s("train.seed", 0, "int", "Seed", "Same seed and settings give the same run.", low=0, high=1_000_000),

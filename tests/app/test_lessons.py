@@ -48,8 +48,8 @@ def test_first_lesson_uses_the_fast_recipe():
 def test_first_lesson_recipe_learns_shape():
     """The recipe the first lesson trains with learns shape, not colour: after 300 steps held-out shape kNN
     beats the untrained encoder by a clear margin while colour falls (hue jitter hides it). In the arithmetic the
-    page's "auto" picks on this host: bf16 on a CPU with AVX512-BF16 or AMX (there bf16 steps faster; elsewhere it
-    is several times slower, so this test does not force it)."""
+    page's "auto" picks on this host: bf16 only on a CPU where it trains faster (``core.device._cpu_bf16_pays``;
+    elsewhere it is slower, up to several times, so this test does not force it)."""
     from core.data import load_dataset
     from core.train import Trainer
 

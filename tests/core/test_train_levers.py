@@ -64,11 +64,11 @@ def test_bf16_autocast_trains_like_fp32_on_a_short_seeded_run():
     assert abs(d32 - d16) < 0.08
 
 
-def test_auto_precision_is_bf16_only_on_a_cpu_that_does_bf16_in_hardware(monkeypatch):
+def test_auto_precision_is_bf16_only_on_a_cpu_where_bf16_pays(monkeypatch):
     import core.device as D
 
     for fast, want in ((True, "bf16"), (False, "fp32")):
-        monkeypatch.setattr(D, "_cpu_has_fast_bf16", lambda fast=fast: fast)
+        monkeypatch.setattr(D, "_cpu_bf16_pays", lambda fast=fast: fast)
         assert D.resolve_precision("auto", "cpu") == want
         assert D.resolve_precision("auto", torch.device("cpu")) == want
         # a GPU's "auto" stays fp32 whatever the host CPU can do; an explicit choice is kept everywhere
@@ -92,11 +92,40 @@ def test_the_bf16_probe_agrees_with_the_flags_linux_lists():
     assert _cpu_has_fast_bf16() == bool({"avx512_bf16", "amx_bf16"} & flags)
 
 
+def test_bf16_pays_only_with_amx_or_avx512_fp16_beside_hardware_bf16(monkeypatch):
+    """An AMD EPYC with AVX512-BF16 alone stepped the lesson slower in bf16 than in fp32: hardware bf16 is not
+    enough, the CPU must also have AMX tiles or AVX512-FP16 (where bf16 measured 1.14-1.19x faster)."""
+    import core.device as D
+
+    cases = [  # (hardware bf16, AMX tiles, Linux's flags) -> pays
+        ((False, False, {"avx512_fp16"}), False),  # no bf16 in hardware: never, whatever else it has
+        ((True, False, {"avx512_bf16"}), False),  # AMD Zen 4: AVX512-BF16 alone
+        ((True, False, {"avx512_bf16", "avx512_fp16"}), True),  # Intel Sapphire Rapids without AMX exposed
+        ((True, True, set()), True),  # AMX tiles (flags unreadable: not needed)
+    ]
+    for (hardware, amx, flags), pays in cases:
+        monkeypatch.setattr(D, "_cpu_has_fast_bf16", lambda hardware=hardware: hardware)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
+        monkeypatch.setattr(D, "_cpu_flags", lambda flags=flags: set(flags))
+        assert D._cpu_bf16_pays() is pays, (hardware, amx, flags)
+        assert D.resolve_precision("auto", "cpu") == ("bf16" if pays else "fp32")
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="reads the CPU flags Linux lists")
+def test_the_cpu_flags_are_the_ones_linux_lists():
+    from core.device import _cpu_flags
+
+    first = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), None)
+    if first is None:
+        pytest.skip("this CPU's /proc/cpuinfo has no flags line (not x86)")
+    assert _cpu_flags() == set(first.split(":", 1)[1].split()) and _cpu_flags()
+
+
 @pytest.mark.parametrize("fast", [True, False])
 def test_a_trainer_on_auto_steps_in_the_arithmetic_the_cpu_is_fast_at(monkeypatch, fast):
     import core.device as D
 
-    monkeypatch.setattr(D, "_cpu_has_fast_bf16", lambda: fast)
+    monkeypatch.setattr(D, "_cpu_bf16_pays", lambda: fast)
     cfg = TrainConfig(batch_size=16, steps=2, seed=0, eval_every=1000, snapshot_every=1000, knn_reference=50,
                       precision="auto")
     t = Trainer(cfg, load_dataset("shapes", n=120, size=24, seed=0), device="cpu")
