@@ -81,7 +81,7 @@ def recipes() -> dict[str, tuple[TrainConfig, dict]]:
     out["lesson16"] = (replace(new_cfg, encoder=replace(new_cfg.encoder, arch="small_cnn")), new_data)
     # The lesson itself under bf16 autocast: worth trying only on a CPU with avx512_bf16 (machine_info says).
     out["new_bf16"] = (replace(new_cfg, precision="bf16"), new_data)
-    # ...and in fp32 whatever the CPU: the lesson's precision is "auto", bf16 where the CPU has it in hardware.
+    # ...and in fp32 whatever the CPU (the lesson trains on "auto": bf16 only where core.device._cpu_bf16_pays).
     out["new_fp32"] = (replace(new_cfg, precision="fp32"), new_data)
     out["w16_s24_b64_lr4e-3"] = (replace(small, batch_size=64, lr=4e-3), {**old_data, "size": 24})
     # The cheap levers together: a narrower encoder, batch 128 at a higher rate with a cosine decay, and evaluation
