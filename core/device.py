@@ -1,6 +1,7 @@
 """Choose the torch device every core function runs on, and keep numpy's BLAS threads out of torch's way."""
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Iterator
@@ -66,16 +67,18 @@ def _cpu_has_fast_bf16() -> bool:
     return False
 
 
-def _cpu_flags() -> set[str]:
-    """The feature flags Linux lists for this CPU (empty elsewhere, or when /proc/cpuinfo cannot be read)."""
+@functools.lru_cache(maxsize=1)
+def _cpu_flags() -> frozenset[str]:
+    """The feature flags Linux lists for this CPU (empty elsewhere, or when /proc/cpuinfo cannot be read). Read once:
+    the Train page asks what "auto" means at every render."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
                 if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return set()
+    return frozenset()
 
 
 def _cpu_bf16_pays() -> bool:
