@@ -9,7 +9,9 @@
           session's progress (starvation), whether any page shows another's job token, server-side run
           times of page interactions (Pause / Play clicks), the page's server line ("3 of 10 training, you
           are 2nd in the queue"), the server's peak RSS, and the total steps/s of all jobs against one alone.
-          Job steps are sampled inside the server process (the launcher is this file, ``--serve``).
+          Job steps are sampled inside the server process (the launcher is this file, ``--serve``), which also
+          raises a running job's target 1,000 steps whenever it comes within 300 of it, so that the windows
+          measure training and never a lesson that has finished.
 
 Bounded: at most 12 contexts, every wait has a timeout, the server and browser are always closed.
 Absolute figures depend on the machine's load (printed); the ratios are measured in the same run.
@@ -174,6 +176,12 @@ def serve(log_path: str, streamlit_args: list[str]) -> None:
         with open(log_path, "a", buffering=1) as log:
             while True:
                 live = jobs.live_jobs()
+                for j in live:
+                    # A lesson is 1,000 steps; on a fast CPU one job alone finishes it inside the --alone-seconds
+                    # window (stop 25: at step 1000 after 45 s of a 60 s window), and a finished job's idle
+                    # seconds would count as slow training. Keep every running job's target ahead of it.
+                    if j.state == jobs.RUNNING and j.target_steps - j.steps_done < 300:
+                        j.extend(1000)
                 log.write(json.dumps({"t": time.time(), "running": jobs.SLOTS.running,
                                       "waiting": jobs.SLOTS.waiting,
                                       "steps": {str(j.id): j.steps_done for j in live},
