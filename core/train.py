@@ -17,6 +17,8 @@ Methods
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import math
 import os
@@ -24,6 +26,7 @@ import tempfile
 import threading
 import time
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
@@ -54,6 +57,9 @@ METHOD_NAMES = {
     "clip": "CLIP-style (image-text)",
 }
 SUPERVISED = ("triplet", "margin", "supcon")
+# Methods whose loss draws nothing at random after the batch and its two views, so the next step's batch can be
+# drawn ahead of time (Trainer.views_ahead) without changing what any step draws.
+AHEAD_METHODS = ("simclr", "supcon", "triplet")
 MINING = ("all", "hard", "semihard")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("fp32", "bf16", "auto")  # auto: core.device.resolve_precision
@@ -338,6 +344,13 @@ class Trainer:
         self._gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         self._aug_gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
         self._probe_gen_seed = cfg.seed + 2
+        # views_ahead: the next batch and its views are drawn on a helper thread during this step's forward and
+        # backward passes (see the property). _ahead_rng: the generators' states before that draw, for save().
+        self._views_ahead = False
+        self._ahead: Future | None = None
+        self._ahead_rng: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._ahead_pool: ThreadPoolExecutor | None = None
+        self._background: list[Future] = []  # evaluations and snapshots on the helper thread, oldest first
         # Hooks for core.distributed (no-ops in one process): the modules the loss runs through (DDP wrappers
         # under torchrun), a gather of every rank's rows with gradient, and (rank, world size) of the shard.
         self.forward_model: nn.Module = self.model
@@ -384,7 +397,69 @@ class Trainer:
         v2 = augment(x, self.cfg.augment, self._aug_gen)
         return v1, v2
 
-    def _loss(self, idx: torch.Tensor) -> torch.Tensor:
+    @property
+    def views_ahead(self) -> bool:
+        """Draw each next batch and its two augmented views on a helper thread while the current step's forward
+        and backward passes run (default False). Every step trains on exactly the batch and views it would have
+        drawn anyway (same generators, same order), so this changes the speed, not the run; it applies to
+        :data:`AHEAD_METHODS` only (the others draw more at random inside the loss).
+
+        Worth it on a CPU when the step runs on fewer torch threads than there are free cores: the views took a
+        third of a one-thread lesson step (10.5 of 30.8 ms), and the helper does them on another core without
+        the lock-step of a second OpenMP thread, which stalls whenever a browser or the page takes that core
+        (``ui.jobs`` turns it on when a lone job's tuner chose one thread). The helper runs one torch thread.
+
+        While it is on, evaluations and snapshots run on the helper too, on a copy of the model as of their step
+        (:meth:`_later`): the training thread goes on meanwhile, and their records land a few steps later, in
+        order, with the same numbers. :meth:`run`, :meth:`evaluate` and :meth:`save` wait for them first."""
+        return self._views_ahead
+
+    @views_ahead.setter
+    def views_ahead(self, on: bool) -> None:
+        # Turning it off keeps a batch already drawn: the next step trains on it, as it would have anyway.
+        self._views_ahead = bool(on) and self.cfg.method in AHEAD_METHODS
+
+    def _draw(self) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """The next batch's indices, with its two augmented views for :data:`AHEAD_METHODS` (None for the others,
+        which augment inside the loss). Under the step's precision, so a drawn-ahead batch is the same."""
+        with self._autocast():
+            idx = self._sample()
+            return idx, (self._views(self._images[idx]) if self.cfg.method in AHEAD_METHODS else None)
+
+    def _on_helper(self, fn: Callable[[], object]) -> Future:
+        """Run ``fn`` on this trainer's helper thread (one worker: jobs run in the order they were given)."""
+        if self._ahead_pool is None:
+            self._ahead_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="views-ahead")
+        return self._ahead_pool.submit(_one_torch_thread, fn)
+
+    def _next_batch(self) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        ahead, self._ahead, self._ahead_rng = self._ahead, None, None
+        batch = ahead.result() if ahead is not None else self._draw()
+        if self._views_ahead:
+            self._ahead_rng = (self._gen.get_state(), self._aug_gen.get_state())
+            self._ahead = self._on_helper(self._draw)
+        return batch
+
+    def _later(self, work: Callable[[ContrastiveModel, int, float], object]) -> None:
+        """``work(model, step, seconds)`` on the helper thread, on a copy of the model as it is now (weights and
+        BatchNorm statistics), while training goes on: how evaluations and snapshots run when views_ahead is on.
+        Their records land in ``evals`` / ``snapshots`` a few steps later, in order, with this step's number."""
+        model = copy.deepcopy(self.model)
+        step, seconds = self.step_count, self.seconds
+        self._background.append(self._on_helper(lambda: work(model, step, seconds)))
+
+    def _settle_background(self, wait: bool) -> None:
+        """Collect finished background evaluations and snapshots (all of them when ``wait``), raising their
+        errors here, on the training thread."""
+        while self._background and (wait or self._background[0].done()):
+            self._background.pop(0).result()
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _loss(self, idx: torch.Tensor, views: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         cfg = self.cfg
         x = self._images[idx]
         y = self._labels[idx]
@@ -399,7 +474,7 @@ class Trainer:
             return losses.clip_loss(self.gather(img), self.gather(txt),
                                     self.logit_scale.exp().clamp(max=_LOGIT_SCALE_MAX),
                                     text_ids=self.gather(text_ids))
-        v1, v2 = self._views(x)
+        v1, v2 = views if views is not None else self._views(x)
         if cfg.method == "moco":
             q = _split_batch_forward(self.forward_model, v1)
             with torch.no_grad():
@@ -478,11 +553,8 @@ class Trainer:
             lr = self._lr_at(self.step_count)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            if self.precision == "bf16":
-                with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                    loss = self._loss(self._sample()).float()
-            else:
-                loss = self._loss(self._sample())
+            with self._autocast():
+                loss = self._loss(*self._next_batch()).float()
             if not torch.isfinite(loss):
                 self._diverge(f"the loss became {loss.item()}")
             self.optimizer.zero_grad(set_to_none=True)
@@ -498,10 +570,18 @@ class Trainer:
                 with torch.no_grad():
                     self.logit_scale.clamp_(0.0, math.log(_LOGIT_SCALE_MAX))
             self.step_count += 1
+            background = self._views_ahead
+            self._settle_background(wait=not background)
             if self.step_count % self.cfg.snapshot_every == 0:
-                self._snapshot()
+                if background:
+                    self._later(lambda model, step, _: self._snapshot(model, step))
+                else:
+                    self._snapshot()
             if self.step_count % self.cfg.eval_every == 0:
-                self._evaluate_locked()
+                if background:
+                    self._later(lambda model, step, seconds: self._evaluate_locked(model, step, seconds))
+                else:
+                    self._evaluate_locked()
             self.seconds += time.perf_counter() - t0
             record = StepRecord(self.step_count, loss.item(), lr, self.current_logit_scale, self.seconds)
             self.history.append(record)
@@ -547,6 +627,8 @@ class Trainer:
             done.append(record)
             if on_step is not None:
                 on_step(record)
+        with self._lock:
+            self._settle_background(wait=True)
         return done
 
     # ------------------------------------------------------------------ evaluation
@@ -555,19 +637,24 @@ class Trainer:
 
         Raises :class:`TrainingDiverged` when this and the previous evaluation find the embedding collapsed."""
         with self._lock:
+            self._settle_background(wait=True)  # evaluations stay in step order
             t0 = time.perf_counter()
             record = self._evaluate_locked()
             self.seconds += time.perf_counter() - t0
             self._stop_if_collapsed()
             return record
 
-    def _evaluate_locked(self) -> EvalRecord:
+    def _evaluate_locked(self, model: ContrastiveModel | None = None, step: int | None = None,
+                         seconds: float | None = None) -> EvalRecord:
         with small_blas():  # the effective rank's SVD must not leave BLAS workers spinning on torch's cores
-            return self._evaluate_now()
+            return self._evaluate_now(model, step, seconds)
 
-    def _evaluate_now(self) -> EvalRecord:
-        ref = self._features(self._knn_ref)
-        test = self._features(self.heldout)
+    def _evaluate_now(self, model: ContrastiveModel | None = None, step: int | None = None,
+                      seconds: float | None = None) -> EvalRecord:
+        """Evaluate ``model`` (default: the one training) as of ``step`` (default: now); appended to ``evals``."""
+        model = model or self.model
+        ref = self._features(self._knn_ref, model=model)
+        test = self._features(self.heldout, model=model)
         factors = self.dataset.factors  # one neighbour search, one vote per factor
         knn = knn_accuracies(ref, {f: self._knn_ref.labels[f] for f in factors}, test,
                              {f: self.heldout.labels[f] for f in factors}, k=self.cfg.knn_k)
@@ -576,35 +663,35 @@ class Trainer:
         x = self.probe.images.to(self.device)
         v1 = augment(x, self.cfg.augment, gen)
         v2 = augment(x, self.cfg.augment, gen)
-        z1 = self.model.embed(v1, space="projection", normalize=True)
-        z2 = self.model.embed(v2, space="projection", normalize=True)
+        z1 = model.embed(v1, space="projection", normalize=True)
+        z2 = model.embed(v2, space="projection", normalize=True)
         pos, neg = losses.positive_negative_similarities(z1, z2)
         if len(neg) > 5000:
             neg = np.random.default_rng(0).choice(neg, 5000, replace=False)
         record = EvalRecord(
-            step=self.step_count,
+            step=self.step_count if step is None else step,
             knn=knn,
             alignment=float(alignment(z1, z2)),
             uniformity=float(uniformity(z1)),
             effective_rank=float(effective_rank(z1)),
             pos_sims=np.asarray(pos, dtype=np.float32),
             neg_sims=np.asarray(neg, dtype=np.float32),
-            seconds=self.seconds,
+            seconds=self.seconds if seconds is None else seconds,
         )
         self.evals.append(record)
         return record
 
-    def _features(self, imageset: ImageSet, space: str = "encoder") -> np.ndarray:
+    def _features(self, imageset: ImageSet, space: str = "encoder", model: ContrastiveModel | None = None) -> np.ndarray:
         x = imageset.images.to(self.device)
-        return self.model.embed(x, space=space).float().cpu().numpy()
+        return (model or self.model).embed(x, space=space).float().cpu().numpy()
 
-    def _snapshot(self) -> Snapshot:
-        vectors = self._features(self.probe)
+    def _snapshot(self, model: ContrastiveModel | None = None, step: int | None = None) -> Snapshot:
+        vectors = self._features(self.probe, model=model)
         with small_blas():
             coords = project(vectors, method="pca", dim=2)
             if self.snapshots:
                 coords = align_to(coords, self.snapshots[-1].coords)
-        snap = Snapshot(self.step_count, vectors, np.asarray(coords, dtype=np.float32))
+        snap = Snapshot(self.step_count if step is None else step, vectors, np.asarray(coords, dtype=np.float32))
         self.snapshots.append(snap)
         return snap
 
@@ -638,8 +725,9 @@ class Trainer:
                 if isinstance(value, torch.Tensor):
                     out[f"optim.{pid}.{name}"] = value
         # Where the batch sampler and the augmentation draws are, so step k + 1 draws what it would have drawn.
-        out["rng.sample"] = self._gen.get_state()
-        out["rng.augment"] = self._aug_gen.get_state()
+        # A batch drawn ahead (views_ahead) is not trained on yet: save the states from before it was drawn.
+        ahead_rng = self._ahead_rng
+        out["rng.sample"], out["rng.augment"] = ahead_rng or (self._gen.get_state(), self._aug_gen.get_state())
         if self.evals:  # the last evaluation's similarity histograms, so the resumed page shows them
             out["eval.pos_sims"] = torch.from_numpy(np.ascontiguousarray(self.evals[-1].pos_sims))
             out["eval.neg_sims"] = torch.from_numpy(np.ascontiguousarray(self.evals[-1].neg_sims))
@@ -664,6 +752,8 @@ class Trainer:
         never leaves half a file. :meth:`load` resumes the run exactly where it stopped."""
         from safetensors.torch import save_file
 
+        with self._lock:
+            self._settle_background(wait=True)  # the file records every evaluation made so far
         path = Path(path)
         if path.suffix != ".safetensors":
             path = path.with_suffix(".safetensors")
@@ -843,6 +933,18 @@ def checkpoint_dataset(spec: object, filename: str = "the checkpoint") -> tuple[
                 "Choose the data to continue on, then load it again.")
         clean[key] = value
     return name, clean
+
+
+def _one_torch_thread(fn: Callable[[], object]) -> object:
+    """``fn()`` on one torch thread (a Trainer's helper thread), so the helper never forms an OpenMP team that
+    competes with the training step's threads. Under OpenMP the count is per thread; the process-wide default that
+    ``torch.set_num_threads`` also sets is put back as soon as ``fn`` returns."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(before)
 
 
 def _split_batch_forward(model: nn.Module, x: torch.Tensor, splits: int = MOCO_BN_SPLITS) -> torch.Tensor:

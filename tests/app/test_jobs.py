@@ -501,6 +501,49 @@ def test_the_gate_gives_a_lone_job_the_thread_count_its_tuner_measured_faster():
     assert gate.tuner(1) is None  # a job that leaves and comes back is measured again
 
 
+class AheadTrainer(FakeTrainer):
+    """Records, at every step, whether the job asked for views ahead and the step's torch thread count."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.views_ahead = False
+        self.seen: list[tuple[bool, int]] = []
+
+    def step(self):
+        import torch
+
+        self.seen.append((self.views_ahead, torch.get_num_threads()))
+        time.sleep(0.004 if torch.get_num_threads() == 1 else 0.012)  # faster on one thread: the tuner picks it
+        self.step_count += 1
+
+
+def test_a_lone_job_on_fewer_threads_than_offered_draws_views_ahead_on_the_spare_core():
+    """The spare core goes to the trainer's helper only while the tuner chose fewer threads than the gate offered:
+    never with two threads, never while another job shares the cores, never outside a turn."""
+    def make(many):
+        return jobs.ThreadTuner(many, block_s=0.05, rounds=2, settle=0, period_s=600.0)
+
+    gate = jobs.StepGate(concurrency=2, cores=2, tuner=make)
+    assert not gate.spare_core(1)
+    trainer = AheadTrainer(steps=10_000)
+    job = jobs.TrainingJob(trainer, slots=jobs.Slots(2), gate=gate)
+    job.play()
+    assert _until(lambda: (t := gate.tuner(job.id)) is not None and t.choice == 1 and len(trainer.seen) > 5
+                  and trainer.seen[-1] == (True, 1))
+    assert all(ahead == (threads == 1) for ahead, threads in trainer.seen)  # on exactly when one of two threads
+    assert (False, 2) in trainer.seen  # the tuner's two-thread blocks ran without it
+    other = jobs.TrainingJob(AheadTrainer(steps=10_000), slots=jobs.Slots(2), gate=gate)
+    other.play()  # two jobs on two cores: one thread each and no core to spare
+    assert _until(lambda: len(other.trainer.seen) > 3)
+    n = len(trainer.seen)
+    assert _until(lambda: len(trainer.seen) > n + 3)
+    job.pause(), other.pause()
+    assert job.wait(10) and other.wait(10)
+    assert all(s == (False, 1) for s in other.trainer.seen[1:])
+    assert all(s == (False, 1) for s in trainer.seen[n + 1:])
+    assert not gate.spare_core(job.id)
+
+
 class EvaluatingTrainer(FakeTrainer):
     """Plain steps faster on two threads than one; every fifth step also evaluates, slowly on two threads (as the
     served app's first evaluation beside a Chromium tab: 4.2 s against 50-60 ms for a plain step)."""
