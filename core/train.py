@@ -349,7 +349,7 @@ class Trainer:
         self._views_ahead = False
         self._ahead: Future | None = None
         self._ahead_rng: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._ahead_pool: ThreadPoolExecutor | None = None
+        self._pools: dict[str, ThreadPoolExecutor] = {}  # "views-ahead" and "evaluations", one worker each
         self._background: list[Future] = []  # evaluations and snapshots on the helper thread, oldest first
         # Hooks for core.distributed (no-ops in one process): the modules the loss runs through (DDP wrappers
         # under torchrun), a gather of every rank's rows with gradient, and (rank, world size) of the shard.
@@ -426,11 +426,19 @@ class Trainer:
             idx = self._sample()
             return idx, (self._views(self._images[idx]) if self.cfg.method in AHEAD_METHODS else None)
 
-    def _on_helper(self, fn: Callable[[], object]) -> Future:
-        """Run ``fn`` on this trainer's helper thread (one worker: jobs run in the order they were given)."""
-        if self._ahead_pool is None:
-            self._ahead_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="views-ahead")
-        return self._ahead_pool.submit(_one_torch_thread, fn)
+    def _on_helper(self, fn: Callable[[], object], helper: str = "views-ahead") -> Future:
+        """Run ``fn`` on one of this trainer's helper threads (one worker each: its jobs run in the order given).
+
+        Two helpers, so that the next batch never waits behind an evaluation: on one helper, step k + 2's views
+        queued behind step k's evaluation (170 ms on one thread), and the training thread stalled for it every 25
+        steps. The evaluations' helper runs at a lower priority (nice 10): it takes what the training thread and
+        the page leave of the cores, and :meth:`_later` bounds how far it may fall behind."""
+        pool = self._pools.get(helper)
+        if pool is None:
+            pool = self._pools[helper] = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=helper, initializer=_lower_priority if helper == "evaluations"
+                else None)
+        return pool.submit(_one_torch_thread, fn)
 
     def _next_batch(self) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         ahead, self._ahead, self._ahead_rng = self._ahead, None, None
@@ -444,9 +452,11 @@ class Trainer:
         """``work(model, step, seconds)`` on the helper thread, on a copy of the model as it is now (weights and
         BatchNorm statistics), while training goes on: how evaluations and snapshots run when views_ahead is on.
         Their records land in ``evals`` / ``snapshots`` a few steps later, in order, with this step's number."""
+        while len(self._background) >= _BACKGROUND_BEHIND:  # never more than a few records late
+            self._background.pop(0).result()
         model = copy.deepcopy(self.model)
         step, seconds = self.step_count, self.seconds
-        self._background.append(self._on_helper(lambda: work(model, step, seconds)))
+        self._background.append(self._on_helper(lambda: work(model, step, seconds), "evaluations"))
 
     def _settle_background(self, wait: bool) -> None:
         """Collect finished background evaluations and snapshots (all of them when ``wait``), raising their
@@ -933,6 +943,17 @@ def checkpoint_dataset(spec: object, filename: str = "the checkpoint") -> tuple[
                 "Choose the data to continue on, then load it again.")
         clean[key] = value
     return name, clean
+
+
+_BACKGROUND_BEHIND = 3  # evaluations and snapshots a views_ahead trainer may have in flight before it waits
+
+
+def _lower_priority() -> None:
+    """Nice 10 for the calling thread (Linux: a thread id is a process id to setpriority); elsewhere nothing."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
 
 
 def _one_torch_thread(fn: Callable[[], object]) -> object:
