@@ -222,3 +222,22 @@ def test_views_ahead_applies_only_where_the_loss_draws_nothing_after_the_views()
         t = Trainer(_ahead_cfg(method=method), data, device="cpu")
         t.views_ahead = True
         assert t.views_ahead is applies, method
+
+
+def test_a_trainer_s_helper_threads_end_with_it():
+    """A classroom's sessions come and go: a dropped trainer must not leave its helper threads behind."""
+    import gc
+    import threading
+    import time
+
+    t = Trainer(_ahead_cfg(), _ahead_data(), device="cpu")
+    t.views_ahead = True
+    t.run(12)
+    names = lambda: {th.name.split("_")[0] for th in threading.enumerate()}  # noqa: E731
+    assert {"views-ahead", "evaluations"} <= names()
+    del t
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while {"views-ahead", "evaluations"} & names() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not {"views-ahead", "evaluations"} & names()
