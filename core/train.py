@@ -350,7 +350,7 @@ class Trainer:
         self._ahead: Future | None = None
         self._ahead_rng: tuple[torch.Tensor, torch.Tensor] | None = None
         self._pools: dict[str, ThreadPoolExecutor] = {}  # "views-ahead" and "evaluations", one worker each
-        self._background: list[Future] = []  # evaluations and snapshots on the helper thread, oldest first
+        self._background: list[Future] = []  # evaluations and snapshots on their helper, oldest first
         # Hooks for core.distributed (no-ops in one process): the modules the loss runs through (DDP wrappers
         # under torchrun), a gather of every rank's rows with gradient, and (rank, world size) of the shard.
         self.forward_model: nn.Module = self.model
@@ -409,7 +409,7 @@ class Trainer:
         the lock-step of a second OpenMP thread, which stalls whenever a browser or the page takes that core
         (``ui.jobs`` turns it on when a lone job's tuner chose one thread). The helper runs one torch thread.
 
-        While it is on, evaluations and snapshots run on the helper too, on a copy of the model as of their step
+        While it is on, evaluations and snapshots run on a second helper, on a copy of the model as of their step
         (:meth:`_later`): the training thread goes on meanwhile, and their records land a few steps later, in
         order, with the same numbers. :meth:`run`, :meth:`evaluate` and :meth:`save` wait for them first."""
         return self._views_ahead
@@ -449,7 +449,7 @@ class Trainer:
         return batch
 
     def _later(self, work: Callable[[ContrastiveModel, int, float], object]) -> None:
-        """``work(model, step, seconds)`` on the helper thread, on a copy of the model as it is now (weights and
+        """``work(model, step, seconds)`` on the evaluations' helper, on a copy of the model as it is now (weights and
         BatchNorm statistics), while training goes on: how evaluations and snapshots run when views_ahead is on.
         Their records land in ``evals`` / ``snapshots`` a few steps later, in order, with this step's number."""
         while len(self._background) >= _BACKGROUND_BEHIND:  # never more than a few records late
@@ -691,7 +691,8 @@ class Trainer:
         self.evals.append(record)
         return record
 
-    def _features(self, imageset: ImageSet, space: str = "encoder", model: ContrastiveModel | None = None) -> np.ndarray:
+    def _features(self, imageset: ImageSet, space: str = "encoder",
+                  model: ContrastiveModel | None = None) -> np.ndarray:
         x = imageset.images.to(self.device)
         return (model or self.model).embed(x, space=space).float().cpu().numpy()
 

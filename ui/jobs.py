@@ -717,8 +717,9 @@ class TrainingJob:
         return len(getattr(self.trainer, "evals", ())), len(getattr(self.trainer, "snapshots", ()))
 
     def _safe_step(self) -> bool:
-        # A lone job on one thread of two: its next batch's views are drawn on the spare core meanwhile. Beside a
-        # Chromium tab on 2 cores this beat both one thread alone and two lock-step threads (RESULTS.md, stop 25).
+        # A lone job on one thread of two: its next batch's views, its evaluations and snapshots go to the spare
+        # core meanwhile. Beside a Chromium tab on 2 cores one job alone went from 0.64x to 0.70-0.83x the bare
+        # Trainer (RESULTS.md, stop 25).
         if hasattr(self.trainer, "views_ahead"):
             self.trainer.views_ahead = self.gate.spare_core(self.id)
         return self._safe(self.trainer.step)
