@@ -40,7 +40,7 @@ from core import losses
 from core.augment import PRESETS as AUGMENT_PRESETS
 from core.augment import AugmentConfig, augment, recipe_for
 from core.data import ImageSet, load_dataset
-from core.device import pick_device, resolve_precision, small_blas
+from core.device import pick_device, resolve_precision, small_blas, torch_threads
 from core.embed import EmbeddingSet, embed_imageset
 from core.errors import PlaygroundError, TrainingDiverged
 from core.metrics import alignment, effective_rank, knn_accuracies, uniformity
@@ -959,14 +959,9 @@ def _lower_priority() -> None:
 
 def _one_torch_thread(fn: Callable[[], object]) -> object:
     """``fn()`` on one torch thread (a Trainer's helper thread), so the helper never forms an OpenMP team that
-    competes with the training step's threads. Under OpenMP the count is per thread; the process-wide default that
-    ``torch.set_num_threads`` also sets is put back as soon as ``fn`` returns."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    competes with the training step's threads."""
+    with torch_threads(1):
         return fn()
-    finally:
-        torch.set_num_threads(before)
 
 
 def _split_batch_forward(model: nn.Module, x: torch.Tensor, splits: int = MOCO_BN_SPLITS) -> torch.Tensor:

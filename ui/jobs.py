@@ -394,22 +394,13 @@ class StepGate:
             return self._spare.get(job_id, False)
 
 
-@contextlib.contextmanager
-def thread_policy(threads: int) -> Iterator[None]:
-    """Run the body with ``torch.set_num_threads(threads)`` in this thread, then restore the old count.
+def thread_policy(threads: int) -> contextlib.AbstractContextManager[None]:
+    """Run the body with ``torch.set_num_threads(threads)`` in this thread, then restore the old count
+    (:func:`core.device.torch_threads`). Under OpenMP the count is per thread: a job's setting does not leak to
+    the page's threads or other jobs."""
+    from core.device import torch_threads
 
-    Under OpenMP the count is per thread: a job's setting does not leak to the page's threads or other jobs.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    if before != threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
+    return torch_threads(threads)
 
 
 SLOT_QUANTUM_S = float(os.environ.get("CP_SLOT_QUANTUM", 20.0))
