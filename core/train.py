@@ -333,10 +333,14 @@ class Trainer:
                 init = torch.randn(cfg.queue_size, cfg.projection_dim, generator=torch.Generator().manual_seed(cfg.seed))
                 self.queue.enqueue(F.normalize(init, dim=1).to(self.device))
 
+        # fused: one kernel for all parameters instead of a loop of small ops per parameter (on the CPU 0.34 against
+        # 1.37 ms an optimizer step for the lesson's encoder, ~3% of its training step; benchmarks/bench_step_parts.py)
+        fused = {"fused": True} if self.device.type in _FUSED_ADAMW_DEVICES else {}
         if cfg.method == "clip":
-            self.optimizer = torch.optim.AdamW(self._clip_param_groups(), lr=cfg.lr)
+            self.optimizer = torch.optim.AdamW(self._clip_param_groups(), lr=cfg.lr, **fused)
         else:
-            self.optimizer = torch.optim.AdamW(list(self.model.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            self.optimizer = torch.optim.AdamW(list(self.model.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                               **fused)
 
         # Training images live on the device as uint8 (4000 x 3 x 32 x 32 is 12 MB).
         self._images = self.train_set.images.to(self.device)
@@ -344,6 +348,7 @@ class Trainer:
         self._gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         self._aug_gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
         self._probe_gen_seed = cfg.seed + 2
+        self._probe_views: tuple[torch.Tensor, torch.Tensor] | None = None  # drawn once: see _fixed_probe_views
         # views_ahead: the next batch and its views are drawn on a helper thread during this step's forward and
         # backward passes (see the property). _ahead_rng: the generators' states before that draw, for save().
         self._views_ahead = False
@@ -669,10 +674,7 @@ class Trainer:
         knn = knn_accuracies(ref, {f: self._knn_ref.labels[f] for f in factors}, test,
                              {f: self.heldout.labels[f] for f in factors}, k=self.cfg.knn_k)
         # Two fixed augmented views of the probe set, in projection space (where the loss acts).
-        gen = torch.Generator(device="cpu").manual_seed(self._probe_gen_seed)
-        x = self.probe.images.to(self.device)
-        v1 = augment(x, self.cfg.augment, gen)
-        v2 = augment(x, self.cfg.augment, gen)
+        v1, v2 = self._fixed_probe_views()
         z1 = model.embed(v1, space="projection", normalize=True)
         z2 = model.embed(v2, space="projection", normalize=True)
         pos, neg = losses.positive_negative_similarities(z1, z2)
@@ -690,6 +692,18 @@ class Trainer:
         )
         self.evals.append(record)
         return record
+
+    def _fixed_probe_views(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The probe set's two augmented views that every evaluation measures alignment, uniformity and the pair
+        similarities on: the same two at every step (their own seeded generator), so drawn once and kept. Redrawn at
+        each evaluation they took ~15 ms of a ~120 ms lesson evaluation (benchmarks/bench_step_parts.py). Shape:
+        two (probe_size, C, H, W) float tensors on the trainer's device; 2 x 400 x 3 x 24 x 24 floats is 5.5 MB."""
+        views = self._probe_views
+        if views is None:  # two threads (a background evaluation, a page's evaluate) may both draw: the same views
+            gen = torch.Generator(device="cpu").manual_seed(self._probe_gen_seed)
+            x = self.probe.images.to(self.device)
+            views = self._probe_views = (augment(x, self.cfg.augment, gen), augment(x, self.cfg.augment, gen))
+        return views
 
     def _features(self, imageset: ImageSet, space: str = "encoder",
                   model: ContrastiveModel | None = None) -> np.ndarray:
@@ -946,6 +960,8 @@ def checkpoint_dataset(spec: object, filename: str = "the checkpoint") -> tuple[
     return name, clean
 
 
+# Devices whose AdamW has a fused kernel in every torch this project supports (MPS got its own later).
+_FUSED_ADAMW_DEVICES = ("cpu", "cuda")
 _BACKGROUND_BEHIND = 3  # evaluations and snapshots a views_ahead trainer may have in flight before it waits
 
 

@@ -241,3 +241,69 @@ def test_a_trainer_s_helper_threads_end_with_it():
     while {"views-ahead", "evaluations"} & names() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not {"views-ahead", "evaluations"} & names()
+
+
+def _small_run(**over) -> TrainConfig:
+    return TrainConfig(batch_size=32, steps=6, seed=3, eval_every=1000, snapshot_every=1000, knn_reference=100,
+                       probe_size=40, **over)
+
+
+@pytest.mark.parametrize("method", ["simclr", "clip"])
+def test_the_trainer_steps_with_fused_adamw_and_matches_the_per_parameter_loop(method):
+    """On the CPU the optimizer is AdamW's fused kernel; six steps give the same losses and weights as torch's own
+    per-parameter AdamW (the reference) up to float rounding."""
+    data = load_dataset("shapes", n=200, size=16, seed=0)
+    fused = Trainer(_small_run(method=method), data, device="cpu")
+    loop = Trainer(_small_run(method=method), data, device="cpu")
+    assert fused.optimizer.defaults["fused"] is True
+    groups = [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in loop.optimizer.param_groups]
+    loop.optimizer = torch.optim.AdamW(groups, lr=loop.cfg.lr, foreach=False)
+    assert not any(g["fused"] for g in loop.optimizer.param_groups)
+    fused.run()
+    loop.run()
+    np.testing.assert_allclose([r.loss for r in fused.history], [r.loss for r in loop.history], rtol=1e-4, atol=1e-5)
+    for a, b in zip(fused.model.parameters(), loop.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_fused_optimizer_resumes_from_a_checkpoint_as_if_it_never_stopped(tmp_path: Path):
+    data = load_dataset("shapes", n=200, size=16, seed=0)
+    straight = Trainer(_small_run(), data, device="cpu")
+    straight.run(6)
+    first = Trainer(_small_run(), data, device="cpu")
+    first.run(3)
+    path = first.save(tmp_path / "half.safetensors")
+    resumed = Trainer.load(path, dataset=data, device="cpu")
+    assert resumed.optimizer.defaults["fused"] is True
+    resumed.run(3)
+    assert [r.loss for r in resumed.history[-3:]] == [r.loss for r in straight.history[-3:]]
+
+
+def test_the_probe_views_are_drawn_once_and_are_the_seeded_ones(monkeypatch):
+    """Every evaluation measures alignment, uniformity and pair similarities on the same two augmented views of the
+    probe set. They are drawn once per trainer (not at every evaluation), and they are the views the probe's own
+    seeded generator gives: the evaluation's alignment equals Wang & Isola's formula in NumPy on those views."""
+    import core.train as train_mod
+    from core.augment import augment
+
+    data = load_dataset("shapes", n=200, size=16, seed=0)
+    t = Trainer(_small_run(), data, device="cpu")
+    calls = []
+
+    def counting(x, cfg, gen):
+        calls.append(len(x))
+        return augment(x, cfg, gen)
+
+    monkeypatch.setattr(train_mod, "augment", counting)
+    t.run(2)
+    first = t.evaluate()
+    t.run(2)
+    second = t.evaluate()
+    assert calls.count(len(t.probe)) == 2  # two views, drawn at the first evaluation only
+
+    gen = torch.Generator().manual_seed(t._probe_gen_seed)
+    v1, v2 = augment(t.probe.images, t.cfg.augment, gen), augment(t.probe.images, t.cfg.augment, gen)
+    z1 = t.model.embed(v1, space="projection", normalize=True).numpy()
+    z2 = t.model.embed(v2, space="projection", normalize=True).numpy()
+    assert second.alignment == pytest.approx(float(np.mean(np.sum((z1 - z2) ** 2, axis=1))), rel=1e-5)
+    assert first.alignment != second.alignment  # the model moved; the views did not
