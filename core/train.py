@@ -333,8 +333,8 @@ class Trainer:
                 init = torch.randn(cfg.queue_size, cfg.projection_dim, generator=torch.Generator().manual_seed(cfg.seed))
                 self.queue.enqueue(F.normalize(init, dim=1).to(self.device))
 
-        # fused: one kernel for all parameters instead of a loop of small ops per parameter (on the CPU 0.34 against
-        # 1.37 ms an optimizer step for the lesson's encoder, ~3% of its training step; benchmarks/bench_step_parts.py)
+        # fused: one kernel for all parameters instead of a loop of small ops per parameter (on the CPU 0.32 against
+        # 0.99 ms an optimizer step for the lesson's encoder, ~3% of its training step; benchmarks/bench_step_parts.py)
         fused = {"fused": True} if self.device.type in _FUSED_ADAMW_DEVICES else {}
         if cfg.method == "clip":
             self.optimizer = torch.optim.AdamW(self._clip_param_groups(), lr=cfg.lr, **fused)
@@ -696,13 +696,16 @@ class Trainer:
     def _fixed_probe_views(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The probe set's two augmented views that every evaluation measures alignment, uniformity and the pair
         similarities on: the same two at every step (their own seeded generator), so drawn once and kept. Redrawn at
-        each evaluation they took ~15 ms of a ~120 ms lesson evaluation (benchmarks/bench_step_parts.py). Shape:
-        two (probe_size, C, H, W) float tensors on the trainer's device; 2 x 400 x 3 x 24 x 24 floats is 5.5 MB."""
+        each evaluation they took ~18 ms of a ~110 ms lesson evaluation (benchmarks/bench_step_parts.py). Shape:
+        two (probe_size, C, H, W) float tensors on the trainer's device; 2 x 400 x 3 x 24 x 24 floats is 5.5 MB, and
+        views larger than :data:`_PROBE_VIEWS_KEPT_BYTES` are drawn again each time instead of kept."""
         views = self._probe_views
         if views is None:  # two threads (a background evaluation, a page's evaluate) may both draw: the same views
             gen = torch.Generator(device="cpu").manual_seed(self._probe_gen_seed)
             x = self.probe.images.to(self.device)
-            views = self._probe_views = (augment(x, self.cfg.augment, gen), augment(x, self.cfg.augment, gen))
+            views = (augment(x, self.cfg.augment, gen), augment(x, self.cfg.augment, gen))
+            if 2 * views[0].nelement() * views[0].element_size() <= _PROBE_VIEWS_KEPT_BYTES:
+                self._probe_views = views
         return views
 
     def _features(self, imageset: ImageSet, space: str = "encoder",
@@ -962,6 +965,9 @@ def checkpoint_dataset(spec: object, filename: str = "the checkpoint") -> tuple[
 
 # Devices whose AdamW has a fused kernel in every torch this project supports (MPS got its own later).
 _FUSED_ADAMW_DEVICES = ("cpu", "cuda")
+# A trainer keeps its probe's two evaluation views up to this size (the lesson's: 5.5 MB; ten sessions of the largest
+# settings, 5,000 probe images of 64 px, would otherwise hold ~490 MB each for their whole life).
+_PROBE_VIEWS_KEPT_BYTES = 32 << 20
 _BACKGROUND_BEHIND = 3  # evaluations and snapshots a views_ahead trainer may have in flight before it waits
 
 

@@ -307,3 +307,18 @@ def test_the_probe_views_are_drawn_once_and_are_the_seeded_ones(monkeypatch):
     z2 = t.model.embed(v2, space="projection", normalize=True).numpy()
     assert second.alignment == pytest.approx(float(np.mean(np.sum((z1 - z2) ** 2, axis=1))), rel=1e-5)
     assert first.alignment != second.alignment  # the model moved; the views did not
+
+
+def test_probe_views_above_the_size_cap_are_drawn_again_not_kept(monkeypatch):
+    """A trainer holds its probe views for its whole life; large ones (many probe images at a large size) would cost
+    every session hundreds of MB, so above the cap they are drawn again at each evaluation: the same numbers."""
+    import core.train as train_mod
+
+    data = load_dataset("shapes", n=200, size=16, seed=0)
+    kept = Trainer(_small_run(), data, device="cpu")
+    a = kept.evaluate()
+    monkeypatch.setattr(train_mod, "_PROBE_VIEWS_KEPT_BYTES", 2 * 40 * 3 * 16 * 16 * 4 - 1)  # one byte too few
+    redrawn = Trainer(_small_run(), data, device="cpu")
+    b = redrawn.evaluate()
+    assert kept._probe_views is not None and redrawn._probe_views is None
+    assert a.alignment == b.alignment and a.uniformity == b.uniformity
