@@ -322,15 +322,21 @@ def _cpu_seconds(server_pid: int) -> dict[str, float]:
                 kind = next((a[7:] for a in p.cmdline() if a.startswith("--type=")), "browser")
                 key = f"  {kind}"
                 out[key] = out.get(key, 0.0) + t.user + t.system
+                if kind == "renderer":  # one per tab here: which tabs spend it
+                    out[f"   renderer {p.pid}"] = t.user + t.system
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     return out
 
 
 def _cpu_line(before: dict[str, float], after: dict[str, float], seconds: float) -> str:
-    """Cores used between two ``_cpu_seconds`` readings; Chromium's share split by process kind after it."""
-    return ", ".join(f"{k.strip()} {(after[k] - before.get(k, 0.0)) / seconds:.2f}" + ("" if k.startswith(" ") else " cores")
-                     for k in after)
+    """Cores used between two ``_cpu_seconds`` readings; Chromium's share split by process kind after it, then
+    each renderer's (each tab's) cores, largest first."""
+    line = ", ".join(f"{k.strip()} {(after[k] - before.get(k, 0.0)) / seconds:.2f}" + ("" if k.startswith(" ") else " cores")
+                     for k in after if not k.startswith("   "))
+    tabs = sorted(((after[k] - before.get(k, 0.0)) / seconds for k in after if k.startswith("   ")), reverse=True)
+    tabs = [c for c in tabs if c >= 0.005]  # renderers that did nothing in the window (spares, closed pages)
+    return line + (f" (each tab: {' '.join(f'{c:.2f}' for c in tabs)})" if len(tabs) > 1 else "")
 
 
 def _samples(path: Path) -> list[dict[str, Any]]:
@@ -347,7 +353,8 @@ def _total_rate(samples: list[dict[str, Any]], t0: float, t1: float) -> tuple[fl
 
 
 # --------------------------------------------------------------------------------------------- (browser)
-def bench_browser(n: int, seconds: float, alone_s: float, args_timeout: float = 300.0, bare_thread: bool = False) -> None:
+def bench_browser(n: int, seconds: float, alone_s: float, args_timeout: float = 300.0, bare_thread: bool = False,
+                  settle_s: float = 0.0) -> None:
     import bench_app
     import psutil
     from playwright.sync_api import sync_playwright
@@ -439,10 +446,18 @@ def bench_browser(n: int, seconds: float, alone_s: float, args_timeout: float = 
             for i in range(1, n):
                 open_lesson(i)
             print(f"  {n - 1} more sessions opened the lesson in {time.time() - t_join:.0f} s")
+            if settle_s > 0:  # the newest tabs' first seconds, apart from the window
+                t_s, cpu_s = time.time(), _cpu_seconds(server.pid)
+                time.sleep(settle_s)
+                rate, _ = _total_rate(_samples(log), t_s, time.time())
+                print(f"    settling ({settle_s:.0f} s, not in the window): {rate:.2f} steps/s = "
+                      f"{rate / max(alone, 1e-9):.2f}x one job alone; "
+                      f"{_cpu_line(cpu_s, _cpu_seconds(server.pid), time.time() - t_s)}")
             t_b = time.time()
             cpu_b = _cpu_seconds(server.pid)
             lines = []
             time.sleep(seconds / 2)
+            t_b1, cpu_b1 = time.time(), _cpu_seconds(server.pid)
             # Interactions while the classroom trains: each page pauses then plays again.
             answers: list[float] = []  # click to the other button drawn, in the browser
             for page in pages:
@@ -459,6 +474,7 @@ def bench_browser(n: int, seconds: float, alone_s: float, args_timeout: float = 
                         answers += [t1 - t0, time.perf_counter() - t1]
                 except Exception as err:  # noqa: BLE001
                     print(f"  a Pause/Play interaction did not answer: {type(err).__name__}")
+            t_b2, cpu_b2 = time.time(), _cpu_seconds(server.pid)
             time.sleep(seconds / 2)
             t_c = time.time()
             for page in pages:
@@ -469,6 +485,13 @@ def bench_browser(n: int, seconds: float, alone_s: float, args_timeout: float = 
             total, gained = _total_rate(_samples(log), t_b, t_c)
             cpu_c = _cpu_seconds(server.pid)
             print(f"  CPU used in the classroom window: {_cpu_line(cpu_b, cpu_c, t_c - t_b)}")
+            # The window in three phases: training only, the clicks (each a full rerun of a Train page), training
+            for name, (ta, ca, tb, cb) in (("before the clicks", (t_b, cpu_b, t_b1, cpu_b1)),
+                                           ("during the clicks", (t_b1, cpu_b1, t_b2, cpu_b2)),
+                                           ("after the clicks", (t_b2, cpu_b2, t_c, cpu_c))):
+                rate, _ = _total_rate(_samples(log), ta, tb)
+                print(f"    {name} ({tb - ta:.0f} s): {rate:.2f} steps/s = {rate / max(alone, 1e-9):.2f}x one job "
+                      f"alone; {_cpu_line(ca, cb, tb - ta)}")
             window_cores = (cpu_c["server"] - cpu_b["server"]) / (t_c - t_b)
             print(f"  steps per server core-second in the classroom: {total / max(window_cores, 1e-9):.2f} "
                   f"(one job alone: {alone / max(server_cores, 1e-9):.2f})")
@@ -520,6 +543,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=300.0, help="(browser) seconds a page may take to open")
     ap.add_argument("--bare-thread", action="store_true",
                     help="also measure the bare Trainer on a thread of its own (the reference before 2026-12-02)")
+    ap.add_argument("--settle", type=float, default=0.0,
+                    help="(browser) seconds between the last session opening its lesson and the classroom window")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(machine_info())
@@ -527,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.part in ("all", "jobs"):
         bench_jobs(args.jobs, args.seconds, args.batch, args.bare_thread)
     if args.part in ("all", "browser"):
-        bench_browser(args.sessions, args.seconds, args.alone_seconds, args.timeout, args.bare_thread)
+        bench_browser(args.sessions, args.seconds, args.alone_seconds, args.timeout, args.bare_thread, args.settle)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     return 0
 
