@@ -12,6 +12,7 @@ The untrained encoder's score is printed too: an untrained small CNN already get
     python benchmarks/bench_time_to_insight.py --recipes old,lesson13,new --seeds 0,1,2   # medians over seeds
     python benchmarks/bench_time_to_insight.py --recipes lesson16,new --seeds 0,1,2,3,4   # small_cnn vs fast_cnn
     python benchmarks/bench_time_to_insight.py --recipes new --seeds 0,1,2 --blas-compare   # BLAS pools as is vs 1 thread
+    python benchmarks/bench_time_to_insight.py --recipes lesson27,new --seeds 0,1,2,3,4    # crops to 30% vs to 80%
 
 ``--blas-compare`` runs every recipe twice per seed, first as ``NAME/blas-as-is`` (numpy's and scipy's OpenBLAS
 keep their own thread pools during evaluations and snapshots, as before ``core.device.small_blas``), then as
@@ -84,6 +85,8 @@ def recipes() -> dict[str, tuple[TrainConfig, dict]]:
     # ...and in fp32 whatever the CPU (the lesson trains on "auto": bf16 only where core.device._cpu_bf16_pays).
     out["new_fp32"] = (replace(new_cfg, precision="fp32"), new_data)
     out["w16_s24_b64_lr4e-3"] = (replace(small, batch_size=64, lr=4e-3), {**old_data, "size": 24})
+    # The lesson as stops 17-27 left it: crops down to 30% of the image area instead of 80% (stop 28).
+    out["lesson27"] = (replace(new_cfg, augment=replace(new_cfg.augment, crop_scale=(0.3, 1.0))), new_data)
     # The cheap levers together: a narrower encoder, batch 128 at a higher rate with a cosine decay, and evaluation
     # every 10 steps against 1,000 reference images on 2,500 generated shapes.
     out["combined"] = (replace(old_cfg, batch_size=128, lr=4e-3, lr_schedule="cosine", steps=300,
