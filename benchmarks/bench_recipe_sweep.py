@@ -7,6 +7,7 @@ is JSON: ``name``, and any of ``arch`` (encoder), ``w`` (encoder width), ``size`
 ``lr``, ``max`` (steps), ``n`` (shapes), ``aug`` (augmentation overrides), or any other TrainConfig field.
 
     python benchmarks/bench_recipe_sweep.py '[0,1,2]' '{"name": "lesson"}' '{"name": "b64", "b": 64, "lr": 4e-3}'
+    python benchmarks/bench_recipe_sweep.py '[0,1,2,3,4,5,6,7,8,9]' '{"name": "crop 0.3", "aug": {"crop_scale": [0.3, 1]}}'
 """
 from __future__ import annotations
 
@@ -56,12 +57,23 @@ def main() -> None:
     torch.set_num_threads(1)
     print(machine_info(), "| 1 torch thread")
     seeds = json.loads(sys.argv[1])
+    summary = []
     for raw in sys.argv[2:]:
         spec = json.loads(raw)
+        needed = []
         for seed in seeds:
             steps, ms, curve = sweep_one(spec, seed)
+            needed.append(steps)
             print(f"{spec['name']:<28} seed {seed}: steps {steps} ({ms:.1f} ms/step) "
                   f"{[round(c, 2) for c in curve[4::5]]}", flush=True)
+        reached = sorted(s for s in needed if s is not None)
+        # a seed that never got there counts as more steps than any that did
+        middle = sorted(s if s is not None else float("inf") for s in needed)[(len(needed) - 1) // 2:len(needed) // 2 + 1]
+        median = sum(middle) / len(middle)
+        summary.append(f"  {spec['name']:<28} median {median:.0f} steps, range {reached[0] if reached else '-'}-"
+                       f"{reached[-1] if reached else '-'}, {len(needed) - len(reached)} of {len(needed)} not reached")
+    print("\nSteps to held-out shape kNN >= 0.95 (checked every 20):")
+    print("\n".join(summary))
 
 
 if __name__ == "__main__":
