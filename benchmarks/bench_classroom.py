@@ -353,8 +353,7 @@ def _total_rate(samples: list[dict[str, Any]], t0: float, t1: float) -> tuple[fl
 
 
 # --------------------------------------------------------------------------------------------- (browser)
-def bench_browser(n: int, seconds: float, alone_s: float, args_timeout: float = 300.0, bare_thread: bool = False,
-                  settle_s: float = 0.0) -> None:
+def bench_browser(n: int, seconds: float, alone_s: float, args_timeout: float = 300.0, bare_thread: bool = False) -> None:
     import bench_app
     import psutil
     from playwright.sync_api import sync_playwright
@@ -446,13 +445,6 @@ def bench_browser(n: int, seconds: float, alone_s: float, args_timeout: float = 
             for i in range(1, n):
                 open_lesson(i)
             print(f"  {n - 1} more sessions opened the lesson in {time.time() - t_join:.0f} s")
-            if settle_s > 0:  # the newest tabs' first seconds, apart from the window
-                t_s, cpu_s = time.time(), _cpu_seconds(server.pid)
-                time.sleep(settle_s)
-                rate, _ = _total_rate(_samples(log), t_s, time.time())
-                print(f"    settling ({settle_s:.0f} s, not in the window): {rate:.2f} steps/s = "
-                      f"{rate / max(alone, 1e-9):.2f}x one job alone; "
-                      f"{_cpu_line(cpu_s, _cpu_seconds(server.pid), time.time() - t_s)}")
             t_b = time.time()
             cpu_b = _cpu_seconds(server.pid)
             lines = []
@@ -543,8 +535,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=300.0, help="(browser) seconds a page may take to open")
     ap.add_argument("--bare-thread", action="store_true",
                     help="also measure the bare Trainer on a thread of its own (the reference before 2026-12-02)")
-    ap.add_argument("--settle", type=float, default=0.0,
-                    help="(browser) seconds between the last session opening its lesson and the classroom window")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(machine_info())
@@ -552,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.part in ("all", "jobs"):
         bench_jobs(args.jobs, args.seconds, args.batch, args.bare_thread)
     if args.part in ("all", "browser"):
-        bench_browser(args.sessions, args.seconds, args.alone_seconds, args.timeout, args.bare_thread, args.settle)
+        bench_browser(args.sessions, args.seconds, args.alone_seconds, args.timeout, args.bare_thread)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     return 0
 

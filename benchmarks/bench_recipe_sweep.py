@@ -12,6 +12,8 @@ is JSON: ``name``, and any of ``arch`` (encoder), ``w`` (encoder width), ``size`
 from __future__ import annotations
 
 import json
+import math
+import statistics
 import sys
 import time
 from dataclasses import replace
@@ -68,10 +70,10 @@ def main() -> None:
                   f"{[round(c, 2) for c in curve[4::5]]}", flush=True)
         reached = sorted(s for s in needed if s is not None)
         # a seed that never got there counts as more steps than any that did
-        middle = sorted(s if s is not None else float("inf") for s in needed)[(len(needed) - 1) // 2:len(needed) // 2 + 1]
-        median = sum(middle) / len(middle)
-        summary.append(f"  {spec['name']:<28} median {median:.0f} steps, range {reached[0] if reached else '-'}-"
-                       f"{reached[-1] if reached else '-'}, {len(needed) - len(reached)} of {len(needed)} not reached")
+        median = statistics.median(s if s is not None else math.inf for s in needed)
+        span = f"{reached[0]}-{reached[-1]}" if reached else "none reached"
+        summary.append(f"  {spec['name']:<28} median {median:.0f} steps, range {span}, "
+                       f"{len(needed) - len(reached)} of {len(needed)} not reached")
     print("\nSteps to held-out shape kNN >= 0.95 (checked every 20):")
     print("\n".join(summary))
 

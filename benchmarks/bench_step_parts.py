@@ -1,4 +1,5 @@
-"""Two pieces of the first lesson's training loop, as committed against how they were before, side by side in one run:
+"""Two pieces of the first lesson's training loop and the loop itself, as committed against how they were before,
+side by side in one run:
 
 - the optimizer step: AdamW's fused kernel (``core.train`` on the CPU and CUDA) against torch's per-parameter loop;
 - an evaluation: the probe set's two fixed augmented views drawn once per trainer against redrawn every time;
