@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import session, urlstate, warmup, widgets
+from ui import router, session, urlstate, warmup, widgets
 
 # A shipped PNG: a ":material/...:" page icon makes the browser fetch the favicon from the web.
 FAVICON = str(Path(__file__).resolve().parent / "assets" / "favicon.png")
@@ -62,7 +62,8 @@ urlstate.show_problems()
 if page is not home:  # every other page draws plotly charts: not while pandas is half imported (ui.warmup)
     warmup.plotly_ready()
 try:
-    page.run()
+    with router.running():  # the page's guard (ui/router.py) sees it runs under the router
+        page.run()
 finally:  # also when the page stopped early (st.stop) or asked for a rerun
     session.sidebar_status(status_box)
     urlstate.write()  # the address now holds every changed setting, so a copied link reproduces this page

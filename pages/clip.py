@@ -6,6 +6,10 @@ network. Everything heavy is cached: the model (ui.loaders.clip_model, shared re
 """
 from __future__ import annotations
 
+from ui.router import require as _routed
+
+_routed()  # a page opened before app.py ever ran: route it through app.py (ui/router.py)
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st

@@ -2,6 +2,10 @@
 health, a comparison of two spaces, and export. Thin: ui.explorer caches and draws, core computes."""
 from __future__ import annotations
 
+from ui.router import require as _routed
+
+_routed()  # a page opened before app.py ever ran: route it through app.py (ui/router.py)
+
 import io
 import json
 

@@ -1,6 +1,10 @@
 """Home: what the playground is for, the device it runs on, one-click lessons, the session's models."""
 from __future__ import annotations
 
+from ui.router import require as _routed
+
+_routed()  # a page opened before app.py ever ran: route it through app.py (ui/router.py)
+
 import streamlit as st
 
 from ui import presets, registry, warmup

@@ -5,6 +5,10 @@ The toy trains in a background job (``ui.jobs.TrainingJob``), polled by a fragme
 """
 from __future__ import annotations
 
+from ui.router import require as _routed
+
+_routed()  # a page opened before app.py ever ran: route it through app.py (ui/router.py)
+
 import hashlib
 import json
 from dataclasses import asdict

@@ -6,6 +6,10 @@ background job (ui.jobs.TrainingJob) that a fragment polls.
 """
 from __future__ import annotations
 
+from ui.router import require as _routed
+
+_routed()  # a page opened before app.py ever ran: route it through app.py (ui/router.py)
+
 import hashlib
 
 import numpy as np
