@@ -52,7 +52,7 @@ def run_step(course, index: int, timeout: float = 300.0) -> tuple[float, str]:
     t = time.perf_counter() - t0
     if "The run says" not in said:
         return t, f"no answer within {timeout:.0f} s"
-    answer = said.split("The run says: ", 1)[1].split(". ", 1)[0]
+    answer = said.split("The run says: ", 1)[1].split(". ", 1)[0].replace("**", "")
     if "train._job" in at.session_state:
         at.session_state["train._job"].pause()
     return t, answer

@@ -165,14 +165,16 @@ def _map_trust(settings_json: str) -> dict[str, float]:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _clip_ensemble(n: int) -> dict[str, float]:
+def _clip_ensemble(n: int, factor: str) -> dict[str, float]:
     from core.clip import template_set, zero_shot, zero_shot_weights
     from ui import loaders
 
     bundle = loaders.clip_model("mini-clip")
     images = loaders.dataset("shapes", n=int(n), size=32, seed=1)  # as the CLIP page draws them
-    names = list(images.classes["shape"])
-    labels = images.labels["shape"]
+    if factor not in images.factors:
+        raise ValueError(f"The shapes have no factor {factor!r}; choose one of {', '.join(images.factors)}.")
+    names = list(images.classes[factor])
+    labels = images.labels[factor]
     from core.clip import embed_images
 
     feats = embed_images(bundle, images)
@@ -217,7 +219,7 @@ def figures(step: C.Step) -> tuple[dict[str, float] | None, str]:
             return _map_trust(json.dumps(values, sort_keys=True)), ""
     if q.measure == "clip_ensemble":
         with st.spinner("Classifying with one prompt and with 80…"):
-            return _clip_ensemble(int(values["clip.n"])), ""
+            return _clip_ensemble(int(values["clip.n"]), str(values["clip.factor"])), ""
     if q.measure == "text_search":
         with st.spinner("Embedding the query and the choices…"):
             sims = _text_search(values["text.query"], tuple(q.choices.values()))
@@ -243,7 +245,7 @@ def _question(course: C.Course, index: int, step: C.Step) -> None:
     if guess is None:
         st.caption("Choose an answer; the step's own run then shows who was right.")
         return
-    waiting = q.measure == "train_knn"
+    waiting = q.measure == "train_knn" and figures(step)[0] is None  # only a training run is waited for
 
     @st.fragment(run_every=2.0 if waiting else None)
     def reveal() -> None:
@@ -254,11 +256,13 @@ def _question(course: C.Course, index: int, step: C.Step) -> None:
             if figs is None:
                 st.info(why_not, icon=":material/hourglass_top:")
                 return
+            if waiting:
+                st.rerun()  # the run ended: a full rerun draws the answer and stops the polling
             answer = C.decide(q, figs)
             if answer is None:
                 st.info("The run's figures do not decide this yet.", icon=":material/hourglass_top:")
                 return
-            shown = ", ".join(_format(k, v) for k, v in figs.items() if k in q.choices or k in (q.figure, q.than))
+            shown = ", ".join(_format(k, v) for k, v in figs.items())
             verdict = "You predicted it." if answer == guess else "Not what you predicted."
             (st.success if answer == guess else st.warning)(
                 f"**The run says: {q.choices[answer]}** ({shown}). {verdict}", icon=":material/insights:")

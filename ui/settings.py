@@ -153,6 +153,7 @@ _TABLE: list[Setting] = [
     _s("clip.source", "mini", "str", "Where the model comes from", options=("mini", "tag", "hub", "local")),
     _s("clip.dataset", "shapes", "str", "Images", options=("shapes", "photos", "digits", "upload")),
     _s("clip.n", 200, "int", "How many", options=(50, 100, 200, 500, 1000)),
+    _s("clip.factor", "shape", "str", "Label", "Which known factor the class names describe."),
     _s("clip.names_from", "dataset", "str", "Class names", options=("dataset", "preset", "typed")),
     _s("clip.typed", "circle\nsquare\nstar", "text", "One class per line (or comma-separated)"),
     _s("clip.tmode", "one", "str", "Prompt templates", options=("one", "custom", "openai")),
