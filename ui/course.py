@@ -22,7 +22,13 @@ from ui import settings as S
 COURSE_PARAM, STEP_PARAM = "course", "step"
 STATE = "course"  # {"id": course id, "step": 0-based index}; absent while no course is open
 GOTO = "course._goto"  # set when a link opened a step: the panel switches to the step's page once
-UPLOADED = "course._uploaded"  # a course this session uploaded (never shared with other sessions)
+UPLOADED = "course._uploaded"
+PENDING = "course._pending_run"
+# A browser request sent before the step opened (the Train page's live status ticks every second) carries the
+# previous step's widget values, and Streamlit applies them on top of the step's: the next full runs put the
+# step's values back before the page draws (measured: step 3 opened with step 2's settings and trained them).
+ASSERT = "course._assert"
+ASSERT_RUNS = 3  # (course id, step) whose training run has not been seen on the Train page yet  # a course this session uploaded (never shared with other sessions)
 PAGE_FILES = {"lab": "pages/augmentation_lab.py", "train": "pages/train.py", "loss_lab": "pages/loss_lab.py",
               "explorer": "pages/explorer.py", "clip": "pages/clip.py", "text": "pages/text.py"}
 PAGE_TITLES = {"lab": "Augmentation Lab", "train": "Train", "loss_lab": "Loss & Temperature Lab",
@@ -69,14 +75,16 @@ def step_values(step: C.Step) -> dict[str, Any]:
 def apply_step(course: C.Course, index: int, *, switch: bool = True) -> None:
     """Set the step's page up (settings, the run to start) and, with ``switch``, open it."""
     step = course.steps[index]
-    for k, v in step_values(step).items():
-        st.session_state[k] = tuple(v) if isinstance(v, list) else v
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in step_values(step).items()}
+    st.session_state.update(values)
+    st.session_state[ASSERT] = {"values": values, "runs": ASSERT_RUNS}
     st.session_state[STATE] = {"id": course.id, "step": index}
     st.session_state.pop("lesson", None)  # a Home lesson's banner would talk about another page
     if step.page == "explorer":
         st.session_state.pop("explorer.applied", None)  # the Explorer's map starts from its settings again
     if step.run == "train":
         st.session_state["train._autoplay"] = True  # as a one-click lesson: the Train page starts the run
+        st.session_state[PENDING] = (course.id, index)
     if switch:
         st.switch_page(PAGE_FILES[step.page])
 
@@ -108,6 +116,29 @@ def follow_link(current_path: str) -> None:
     found = current()
     if found is not None and current_path != URL_PATHS[found[0].steps[found[1]].page]:
         st.switch_page(PAGE_FILES[found[0].steps[found[1]].page])
+
+
+def _keep_run_asked(course: C.Course, index: int, step: C.Step) -> None:
+    """Ask the Train page again for the step's run until the session's job is that run.
+
+    The page consumes ``train._autoplay`` at its top; a run of the page that is cut short by a newer rerun
+    (the browser asks for one while the previous job is being retired) loses the request, and the step would
+    show the previous step's paused run. Checked before the page runs, so at most one job is started.
+    """
+    if st.session_state.get(PENDING) != (course.id, index):
+        return
+    from ui import session
+
+    job = session.current_job()
+    try:
+        wanted = S.train_config(step_values(step)).to_dict()
+    except ValueError:
+        st.session_state.pop(PENDING, None)
+        return
+    if job is not None and job.trainer.cfg.to_dict() == wanted:
+        st.session_state.pop(PENDING, None)  # the step's run exists: from here on the page's own buttons rule
+    else:
+        st.session_state["train._autoplay"] = True
 
 
 def url_params() -> dict[str, str]:
@@ -206,6 +237,15 @@ def figures(step: C.Step) -> tuple[dict[str, float] | None, str]:
         job = session.current_job()
         if job is None:
             return None, "Press **Play** on the Train page: the answer comes from this run."
+        try:
+            same = job.trainer.cfg.to_dict() == S.train_config(values).to_dict()
+        except ValueError:
+            same = False
+        if not same and st.session_state.get(PENDING):
+            return None, "The step's run is starting…"
+        if not same:
+            return None, ("The answer comes from a run with the settings on this page: press **Reset**, then "
+                          "**Play**.")
         if job.active or job.steps_done < job.target_steps:
             return None, f"The run is at step {job.steps_done:,} of {job.target_steps:,}; the answer comes at the end."
         evals = list(job.trainer.evals)
@@ -282,6 +322,12 @@ def panel(current_path: str) -> None:
     step = course.steps[index]
     on_page = current_path == URL_PATHS[step.page]
     n = len(course.steps)
+    held = st.session_state.get(ASSERT)
+    if held is not None:
+        st.session_state.update({k: v for k, v in held["values"].items() if st.session_state.get(k) != v})
+        held["runs"] -= 1
+        if held["runs"] <= 0:
+            st.session_state.pop(ASSERT, None)
     with st.container(border=True, key="course.panel"):
         top = st.columns([4, 1], vertical_alignment="center")
         top[0].progress((index + 1) / n, text=f"**{course.title}** · step {index + 1} of {n}: {step.title}")
@@ -293,7 +339,9 @@ def panel(current_path: str) -> None:
             if st.button(f"Open the {PAGE_TITLES[step.page]} page for this step", key="course.open",
                          icon=":material/open_in_new:"):
                 apply_step(course, index)
-        elif step.look_at:
+        elif step.run == "train":
+            _keep_run_asked(course, index, step)
+        if on_page and step.look_at:
             st.html(f"<style>.st-key-{step.look_at.replace('.', '-')} {{ {HIGHLIGHT} }}</style>")
             st.caption(":material/visibility: Look at the part of the page outlined in orange.")
         if on_page and step.question is not None:

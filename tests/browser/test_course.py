@@ -16,6 +16,7 @@ from tests.browser.conftest import harness
 pytestmark = pytest.mark.browser
 
 N_STEPS = 10  # assets/courses/intro.json
+STEPS_SHOWN = {2: "300", 3: "200"}  # the Train steps' "train.steps"
 ANSWER_AT = {3: "Colour", 6: "No: the vectors know more than the map shows"}  # step -> the choice clicked
 
 
@@ -32,6 +33,9 @@ def test_walk_the_course_with_next(app: Any) -> None:
     for step in range(1, N_STEPS + 1):
         _wait_text(app, f"step {step} of {N_STEPS}", 120)
         assert re.search(rf"[?&]course=intro(&|$)", app.page.url) and f"step={step}" in app.page.url, app.page.url
+        if step in STEPS_SHOWN:  # the step's own settings are on the page, not the previous step's
+            shown = app.page.locator(harness.key_selector("train.steps")).first.inner_text()
+            assert STEPS_SHOWN[step] in shown, (step, shown)
         if step in ANSWER_AT:
             guess = app.page.locator(harness.key_selector(f"course.guess.intro.{step - 1}"))
             guess.get_by_text(ANSWER_AT[step], exact=True).click()
