@@ -16,6 +16,8 @@ from tests.browser.conftest import harness
 pytestmark = pytest.mark.browser
 
 N_STEPS = 10  # assets/courses/intro.json
+URL_HOLDS = {3: ("aug.hue=0.1", "train.steps=200"), 4: ("loss_lab.tau=0.05",), 6: ("explorer.method=pca",),
+             9: ("clip.factor=size", "clip.tmode=openai")}  # ui.urlstate.write on pages beyond Train and the Lab
 STEPS_SHOWN = {2: "300", 3: "200"}  # the Train steps' "train.steps"
 ANSWER_AT = {3: "Colour", 6: "No: the vectors know more than the map shows"}  # step -> the choice clicked
 
@@ -33,6 +35,8 @@ def test_walk_the_course_with_next(app: Any) -> None:
     for step in range(1, N_STEPS + 1):
         _wait_text(app, f"step {step} of {N_STEPS}", 120)
         assert re.search(rf"[?&]course=intro(&|$)", app.page.url) and f"step={step}" in app.page.url, app.page.url
+        for param in URL_HOLDS.get(step, ()):  # the page wrote its changed settings into the address
+            assert param in app.page.url, (step, param, app.page.url)
         if step in STEPS_SHOWN:  # the step's own settings are on the page, not the previous step's
             shown = app.page.locator(harness.key_selector("train.steps")).first.inner_text()
             assert STEPS_SHOWN[step] in shown, (step, shown)
