@@ -12,6 +12,7 @@ when the run disagrees with the textbook.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import streamlit as st
@@ -28,7 +29,8 @@ PENDING = "course._pending_run"
 # previous step's widget values, and Streamlit applies them on top of the step's: the next full runs put the
 # step's values back before the page draws (measured: step 3 opened with step 2's settings and trained them).
 ASSERT = "course._assert"
-ASSERT_RUNS = 3  # (course id, step) whose training run has not been seen on the Train page yet  # a course this session uploaded (never shared with other sessions)
+ASSERT_RUNS = 3  # at least this many full runs ...
+ASSERT_S = 8.0  # ... and this long: on a loaded server such a request waited seconds behind the step's own runs  # (course id, step) whose training run has not been seen on the Train page yet  # a course this session uploaded (never shared with other sessions)
 PAGE_FILES = {"lab": "pages/augmentation_lab.py", "train": "pages/train.py", "loss_lab": "pages/loss_lab.py",
               "explorer": "pages/explorer.py", "clip": "pages/clip.py", "text": "pages/text.py"}
 PAGE_TITLES = {"lab": "Augmentation Lab", "train": "Train", "loss_lab": "Loss & Temperature Lab",
@@ -77,7 +79,7 @@ def apply_step(course: C.Course, index: int, *, switch: bool = True) -> None:
     step = course.steps[index]
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in step_values(step).items()}
     st.session_state.update(values)
-    st.session_state[ASSERT] = {"values": values, "runs": ASSERT_RUNS}
+    st.session_state[ASSERT] = {"values": values, "runs": ASSERT_RUNS, "until": time.monotonic() + ASSERT_S}
     st.session_state[STATE] = {"id": course.id, "step": index}
     st.session_state.pop("lesson", None)  # a Home lesson's banner would talk about another page
     if step.page == "explorer":
@@ -326,7 +328,7 @@ def panel(current_path: str) -> None:
     if held is not None:
         st.session_state.update({k: v for k, v in held["values"].items() if st.session_state.get(k) != v})
         held["runs"] -= 1
-        if held["runs"] <= 0:
+        if held["runs"] <= 0 and time.monotonic() > held["until"]:
             st.session_state.pop(ASSERT, None)
     with st.container(border=True, key="course.panel"):
         top = st.columns([4, 1], vertical_alignment="center")

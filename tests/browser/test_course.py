@@ -16,10 +16,16 @@ from tests.browser.conftest import harness
 pytestmark = pytest.mark.browser
 
 N_STEPS = 10  # assets/courses/intro.json
-URL_HOLDS = {3: ("aug.hue=0.1", "train.steps=200"), 4: ("loss_lab.tau=0.05",), 6: ("explorer.method=pca",),
+URL_HOLDS = {3: ("aug.hue=0.1", "train.n=2000"), 4: ("loss_lab.tau=0.05",), 6: ("explorer.method=pca",),
              9: ("clip.factor=size", "clip.tmode=openai")}  # ui.urlstate.write on pages beyond Train and the Lab
 STEPS_SHOWN = {2: "300", 3: "200"}  # the Train steps' "train.steps"
 ANSWER_AT = {3: "Colour", 6: "No: the vectors know more than the map shows"}  # step -> the choice clicked
+
+
+# An image drawn by a run that a newer run replaced within a second (the page Next left, or the Train page's sample
+# images drawn before ui.course._keep_run_asked started the step's job again) can be gone from Streamlit's media
+# store when the browser asks for it; the newer run draws the page. Every other console error counts.
+MEDIA_404 = re.compile(r"status of 404 .*/media/[0-9a-f]+\.(jpg|png)\)")
 
 
 def _wait_text(app: Any, text: str, timeout_s: float) -> None:
@@ -38,15 +44,23 @@ def test_walk_the_course_with_next(app: Any) -> None:
         for param in URL_HOLDS.get(step, ()):  # the page wrote its changed settings into the address
             assert param in app.page.url, (step, param, app.page.url)
         if step in STEPS_SHOWN:  # the step's own settings are on the page, not the previous step's
-            shown = app.page.locator(harness.key_selector("train.steps")).first.inner_text()
-            assert STEPS_SHOWN[step] in shown, (step, shown)
+            selector = harness.key_selector("train.steps")
+            try:  # the live status may be rerunning the page: wait for the run that draws the step
+                app.page.wait_for_function(
+                    "([sel, want]) => { const e = document.querySelector(sel);"
+                    " return !!e && e.innerText.split('\\n').map(t => t.trim()).includes(want); }",
+                    arg=[selector, STEPS_SHOWN[step]], timeout=60_000)
+            except Exception:  # noqa: BLE001 - reported below with what the page shows
+                pass
+            shown = app.page.locator(selector).first.inner_text()
+            assert STEPS_SHOWN[step] in shown.split(), (step, shown)
         if step in ANSWER_AT:
             guess = app.page.locator(harness.key_selector(f"course.guess.intro.{step - 1}"))
             guess.get_by_text(ANSWER_AT[step], exact=True).click()
             _wait_text(app, "The run says", 240)  # a training step: its run must finish first
             app.wait_idle(timeout=60)
             app.screenshot(f"course-step-{step:02d}")
-        found = app.problems()
+        found = [p for p in app.problems() if not MEDIA_404.search(p)]
         if found:
             problems[step] = found
         if step < N_STEPS:
