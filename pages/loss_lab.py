@@ -46,13 +46,13 @@ def _ask(action: str) -> None:
 
 
 def _toy_config() -> lab.ToyConfig:
-    s = st.session_state
+    def s(name: str):  # the widget's value, or the settings table's default while it is not drawn
+        return st.session_state.get(f"loss_lab.{name}", S.default(f"loss_lab.{name}"))
+
     return lab.ToyConfig(
-        loss=s.get("loss_lab.loss", "nt_xent"), dim=int(s.get("loss_lab.dim", 2)),
-        temperature=float(s.get("loss_lab.temperature", 0.2)), batch_size=int(s.get("loss_lab.batch", 64)),
-        queue_size=int(s.get("loss_lab.queue", 256)), margin=float(s.get("loss_lab.margin", 0.5)),
-        mining=s.get("loss_lab.mining", "semihard"), noise=float(s.get("loss_lab.noise", 0.5)),
-        steps=int(s.get("loss_lab.steps", 300)), seed=int(s.get("loss_lab.seed", 0)), pace=0.04)
+        loss=s("loss"), dim=int(s("dim")), temperature=float(s("temperature")), batch_size=int(s("batch")),
+        queue_size=int(s("queue")), margin=float(s("margin")), mining=s("mining"), noise=float(s("noise")),
+        steps=int(s("steps")), seed=int(s("seed")), pace=0.04)
 
 
 def _signature(cfg: lab.ToyConfig) -> str:
