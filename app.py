@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import session, urlstate, warmup, widgets
+from ui import course, router, session, urlstate, warmup, widgets
 
 # A shipped PNG: a ":material/...:" page icon makes the browser fetch the favicon from the web.
 FAVICON = str(Path(__file__).resolve().parent / "assets" / "favicon.png")
@@ -52,6 +52,7 @@ pages = {
 page = st.navigation(pages)
 
 urlstate.restore()  # a shared link's settings, once per session, before any widget is drawn
+course.follow_link(page.url_path)  # a course link opens its step's page
 session.keep_settings()
 
 session.sync_registry()
@@ -62,7 +63,9 @@ urlstate.show_problems()
 if page is not home:  # every other page draws plotly charts: not while pandas is half imported (ui.warmup)
     warmup.plotly_ready()
 try:
-    page.run()
+    course.panel(page.url_path)  # the open course's step, on top of every page (nothing without a course)
+    with router.running():  # the page's guard (ui/router.py) sees it runs under the router
+        page.run()
 finally:  # also when the page stopped early (st.stop) or asked for a rerun
     session.sidebar_status(status_box)
     urlstate.write()  # the address now holds every changed setting, so a copied link reproduces this page

@@ -4,6 +4,10 @@ The settings chosen here (``aug.*``) are the ones the Train page trains with.
 """
 from __future__ import annotations
 
+from ui.router import require as _routed
+
+_routed()  # a page opened before app.py ever ran: route it through app.py (ui/router.py)
+
 import json
 
 import numpy as np

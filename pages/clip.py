@@ -6,12 +6,18 @@ network. Everything heavy is cached: the model (ui.loaders.clip_model, shared re
 """
 from __future__ import annotations
 
+from ui.router import require as _routed
+
+_routed()  # a page opened before app.py ever ran: route it through app.py (ui/router.py)
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
 from ui import loaders, registry
 from ui.widgets import user_errors
+from ui import settings as S
+from ui.urlstate import bind
 
 PAGE = "clip"
 SOURCES = {
@@ -57,7 +63,7 @@ def _spec_from_widgets(source: str) -> str | None:
 
 st.session_state.setdefault("clip._spec", "mini-clip")
 with st.expander("Model", icon=":material/neurology:", expanded=False):
-    source = st.radio("Where the model comes from", list(SOURCES), format_func=SOURCES.get, key="clip.source",
+    source = st.radio("Where the model comes from", S.options("clip.source"), format_func=SOURCES.get, key="clip.source",
                       horizontal=True, help="The shipped mini-CLIP works offline. Pretrained tags and hub models "
                                             "download once; with no network they fail within seconds.")
     with user_errors("choosing the model"):
@@ -92,15 +98,15 @@ def _reset_template() -> None:
 
 
 ic1, ic2, ic3 = st.columns([2, 1, 1])
-dataset_name = ic1.segmented_control("Images", list(DATASETS), format_func=DATASETS.get, key="clip.dataset",
-                                     default="shapes", on_change=_reset_template,
+dataset_name = ic1.segmented_control("Images", S.options("clip.dataset"), format_func=DATASETS.get,
+                                     **bind("clip.dataset", "default"), on_change=_reset_template,
                                      help="Shapes are generated with a seed the mini-CLIP never saw in training.")
 dataset_name = dataset_name or "shapes"
 images = None  # ImageSet or list of PIL images
 names_for_display: list[str] = []
 with user_errors("loading the images"):
     if dataset_name == "shapes":
-        n = ic2.select_slider("How many", (50, 100, 200, 500, 1000), value=200, key="clip.n",
+        n = ic2.select_slider("How many", S.options("clip.n"), **bind("clip.n"),
                               help="Freshly generated shapes (seed 1; the mini-CLIP was trained on seed 0).")
         images = loaders.dataset("shapes", n=int(n), size=32, seed=1)
     elif dataset_name in ("photos", "digits"):
@@ -201,7 +207,7 @@ with tab_zs:
                                   help="CIFAR-10 and ImageNet names (ImageNet's from open_clip.zero_shot_metadata).")
             classnames = presets[preset]
         else:
-            typed = c1.text_area("One class per line (or comma-separated)", "circle\nsquare\nstar", key="clip.typed")
+            typed = c1.text_area("One class per line (or comma-separated)", **bind("clip.typed"))
             classnames = [c.strip() for part in typed.splitlines() for c in part.split(",") if c.strip()]
 
     st.session_state.setdefault("clip.template", _default_template())
@@ -222,10 +228,10 @@ with tab_zs:
             templates = template_set("openai")
             c2.caption(f"{len(templates)} templates, e.g. “{templates[0]}”, “{templates[1]}”.")
 
-    scale = c3.select_slider("Logit scale (1 / temperature)", SCALES, value=100, key="clip.scale",
+    scale = c3.select_slider("Logit scale (1 / temperature)", S.options("clip.scale"), **bind("clip.scale"),
                              help="Probabilities are softmax(scale × cosine similarity). CLIP learned ~100: sharp. "
                                   "Lower it and the probabilities flatten; the ranking stays the same.")
-    topk = c3.select_slider("Top-k shown", (3, 5, 10), value=5, key="clip.topk")
+    topk = c3.select_slider("Top-k shown", S.options("clip.topk"), **bind("clip.topk"))
 
     result = single = w = None
     with user_errors("classifying"):
@@ -324,7 +330,7 @@ with tab_ret:
     r1, r2 = st.columns([1, 2])
     mode = r1.radio("Search with", ["text", "image"], key="clip.ret_mode",
                     format_func={"text": "Text → image", "image": "Image → image"}.get, horizontal=True)
-    k = r1.select_slider("Results", (4, 8, 12, 24), value=8, key="clip.ret_k")
+    k = r1.select_slider("Results", S.options("clip.ret_k"), **bind("clip.ret_k"))
     default_query = "a red circle" if dataset_name == "shapes" else "a photo of a cat"
     with user_errors("searching"):
         terms = []
@@ -340,9 +346,9 @@ with tab_ret:
             formula = f"image {qi}"
             r1.image(loaders.upscale(_pixels([qi])[0], 96), caption=f"query image {qi}", width=96)
         a1, a2 = r2.columns(2)
-        plus = a1.text_input("+ text (optional)", "", key="clip.plus", help="Query arithmetic: add a concept, "
+        plus = a1.text_input("+ text (optional)", **bind("clip.plus"), help="Query arithmetic: add a concept, "
                              "e.g. image of a red circle + “a blue shape” − “a red shape”.")
-        minus = a2.text_input("− text (optional)", "", key="clip.minus")
+        minus = a2.text_input("− text (optional)", **bind("clip.minus"))
         for sign, text in ((1.0, plus), (-1.0, minus)):
             if text.strip():
                 terms.append((sign, embed_texts(bundle, [text])[0]))

@@ -2,6 +2,10 @@
 health, a comparison of two spaces, and export. Thin: ui.explorer caches and draws, core computes."""
 from __future__ import annotations
 
+from ui.router import require as _routed
+
+_routed()  # a page opened before app.py ever ran: route it through app.py (ui/router.py)
+
 import io
 import json
 
@@ -13,6 +17,8 @@ from ui import explorer as X
 from ui import registry
 from ui.loaders import upscale
 from ui.widgets import user_errors
+from ui import settings as S
+from ui.urlstate import bind
 
 P = "explorer"
 METHOD_LABELS = {"umap": "UMAP", "pca": "PCA", "tsne": "t-SNE"}
@@ -50,8 +56,8 @@ def _demo() -> dict[str, X.Space]:
     return X.demo_spaces()
 
 
-source = st.segmented_control("Look at", ["Demo", "Your models", "Upload a file"], key=f"{P}.source",
-                              default="Demo", help="The demo needs nothing: an untrained and a trained encoder "
+source = st.segmented_control("Look at", S.options(f"{P}.source"), **bind(f"{P}.source", "default"),
+                              help="The demo needs nothing: an untrained and a trained encoder "
                                                    "on the built-in shapes. Models you train appear under "
                                                    "'Your models'.") or "Demo"
 space: X.Space | None = None
@@ -103,8 +109,8 @@ if len(rows_drawn) < n_all:
                "(every computation that fits uses all of them).", icon=":material/scatter_plot:")
 
 # ------------------------------------------------------------------------------------------ settings
-DEFAULTS = {"method": "umap", "dim": 2, "n_neighbors": 15, "min_dist": 0.1, "metric": "cosine",
-            "perplexity": 30, "k": 10}
+DEFAULTS = {n: st.session_state.get(f"{P}.{n}", S.default(f"{P}.{n}"))  # the table's defaults, or a link's
+            for n in ("method", "dim", "n_neighbors", "min_dist", "metric", "perplexity", "k")}
 # Above the plotly limit a UMAP of every point takes minutes (its transform places ~100 rows a second here,
 # benchmarks/RESULTS.md), so big sets open on PCA; UMAP stays one click away in the settings.
 applied = st.session_state.setdefault(f"{P}.applied", dict(DEFAULTS, method="pca") if len(rows_drawn) < n_all
@@ -113,19 +119,19 @@ with st.expander("Map settings", icon=":material/tune:", expanded=False):
     with st.form(f"{P}.form", border=False):
         c1, c2, c3 = st.columns(3)
         method = c1.selectbox("Method", list(METHOD_LABELS), format_func=METHOD_LABELS.get,
-                              index=list(METHOD_LABELS).index(applied["method"]), key=f"{P}.method",
+                              **bind(f"{P}.method", "index", list(METHOD_LABELS).index(applied["method"])),
                               help=HELP["umap"])
-        dim = c1.radio("Dimensions", [2, 3], index=[2, 3].index(applied["dim"]), key=f"{P}.dim", horizontal=True)
-        n_neighbors = c2.slider("UMAP neighbours", 2, 100, applied["n_neighbors"], key=f"{P}.n_neighbors",
+        dim = c1.radio("Dimensions", [2, 3], **bind(f"{P}.dim", "index", [2, 3].index(applied["dim"])), horizontal=True)
+        n_neighbors = c2.slider("UMAP neighbours", 2, 100, **bind(f"{P}.n_neighbors", initial=applied["n_neighbors"]),
                                 help=HELP["n_neighbors"])
-        min_dist = c2.slider("UMAP min distance", 0.0, 0.99, applied["min_dist"], 0.01, key=f"{P}.min_dist",
+        min_dist = c2.slider("UMAP min distance", 0.0, 0.99, step=0.01, **bind(f"{P}.min_dist", initial=applied["min_dist"]),
                              help=HELP["min_dist"])
         metric = c3.selectbox("Metric (UMAP, t-SNE)", ["cosine", "euclidean"],
-                              index=["cosine", "euclidean"].index(applied["metric"]), key=f"{P}.metric",
+                              **bind(f"{P}.metric", "index", ["cosine", "euclidean"].index(applied["metric"])),
                               help=HELP["metric"])
-        perplexity = c3.slider("t-SNE perplexity", 5, 50, applied["perplexity"], key=f"{P}.perplexity",
+        perplexity = c3.slider("t-SNE perplexity", 5, 50, **bind(f"{P}.perplexity", initial=applied["perplexity"]),
                                help=HELP["perplexity"])
-        k = c3.slider("Neighbours k (scores, lists)", 5, 50, applied["k"], key=f"{P}.k", help=HELP["k"])
+        k = c3.slider("Neighbours k (scores, lists)", 5, 50, **bind(f"{P}.k", initial=applied["k"]), help=HELP["k"])
         if st.form_submit_button("Apply", type="primary", icon=":material/play_arrow:", key=f"{P}.apply"):
             applied = {"method": method, "dim": dim, "n_neighbors": n_neighbors, "min_dist": min_dist,
                        "metric": metric, "perplexity": perplexity, "k": k}
@@ -168,8 +174,8 @@ def compute_map(sp: X.Space, a: dict, preview=None) -> tuple[np.ndarray, str, st
     return coords, METHOD_LABELS[method], build_metric(method, **params)
 
 
-view = st.segmented_control("View", ["Map", "Similarity", "Health", "Compare", "Export"], key=f"{P}.view",
-                            default="Map") or "Map"
+view = st.segmented_control("View", S.options(f"{P}.view"), **bind(f"{P}.view", "default"),
+                            ) or "Map"
 
 
 def show_images(rows, captions, width=72):
@@ -290,7 +296,7 @@ if view == "Similarity":
 
     with user_errors("computing similarities"):
         c1, c2 = st.columns(2)
-        n_sub = c1.select_slider("Items in the matrix", [50, 100, 200, 500, 1000], value=200, key=f"{P}.sim_n",
+        n_sub = c1.select_slider("Items in the matrix", S.options(f"{P}.sim_n"), **bind(f"{P}.sim_n"),
                                  help="A seeded random subset of the set.")
         order_by = c2.selectbox("Sort by", [*es.factors, "k-means clusters"], key=f"{P}.sim_sort")
         sub = X.sample_rows(n_all, int(n_sub), seed=1)
@@ -313,7 +319,7 @@ if view == "Similarity":
 
         if space.model is not None and space.imageset is not None and space.augment is not None:
             st.subheader("NT-Xent softmax of one training batch")
-            tau = st.select_slider("Temperature", [0.05, 0.1, 0.2, 0.5, 1.0], value=0.2, key=f"{P}.tau",
+            tau = st.select_slider("Temperature", S.options(f"{P}.tau"), **bind(f"{P}.tau"),
                                    help="Each row is a softmax over the other 2N-1 views; the loss is the mean "
                                         "-log of the outlined positive. Low temperature sharpens every row.")
             z1, z2 = X.views(space, 16)
@@ -327,7 +333,7 @@ if view == "Similarity":
                                       height=460), width="stretch", key=f"{P}.ntxent")
 
         st.subheader("Near-duplicates")
-        thr = st.slider("Similarity threshold", 0.80, 1.0, 0.98, 0.005, key=f"{P}.dup_thr",
+        thr = st.slider("Similarity threshold", 0.80, 1.0, step=0.005, **bind(f"{P}.dup_thr"),
                         help="Pairs of different items at least this cosine-similar.")
         pool = X.sample_rows(n_all, 20000, seed=2)
         pairs = near_duplicates(es.vectors[pool], threshold=float(thr), max_pairs=200)

@@ -1,9 +1,13 @@
 """Home: what the playground is for, the device it runs on, one-click lessons, the session's models."""
 from __future__ import annotations
 
+from ui.router import require as _routed
+
+_routed()  # a page opened before app.py ever ran: route it through app.py (ui/router.py)
+
 import streamlit as st
 
-from ui import presets, registry, warmup
+from ui import course, presets, registry, warmup
 from ui.widgets import user_errors
 
 st.title("Contrastive Playground")
@@ -13,6 +17,12 @@ st.markdown(
     "Here you can see the augmentations, train a model live, and watch the embedding space organise itself "
     "— on a laptop CPU, with no internet."
 )
+
+st.subheader("Take a course")
+st.caption("A guided path through the pages: each step sets its page up, starts what needs running, points at "
+           "what to look at, and asks the class to predict before the run answers. The address holds the course "
+           "and the step, so every student's copy of the link opens the same step.")
+course.chooser("home")
 
 st.subheader("Start with a lesson")
 st.caption("One click opens a page already set up, with a few lines to read aloud.")

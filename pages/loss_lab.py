@@ -5,6 +5,10 @@ The toy trains in a background job (``ui.jobs.TrainingJob``), polled by a fragme
 """
 from __future__ import annotations
 
+from ui.router import require as _routed
+
+_routed()  # a page opened before app.py ever ran: route it through app.py (ui/router.py)
+
 import hashlib
 import json
 from dataclasses import asdict
@@ -17,6 +21,8 @@ from ui import charts, jobs
 from ui.glossary import TERMS
 from ui.glossary import help as gloss
 from ui.widgets import user_errors
+from ui import settings as S
+from ui.urlstate import bind
 
 st.title("Loss & Temperature Lab")
 st.caption(
@@ -40,13 +46,13 @@ def _ask(action: str) -> None:
 
 
 def _toy_config() -> lab.ToyConfig:
-    s = st.session_state
+    def s(name: str):  # the widget's value, or the settings table's default while it is not drawn
+        return st.session_state.get(f"loss_lab.{name}", S.default(f"loss_lab.{name}"))
+
     return lab.ToyConfig(
-        loss=s.get("loss_lab.loss", "nt_xent"), dim=int(s.get("loss_lab.dim", 2)),
-        temperature=float(s.get("loss_lab.temperature", 0.2)), batch_size=int(s.get("loss_lab.batch", 64)),
-        queue_size=int(s.get("loss_lab.queue", 256)), margin=float(s.get("loss_lab.margin", 0.5)),
-        mining=s.get("loss_lab.mining", "semihard"), noise=float(s.get("loss_lab.noise", 0.5)),
-        steps=int(s.get("loss_lab.steps", 300)), seed=int(s.get("loss_lab.seed", 0)), pace=0.04)
+        loss=s("loss"), dim=int(s("dim")), temperature=float(s("temperature")), batch_size=int(s("batch")),
+        queue_size=int(s("queue")), margin=float(s("margin")), mining=s("mining"), noise=float(s("noise")),
+        steps=int(s("steps")), seed=int(s("seed")), pace=0.04)
 
 
 def _signature(cfg: lab.ToyConfig) -> str:
@@ -76,25 +82,25 @@ with settings_col, st.container(border=True):
              format_func=lambda d: "circle (2-D)" if d == 2 else "sphere (3-D)",
              help="The embedding dimension. Real models use 64-2048, but the maths is the same.")
     if loss_key in ("nt_xent", "info_nce", "supcon"):
-        st.select_slider("Temperature τ", (0.05, 0.1, 0.2, 0.5, 1.0), value=0.2, key="loss_lab.temperature",
+        st.select_slider("Temperature τ", S.options("loss_lab.temperature"), **bind("loss_lab.temperature"),
                          format_func=lambda t: f"{t:g}", help=gloss("temperature"))
-    st.select_slider("Batch size", (8, 16, 32, 64, 128, 256), value=64, key="loss_lab.batch",
+    st.select_slider("Batch size", S.options("loss_lab.batch"), **bind("loss_lab.batch"),
                      help="Samples per step. NT-Xent's negatives per anchor: 2 × batch − 2.")
     if loss_key == "info_nce":
-        st.select_slider("Negatives in the queue", (16, 64, 256, 1024), value=256, key="loss_lab.queue",
+        st.select_slider("Negatives in the queue", S.options("loss_lab.queue"), **bind("loss_lab.queue"),
                          help=gloss("queue"))
     if loss_key == "triplet":
-        st.selectbox("Mining", tuple(MINING_NAMES), index=2, format_func=MINING_NAMES.get, key="loss_lab.mining",
+        st.selectbox("Mining", S.options("loss_lab.mining"), format_func=MINING_NAMES.get, **bind("loss_lab.mining", "index"),
                      help=gloss("mining"))
     if loss_key in ("triplet", "margin"):
-        st.slider("Margin", 0.1, 2.0, 0.5, 0.1, key="loss_lab.margin",
+        st.slider("Margin", 0.1, 2.0, step=0.1, **bind("loss_lab.margin"),
                   help="How far apart (on the unit sphere, distances 0-2) negatives must be before they stop "
                        "being pushed.")
-    st.slider("Augmentation noise", 0.0, 2.0, 0.5, 0.1, key="loss_lab.noise",
+    st.slider("Augmentation noise", 0.0, 2.0, step=0.1, **bind("loss_lab.noise"),
               help="The two views of a point differ by Gaussian noise of this size: what the model learns to "
                    "ignore.")
-    st.select_slider("Steps", (100, 300, 1000), value=300, key="loss_lab.steps")
-    st.number_input("Seed", 0, 9999, 0, key="loss_lab.seed", help="The same seed gives the same run.")
+    st.select_slider("Steps", S.options("loss_lab.steps"), **bind("loss_lab.steps"))
+    st.number_input("Seed", 0, 9999, **bind("loss_lab.seed"), help="The same seed gives the same run.")
 
 with settings_col, user_errors("checking the toy's settings"):
     cfg = _toy_config()
@@ -269,10 +275,10 @@ def _first_number(value) -> int | None:
 trainer: lab.ToyTrainer = job.trainer
 a_col, b_col = st.columns([1, 2.2], gap="large")
 with a_col:
-    batch_n = st.select_slider("Batch size", (8, 16, 32, 64, 128, 256), value=32, key="loss_lab.anatomy_batch",
+    batch_n = st.select_slider("Batch size", S.options("loss_lab.anatomy_batch"), **bind("loss_lab.anatomy_batch"),
                                help="N samples, 2N embeddings: each anchor has one positive and 2N − 2 negatives.")
-    tau = st.select_slider("Temperature τ", [0.02, 0.05, 0.07, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 2.0], value=0.2,
-                           key="loss_lab.tau", format_func=lambda t: f"{t:g}", help=gloss("temperature"))
+    tau = st.select_slider("Temperature τ", S.options("loss_lab.tau"),
+                           **bind("loss_lab.tau"), format_func=lambda t: f"{t:g}", help=gloss("temperature"))
     n_emb = 2 * int(batch_n)
     if int(st.session_state.get("loss_lab.anchor", 0)) >= n_emb:
         st.session_state["loss_lab.anchor"] = 0

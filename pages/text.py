@@ -6,6 +6,10 @@ background job (ui.jobs.TrainingJob) that a fragment polls.
 """
 from __future__ import annotations
 
+from ui.router import require as _routed
+
+_routed()  # a page opened before app.py ever ran: route it through app.py (ui/router.py)
+
 import hashlib
 
 import numpy as np
@@ -14,6 +18,8 @@ import streamlit as st
 
 from ui import charts, jobs, loaders, registry
 from ui.widgets import user_errors
+from ui import settings as S
+from ui.urlstate import bind
 
 JOB_KEY = "text._job"
 CACHE_KEY = "text._vectors"
@@ -198,7 +204,7 @@ with search_tab:
                           help="Any sentence. It is embedded by the model and compared with every text by cosine "
                                "similarity (1 = same direction, 0 = unrelated).")
     c1, c2 = st.columns(2)
-    k = c1.slider("Results (k)", 1, 20, 5, key="text.k", help="How many of the nearest texts to show.")
+    k = c1.slider("Results (k)", 1, 20, **bind("text.k"), help="How many of the nearest texts to show.")
     kind = c2.selectbox("Index", list(T.INDEX_KINDS), key="text.index", format_func=lambda x: T.INDEX_KINDS[x],
                         help=f"Exact search scores every text and is fast enough below about "
                              f"{T.APPROXIMATE_ABOVE:,} texts. Approximate indexes (HNSW, IVF) are for millions; "
@@ -323,10 +329,10 @@ with tune_tab:
                              help="Topic pairs teach the corpus's 10 topics: a held-out sentence should find "
                                   "sentences of its own topic. Question-answer pairs are what MiniLM already does "
                                   "well, so there is little left to gain. Or bring your own pairs.")
-    steps = c2.select_slider("Steps", [10, 20, 30, 50, 100], value=30, key="text.steps",
+    steps = c2.select_slider("Steps", S.options("text.steps"), **bind("text.steps"),
                              help="Each step is one batch of pairs. 30 steps take about half a minute on a laptop.")
     c3, c4 = st.columns(2)
-    c3.select_slider("Temperature", TEMPERATURES, value=0.05, key="text.temperature",
+    c3.select_slider("Temperature", S.options("text.temperature"), **bind("text.temperature"),
                      help="Divides the cosine similarities before the softmax (the loss's scale is 1 / "
                           "temperature; 0.05 is sentence-transformers' default). Low: only the hardest negatives "
                           "matter. High: every negative counts alike and the push is gentle.")

@@ -5,6 +5,10 @@ about once a second while it runs, and stops polling when it does not.
 """
 from __future__ import annotations
 
+from ui.router import require as _routed
+
+_routed()  # a page opened before app.py ever ran: route it through app.py (ui/router.py)
+
 import json
 import re
 import tempfile

@@ -21,7 +21,8 @@ SETTINGS_FORMAT = "contrastive-playground/settings@1"
 
 @dataclass(frozen=True)
 class Setting:
-    """One setting. ``kind`` is "bool", "int", "float", "str" or "range" (a (low, high) pair)."""
+    """One setting. ``kind`` is "bool", "int", "float", "str" (one of ``options`` when given), "text" (free text
+    up to MAX_TEXT characters) or "range" (a (low, high) pair)."""
 
     key: str
     default: Any
@@ -119,16 +120,76 @@ _TABLE: list[Setting] = [
     _s("train.label_factor", "", "str", "Label for supervised methods",
        "Triplet, margin and SupCon use labels; pick which factor counts as 'the same'."),
     _s("train.color_by", "", "str", "Colour the points by"),
+    # ---- Loss & Temperature Lab (options mirror core.lab; tests/app/test_settings.py compares them) ---------
+    _s("loss_lab.loss", "nt_xent", "str", "Loss",
+       options=("nt_xent", "info_nce", "triplet", "margin", "supcon", "align", "align_uniform")),
+    _s("loss_lab.dim", 2, "int", "Where the points live", options=(2, 3)),
+    _s("loss_lab.temperature", 0.2, "float", "Temperature τ", options=(0.05, 0.1, 0.2, 0.5, 1.0)),
+    _s("loss_lab.batch", 64, "int", "Batch size", options=(8, 16, 32, 64, 128, 256)),
+    _s("loss_lab.queue", 256, "int", "Negatives in the queue", options=(16, 64, 256, 1024)),
+    _s("loss_lab.mining", "semihard", "str", "Mining", options=("all", "hard", "semihard")),
+    _s("loss_lab.margin", 0.5, "float", "Margin", low=0.1, high=2.0),
+    _s("loss_lab.noise", 0.5, "float", "Augmentation noise", low=0.0, high=2.0),
+    _s("loss_lab.steps", 300, "int", "Steps", options=(100, 300, 1000)),
+    _s("loss_lab.seed", 0, "int", "Seed", low=0, high=9999),
+    _s("loss_lab.anatomy_batch", 32, "int", "Batch size", options=(8, 16, 32, 64, 128, 256)),
+    _s("loss_lab.tau", 0.2, "float", "Temperature τ", options=(0.02, 0.05, 0.07, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 2.0)),
+    _s("loss_lab.preset", "temperature", "str", "Experiment",
+       options=("temperature", "collapse", "color_jitter", "negatives", "head", "shortcut")),
+    # ---- Embedding Explorer --------------------------------------------------------------------------------
+    _s("explorer.source", "Demo", "str", "Look at", options=("Demo", "Your models", "Upload a file")),
+    _s("explorer.method", "umap", "str", "Method", options=("umap", "pca", "tsne")),
+    _s("explorer.dim", 2, "int", "Dimensions", options=(2, 3)),
+    _s("explorer.n_neighbors", 15, "int", "UMAP neighbours", low=2, high=100),
+    _s("explorer.min_dist", 0.1, "float", "UMAP min distance", low=0.0, high=0.99),
+    _s("explorer.metric", "cosine", "str", "Metric (UMAP, t-SNE)", options=("cosine", "euclidean")),
+    _s("explorer.perplexity", 30, "int", "t-SNE perplexity", low=5, high=50),
+    _s("explorer.k", 10, "int", "Neighbours k (scores, lists)", low=5, high=50),
+    _s("explorer.view", "Map", "str", "View", options=("Map", "Similarity", "Health", "Compare", "Export")),
+    _s("explorer.sim_n", 200, "int", "Items in the matrix", options=(50, 100, 200, 500, 1000)),
+    _s("explorer.tau", 0.2, "float", "Temperature", options=(0.05, 0.1, 0.2, 0.5, 1.0)),
+    _s("explorer.dup_thr", 0.98, "float", "Similarity threshold", low=0.8, high=1.0),
+    # ---- CLIP ----------------------------------------------------------------------------------------------
+    _s("clip.source", "mini", "str", "Where the model comes from", options=("mini", "tag", "hub", "local")),
+    _s("clip.dataset", "shapes", "str", "Images", options=("shapes", "photos", "digits", "upload")),
+    _s("clip.n", 200, "int", "How many", options=(50, 100, 200, 500, 1000)),
+    _s("clip.factor", "shape", "str", "Label", "Which known factor the class names describe."),
+    _s("clip.names_from", "dataset", "str", "Class names", options=("dataset", "preset", "typed")),
+    _s("clip.typed", "circle\nsquare\nstar", "text", "One class per line (or comma-separated)"),
+    _s("clip.tmode", "one", "str", "Prompt templates", options=("one", "custom", "openai")),
+    _s("clip.scale", 100, "int", "Logit scale (1 / temperature)", options=(1, 2, 5, 10, 20, 50, 100)),
+    _s("clip.topk", 5, "int", "Top-k shown", options=(3, 5, 10)),
+    _s("clip.ret_mode", "text", "str", "Search with", options=("text", "image")),
+    _s("clip.ret_k", 8, "int", "Results", options=(4, 8, 12, 24)),
+    _s("clip.plus", "", "text", "+ text (optional)"),
+    _s("clip.minus", "", "text", "− text (optional)"),
+    _s("clip.map_method", "pca", "str", "Projection", options=("pca", "umap")),
+    # ---- Text ----------------------------------------------------------------------------------------------
+    _s("text.source", "Built-in corpus", "str", "Texts", options=("Built-in corpus", "Paste a list", "Upload a file")),
+    _s("text.query", "how do bats find food in the dark", "text", "Query"),
+    _s("text.k", 5, "int", "Results (k)", low=1, high=20),
+    _s("text.index", "exact", "str", "Index", options=("exact", "hnsw", "ivf")),
+    _s("text.pairs", "topic", "str", "Pairs", options=("topic", "qa", "upload")),
+    _s("text.steps", 30, "int", "Steps", options=(10, 20, 30, 50, 100)),
+    _s("text.temperature", 0.05, "float", "Temperature", options=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)),
+    _s("text.hard_negatives", False, "bool", "Hard negatives"),
 ]
 
 SETTINGS: dict[str, Setting] = {s.key: s for s in _TABLE}
-PAGES = ("lab", "aug", "train")
-# Which namespaces a page's export/import covers: the Train page uses the Lab's augmentations too.
-PAGE_NAMESPACES = {"lab": ("lab", "aug"), "train": ("train", "aug")}
+PAGES = ("lab", "aug", "train", "loss_lab", "explorer", "clip", "text")
+# Which namespaces a page's export/import (and a course step) covers: the Train page uses the Lab's augmentations.
+PAGE_NAMESPACES = {"lab": ("lab", "aug"), "train": ("train", "aug"), "loss_lab": ("loss_lab",),
+                   "explorer": ("explorer",), "clip": ("clip",), "text": ("text",)}
+MAX_TEXT = 500  # characters of a free-text setting (a query, class names): a link is no place for an essay
 
 
 def default(key: str) -> Any:
     return SETTINGS[key].default
+
+
+def options(key: str) -> list:
+    """The allowed values of a choice setting, in display order (what a page's select widget lists)."""
+    return list(SETTINGS[key].options)
 
 
 def keys(namespaces: Iterable[str]) -> list[str]:
@@ -156,6 +217,12 @@ def coerce(key: str, value: Any) -> Any:
     if s.kind == "bool":
         if not isinstance(value, bool):
             raise ValueError(f"'{key}' must be true or false, not {value!r}.")
+        return value
+    if s.kind == "text":
+        if not isinstance(value, str):
+            raise ValueError(f"'{key}' must be text, not {value!r}.")
+        if len(value) > MAX_TEXT:
+            raise ValueError(f"'{key}' must be at most {MAX_TEXT} characters long; it has {len(value)}.")
         return value
     if s.kind == "str":
         if not isinstance(value, str):
@@ -233,6 +300,8 @@ def from_url(key: str, raw: str | Sequence[str]) -> Any:
             return coerce(key, [float(p.strip()) for p in parts])
         except ValueError as err:
             raise ValueError(f"'{key}' in the link must be two numbers 'low,high': {err}") from None
+    if s.kind == "text":
+        return coerce(key, parts[-1])  # as typed: spaces and line breaks are part of a query
     text = parts[-1].strip()
     if s.kind == "bool":
         if text.lower() in ("true", "1", "yes", "on"):

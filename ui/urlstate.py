@@ -2,7 +2,7 @@
 
 ``restore()`` runs once when a session starts (app.py, before any page draws a widget): it reads the link's
 parameters, checks each with the settings table and puts the good ones in session state; what it could not use is
-listed once on the page. ``write()`` runs after every page: it puts the session's changed settings into the URL as
+listed once on the page. A course link (``course=intro&step=4``, ``ui.course``) opens that step first. ``write()`` runs after every page: it puts the session's changed settings into the URL as
 values (``train.steps=5000``, never a widget's label), and the open lesson as ``lesson=<preset id>``.
 Streamlit's own ``bind="query-params"`` is not used: it writes a widget's formatted label, only once the user
 touched that widget, so a lesson opened from a preset never reached the address.
@@ -11,11 +11,31 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ui import course
 from ui import settings as S
 
 _RESTORED = "_url.restored"
 _PROBLEMS = "_url.problems"
 LESSON_PARAM = "lesson"
+COURSE_PARAMS = (course.COURSE_PARAM, course.STEP_PARAM)
+
+
+def bind(key: str, param: str = "value", initial: object = None) -> dict:
+    """Keyword arguments that bind a page's own widget to the setting ``key``: ``key=`` and, only while session
+    state holds no value (a link, a settings file or a course step may have put one there), the table's
+    default as ``param`` (``"value"``, ``"default"``, or ``"index"``: the default's place in the options), or
+    ``initial`` when the page starts the widget elsewhere (the Explorer's form starts from its applied map).
+
+    ``st.select_slider("Temperature", S.options("loss_lab.tau"), **bind("loss_lab.tau"))``: options, default
+    and bounds are declared once, in :mod:`ui.settings`, and the URL carries the widget's value.
+    """
+    if key in st.session_state:
+        return {"key": key}
+    s = S.SETTINGS[key]
+    if initial is not None:
+        return {"key": key, param: initial}
+    value = S.options(key).index(s.default) if param == "index" else s.default
+    return {"key": key, param: tuple(value) if isinstance(value, list) else value}
 
 
 def restore() -> None:
@@ -24,6 +44,8 @@ def restore() -> None:
         return
     st.session_state[_RESTORED] = True
     problems: list[str] = []
+    if course.COURSE_PARAM in st.query_params:  # first: the link's own settings below override the step's
+        course.restore(st.query_params[course.COURSE_PARAM], st.query_params.get(course.STEP_PARAM), problems)
     for key in st.query_params:
         if key == LESSON_PARAM:
             _restore_lesson(st.query_params[key], problems)
@@ -63,9 +85,10 @@ def write() -> None:
     lesson = st.session_state.get("lesson")
     if lesson and lesson.get("id"):
         wanted[LESSON_PARAM] = lesson["id"]
+    wanted.update(course.url_params())
     current = {k: st.query_params.get_all(k) for k in st.query_params}
     for key in list(current):
-        if (key in S.SETTINGS or key == LESSON_PARAM) and key not in wanted:
+        if (key in S.SETTINGS or key in (LESSON_PARAM, *COURSE_PARAMS)) and key not in wanted:
             del st.query_params[key]
     for key, value in wanted.items():
         if current.get(key) != [value]:
