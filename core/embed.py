@@ -322,7 +322,7 @@ def _from_npz(data: bytes, name: str) -> EmbeddingSet:
     if "meta" in arrays and "vectors" in arrays:
         try:
             meta = json.loads(str(arrays["meta"]))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise PlaygroundError(f"The metadata in {name!r} is not valid JSON.") from exc
         if isinstance(meta, dict) and meta.get("format") == _NPZ_FORMAT:
             factors = list(meta.get("factors", []))
