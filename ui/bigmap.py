@@ -71,10 +71,10 @@ def _figure(raster: bigmap.Raster, cells, hover: list[str], picked_xy, height: i
     fig.add_layout_image(source=Image.fromarray(raster.image, mode="RGBA"), xref="x", yref="y", x=x0, y=y1,
                          sizex=x1 - x0, sizey=y1 - y0, sizing="stretch", layer="below")
     cx, cy, _, _ = cells
-    # Nearly invisible, not invisible: plotly does not select a point drawn with opacity 0, so a click on one
+    # Nearly invisible, not invisible (white at 1%): plotly does not select a point drawn with opacity 0, so a click on one
     # never reached Streamlit. Squares the size of a cell tile the whole window.
     fig.add_scatter(x=cx, y=cy, mode="markers", text=hover, hoverinfo="text", showlegend=False, name="cells",
-                    marker=dict(size=cell_px, opacity=0.01, color="#000", symbol="square"),
+                    marker=dict(size=cell_px, opacity=0.01, color="#fff", symbol="square", line=dict(width=0)),
                     selected=dict(marker=dict(opacity=0.01)), unselected=dict(marker=dict(opacity=0.01)))
     for i, name in enumerate(legend):  # legend entries only: the points themselves are in the image
         fig.add_scatter(x=[None], y=[None], mode="markers", name=str(name), hoverinfo="skip",

@@ -29,7 +29,9 @@ MAX_POINTS = int(os.environ.get("CP_EXPLORER_MAX_POINTS", "50000"))
 # first map on two cores, 5,000 a quarter of that), and a mean over 5,000 points is already steady.
 MAX_SCORED = 5_000
 MAX_COMPARED = 10_000  # items matched by id in the Compare view
-SLOW_MAP_POINTS = 20_000  # above this UMAP / t-SNE of every point wait for a click; the first picture is PCA
+# Above this UMAP / t-SNE of every point waits for a click; the first picture is PCA (CP_EXPLORER_SLOW_MAP_POINTS
+# lowers it, for the browser tests)
+SLOW_MAP_POINTS = int(os.environ.get("CP_EXPLORER_SLOW_MAP_POINTS", "20000"))
 GREY = "rgba(160,160,160,0.35)"
 SVG_POINTS = 3000
 

@@ -12,6 +12,7 @@ Returns the clicked row (an index into the map's coordinates) or None.
 """
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 import numpy as np
@@ -41,8 +42,13 @@ def _unit_square(coords: np.ndarray) -> np.ndarray:
     return out
 
 
+def _plain(text: str) -> str:
+    """Plotly hover markup as plain text: deck.gl's tooltip escapes the fields it fills in."""
+    return re.sub(r"<[^>]+>", "", str(text).replace("<br>", " · "))
+
+
 def deck(coords: np.ndarray, rows: np.ndarray, atlas_url: str, offsets: np.ndarray, atlas_size: tuple[int, int],
-         hover: Sequence[str], *, highlight: set[int] | None = None, icon_px: float = 14.0):
+         hover: Sequence[str], *, highlight: set[int] | None = None, icon_px: float = 20.0):
     """The pydeck Deck: one IconLayer per state (the highlighted items on top, the others faded when there is
     a highlight). ``rows`` (M,) the items drawn, ``offsets`` (M, 2) their sprites, ``hover`` M strings."""
     import pandas as pd
@@ -53,12 +59,13 @@ def deck(coords: np.ndarray, rows: np.ndarray, atlas_url: str, offsets: np.ndarr
     w, h = atlas_size
     show = 96 / CELL  # hover picture: 96 px, scaled from the atlas with CSS
     frame = pd.DataFrame({"row": rows.astype(np.int64), "x": xy[:, 0], "y": xy[:, 1],
-                          "icon": [f"s{j}" for j in range(len(rows))], "text": list(hover),
+                          "icon": [f"s{j}" for j in range(len(rows))], "text": [_plain(t) for t in hover],
                           "bx": -offsets[:, 0] * show, "by": -offsets[:, 1] * show})
     mapping = {f"s{j}": {"x": int(x), "y": int(y), "width": CELL, "height": CELL, "mask": False}
                for j, (x, y) in enumerate(offsets.tolist())}
     # pydeck reads a plain string as a JavaScript expression: constants are quoted ("'common'")
-    common = dict(get_icon="icon", get_position=["x", "y"], icon_atlas=atlas_url, icon_mapping=mapping,
+    # (the atlas too: unquoted, its "data:" read as an expression and the layer failed to draw)
+    common = dict(get_icon="icon", get_position=["x", "y"], icon_atlas=f"'{atlas_url}'", icon_mapping=mapping,
                   size_units="'common'", size_scale=1, get_size=icon_px, pickable=True, size_min_pixels=3,
                   auto_highlight=True, highlight_color=[214, 39, 40, 160])
     if highlight:
