@@ -80,7 +80,7 @@ with user_errors("loading the embeddings"):
             space = X.entry_space(entry)
     else:
         c1, c2 = st.columns(2)
-        up = c1.file_uploader("Vectors (.npy, .npz, .csv, .parquet; up to 200 MB)", key=f"{P}.upload",
+        up = c1.file_uploader("Vectors (.npy, .npz, .csv, .parquet; up to 300 MB)", key=f"{P}.upload",
                               type=["npy", "npz", "csv", "parquet"],
                               help="One row per item. .csv/.parquet: columns d0, d1, … (or any numeric "
                                    "columns), plus optional id and label columns. Never unpickled.")
