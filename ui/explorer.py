@@ -25,8 +25,9 @@ DEMO_DIR = ROOT / "assets" / "demo"
 # Drawn with WebGL; above this a seeded sample, and every point in a datashader image. CP_EXPLORER_MAX_POINTS
 # lowers it (the browser test of the big map draws a few hundred points, not 50,000).
 MAX_POINTS = int(os.environ.get("CP_EXPLORER_MAX_POINTS", "50000"))
-# Honesty scores on a seeded sample above this: they are O(N^2) (10,000 took ~18 s of a 200,000-point upload's
-# first map on two cores, 5,000 a quarter of that), and a mean over 5,000 points is already steady.
+# Honesty scores on a seeded sample above this: they are O(N^2) (a 10,000-point sample took ~18 s of a
+# 200,000-point upload's first map on two quiet cores; side by side 2.8-4x a 5,000-point one), and a mean over
+# 5,000 points is already steady.
 MAX_SCORED = 5_000
 MAX_COMPARED = 10_000  # items matched by id in the Compare view
 # Above this UMAP / t-SNE of every point waits for a click; the first picture is PCA (CP_EXPLORER_SLOW_MAP_POINTS
