@@ -257,7 +257,7 @@ if view in ("Map", "Export"):
         if thumbs:
             from ui.thumbmap import thumbnail_map
 
-            hit = thumbnail_map(coords, space.images, X.hover_text(space, np.arange(n_all)), cache_key=space.key,
+            hit = thumbnail_map(coords, space.images, lambda rows: X.hover_text(space, rows), cache_key=space.key,
                                 key=f"{P}.thumbmap", highlight=lit)
             SEL.take_pick(P, space.key, "thumbs", hit)
         else:

@@ -13,7 +13,7 @@ Returns the clicked row (an index into the map's coordinates) or None.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import streamlit as st
@@ -96,16 +96,19 @@ def clicked_row(event) -> int | None:
     return None
 
 
-def thumbnail_map(coords: np.ndarray, images: np.ndarray, hover: Sequence[str], *, cache_key: str, key: str,
-                  highlight: set[int] | None = None, height: int = 560, seed: int = 0) -> int | None:
+def thumbnail_map(coords: np.ndarray, images: np.ndarray, hover: Sequence[str] | Callable[[np.ndarray], Sequence[str]],
+                  *, cache_key: str, key: str, highlight: set[int] | None = None, height: int = 560,
+                  seed: int = 0) -> int | None:
     """Draw ``images`` (N, H, W, 3) uint8 at ``coords`` (N, >=2): a seeded sample of MAX_THUMBS above that.
-    ``hover`` N strings (HTML allowed: plotly's <br> tags work); ``highlight`` rows drawn on top, the rest
-    faded. ``cache_key`` names the images (a content hash) for the atlas cache. Returns the clicked row."""
+    ``hover``: N strings, or a function of the drawn rows giving theirs (plotly's <br> markup is turned into
+    plain text); ``highlight`` rows drawn on top, the rest faded. ``cache_key`` names the images (a content
+    hash) for the atlas cache. Returns the clicked row."""
     n = len(coords)
     rows = np.arange(n) if n <= MAX_THUMBS else np.sort(np.random.default_rng(seed).choice(n, MAX_THUMBS,
                                                                                          replace=False))
     url, offsets, size = _atlas(f"{cache_key}:{n}:{seed}", images[rows])
-    d = deck(coords, rows, url, offsets, size, [hover[i] for i in rows], highlight=highlight)
+    texts = hover(rows) if callable(hover) else [hover[i] for i in rows]
+    d = deck(coords, rows, url, offsets, size, texts, highlight=highlight)
     event = st.pydeck_chart(d, key=key, on_select="rerun", selection_mode="single-object", height=height)
     st.caption(f"{len(rows):,} thumbnails" + (f" (a seeded sample of {n:,} items)" if len(rows) < n else "")
                + " drawn by deck.gl from one sprite atlas. Scroll or pinch to zoom until they are readable, drag "
