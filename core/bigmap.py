@@ -157,7 +157,7 @@ def warm_up() -> float:
     t0 = time.perf_counter()
     pts = np.linspace(0, 1, 20, dtype=np.float32).reshape(10, 2)
     rasterize(pts, width=8, height=8)
-    rasterize(pts, np.arange(10) % 2, width=8, height=8)
+    rasterize(pts, np.arange(10) % 2, width=8, height=8, spread=1)  # ui.bigmap draws with spread=1
     return time.perf_counter() - t0
 
 

@@ -989,6 +989,9 @@ def _read_table(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
             row = json.loads(line)
         except json.JSONDecodeError as err:
             raise DatasetError(f"Line {lineno} of {path.name} is not valid JSON ({err.msg}).") from None
+        except RecursionError:  # brackets nested thousands deep
+            raise DatasetError(f"Line {lineno} of {path.name} nests brackets too deeply; each line must be one "
+                               "flat JSON object.") from None
         if not isinstance(row, dict):
             raise DatasetError(
                 f'Line {lineno} of {path.name} must be a JSON object like {{"image": ..., "caption": ...}}.'

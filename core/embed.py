@@ -26,8 +26,10 @@ if TYPE_CHECKING:
 __all__ = ["EmbeddingSet", "embed_imageset", "join_metadata", "MAX_EMBEDDING_FILE_BYTES", "MAX_EMBEDDING_VALUES",
            "EMBEDDING_FILE_TYPES"]
 
-MAX_EMBEDDING_FILE_BYTES = 200 * 1024 * 1024  # an upload larger than this is refused before parsing
-MAX_EMBEDDING_VALUES = 50_000_000  # N x D cap (200 MB of float32), also guards .npz decompression
+# An upload larger than this is refused before parsing: 1,000,000 x 64 float32 in parquet is ~250 MB, and the
+# server's own cap (.streamlit/config.toml maxUploadSize) is 300 MB.
+MAX_EMBEDDING_FILE_BYTES = 300 * 1024 * 1024
+MAX_EMBEDDING_VALUES = 80_000_000  # N x D cap (320 MB of float32; a million 64-d vectors), also guards .npz
 # largest decoded (uncompressed) size a .npz or .parquet may declare, checked from its metadata before decoding
 _MAX_DECODED_BYTES = 4 * MAX_EMBEDDING_VALUES + MAX_EMBEDDING_FILE_BYTES
 _MAX_TEXT_BYTES = 64 * 1024 * 1024  # ids, labels and captions of a parquet file, expanded
@@ -322,7 +324,7 @@ def _from_npz(data: bytes, name: str) -> EmbeddingSet:
     if "meta" in arrays and "vectors" in arrays:
         try:
             meta = json.loads(str(arrays["meta"]))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise PlaygroundError(f"The metadata in {name!r} is not valid JSON.") from exc
         if isinstance(meta, dict) and meta.get("format") == _NPZ_FORMAT:
             factors = list(meta.get("factors", []))

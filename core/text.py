@@ -394,6 +394,9 @@ def _jsonl_rows(text: str, name: str) -> list[tuple[int, Any]]:
         except json.JSONDecodeError as exc:
             raise PlaygroundError(f"Line {i} of {name!r} is not valid JSON ({exc.msg}); JSONL needs one JSON "
                                   "object or string per line.") from exc
+        except RecursionError:  # brackets nested thousands deep
+            raise PlaygroundError(f"Line {i} of {name!r} nests brackets too deeply; JSONL needs one flat JSON "
+                                  "object or string per line.") from None
     return out
 
 

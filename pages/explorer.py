@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import explorer as X
+from ui import mapselect as SEL
 from ui import registry
 from ui.loaders import upscale
 from ui.widgets import user_errors
@@ -85,7 +86,7 @@ with user_errors("loading the embeddings"):
             space = X.entry_space(entry)
     else:
         c1, c2 = st.columns(2)
-        up = c1.file_uploader("Vectors (.npy, .npz, .csv, .parquet; up to 200 MB)", key=f"{P}.upload",
+        up = c1.file_uploader("Vectors (.npy, .npz, .csv, .parquet; up to 300 MB)", key=f"{P}.upload",
                               type=["npy", "npz", "csv", "parquet"],
                               help="One row per item. .csv/.parquet: columns d0, d1, … (or any numeric "
                                    "columns), plus optional id and label columns. Never unpickled.")
@@ -138,6 +139,23 @@ with st.expander("Map settings", icon=":material/tune:", expanded=False):
             st.session_state[f"{P}.applied"] = applied
 
 
+# A UMAP or t-SNE of every point of a big set takes minutes on a CPU (200,000 x 64: minutes of the 517 s an
+# upload once took here, because the demo's UMAP setting carried over): such a set's first picture is PCA, and
+# the slow map is computed only when asked for, for this set.
+drawn_settings = applied
+if applied["method"] != "pca" and n_all > X.SLOW_MAP_POINTS and es.dim > 3 \
+        and space.key not in st.session_state.get(f"{P}._slow_ok", ()):
+    drawn_settings = dict(applied, method="pca")
+    if (st.session_state.get(f"{P}.view") or "Map") in ("Map", "Export"):
+        c1, c2 = st.columns([3, 1])
+        c1.info(f"A {METHOD_LABELS[applied['method']]} map of {n_all:,} points takes minutes here, so this first "
+                "picture is PCA (seconds).", icon=":material/speed:")
+        if c2.button(f"Compute the {METHOD_LABELS[applied['method']]} map", key=f"{P}.slow_go",
+                     icon=":material/hourglass_top:"):
+            st.session_state.setdefault(f"{P}._slow_ok", set()).add(space.key)
+            st.rerun()
+
+
 def map_params(a: dict) -> tuple[str, dict]:
     if a["method"] == "umap":
         return "umap", {"n_neighbors": int(a["n_neighbors"]), "min_dist": float(a["min_dist"]),
@@ -187,13 +205,19 @@ def show_images(rows, captions, width=72):
 
 # ------------------------------------------------------------------------------------------ Map
 if view in ("Map", "Export"):
+    problem = X.unmappable(es)
+    if problem:
+        st.error(problem, icon=":material/error:")
+        st.stop()
     preview = st.empty()
+    fig = coords = None
     with user_errors("computing the map"):
-        coords, used, kept_metric = compute_map(space, applied, preview)
+        coords, used, kept_metric = compute_map(space, drawn_settings, preview)
         preview.empty()
         k = int(applied["k"])
-        scores = X.honesty(space.key, used, coords.shape[1], json.dumps(map_params(applied)[1], sort_keys=True),
-                           kept_metric, k, es.vectors, coords)
+        scores = X.honesty(space.key, used, coords.shape[1],
+                           json.dumps(map_params(drawn_settings)[1], sort_keys=True), kept_metric, k, es.vectors,
+                           coords)
         colour_opts = [*es.factors, "k-means clusters", "HDBSCAN clusters", "neighbour preservation", "nothing"]
         c1, c2, c3, c4 = st.columns([2, 1, 1, 1])
         colour = c1.selectbox("Colour by", colour_opts, key=f"{P}.colour",
@@ -215,18 +239,43 @@ if view in ("Map", "Export"):
             categories = [f"cluster {c}" if c >= 0 else "noise" for c in ids]
         elif colour == "neighbour preservation":
             values = scores["per_point"]
+        # what the maps reported since the last run, before anything is drawn (so the figure drawn below
+        # already shows it): a box / lasso makes the group, a click the focus
+        SEL.take_map_selection(P, space.key, X.selected_rows(st.session_state.get(f"{P}.map")))
+        if st.session_state.get(f"{P}.thumbs"):
+            from ui.thumbmap import clicked_row
+
+            SEL.take_pick(P, space.key, "thumbs", clicked_row(st.session_state.get(f"{P}.thumbmap")))
+        lit = SEL.highlight(P, space.key)  # table ticks, else the box / lasso group: the rest is greyed
         hover = X.hover_text(space, rows_drawn, {"kept neighbours": scores["per_point"]})
         fig = X.scatter(coords, rows_drawn, hover, categories=categories, values=values,
-                        value_name="kept", title=f"{used} map of {space.name}")
+                        value_name="kept", title=f"{used} map of {space.name}", selected=lit)
         st.session_state[f"{P}._fig"] = fig
+    if fig is None:  # the map could not be made: the sentence above says why, and nothing below can run
+        st.stop()
     if view == "Map":
-        event = st.plotly_chart(fig, key=f"{P}.map", on_select="rerun", selection_mode=("points", "box", "lasso"),
-                                width="stretch", config={"displaylogo": False,
-                                                         "toImageButtonOptions": {"filename": "embedding-map"}})
-        picked = X.selected_rows(event, fig)
+        thumbs = False
+        if space.images is not None and coords.shape[1] == 2:
+            thumbs = st.toggle("Show the images on the map", key=f"{P}.thumbs",
+                               help="Each item drawn as its thumbnail (deck.gl, one sprite atlas). Zoom in to read "
+                                    "them; hover for a bigger one; click one for its neighbours. Box and lasso "
+                                    "selections need the dot map.")
+        if thumbs:
+            from ui.thumbmap import thumbnail_map
+
+            hit = thumbnail_map(coords, space.images, lambda rows: X.hover_text(space, rows), cache_key=space.key,
+                                key=f"{P}.thumbmap", highlight=lit)
+            SEL.take_pick(P, space.key, "thumbs", hit)
+        else:
+            event = st.plotly_chart(fig, key=f"{P}.map", on_select="rerun",
+                                    selection_mode=("points", "box", "lasso"), width="stretch",
+                                    config={"displaylogo": False,
+                                            "toImageButtonOptions": {"filename": "embedding-map"}})
+            if SEL.take_map_selection(P, space.key, X.selected_rows(event, fig)):
+                st.rerun()  # a selection the state did not hold yet (a callback-less first report): redraw
         if len(rows_drawn) < n_all and coords.shape[1] == 2:
             # Every point, rasterised server-side by datashader (ui.bigmap): zoom re-draws at full detail, a
-            # typed coordinate picks the nearest point, which opens the same neighbours panel as a click.
+            # click anywhere picks the nearest point, which opens the same neighbours panel as a click above.
             from ui.bigmap import big_map
 
             st.subheader(f"All {n_all:,} points")
@@ -234,17 +283,18 @@ if view in ("Map", "Export"):
             big_pick = big_map(coords, None if factor is None else es.labels[factor],
                                classes=None if factor is None else es.classes[factor], ids=es.ids,
                                key=f"{P}.bigmap",
-                               note=f"{used} coordinates of all {n_all:,} points; the plotly map above draws a "
+                               note=f"{used} coordinates of all {n_all:,} points; the map above draws a "
                                     f"seeded sample of {len(rows_drawn):,}.")
-            if not picked and big_pick is not None:
-                picked = [int(big_pick)]
-        typed = st.number_input("…or show the neighbours of item number", min_value=0, max_value=n_all - 1,
-                                value=None, step=1, key=f"{P}.point", placeholder="row 0 to " f"{n_all - 1}",
-                                help="For 3-D maps (which cannot be clicked) or to find an item by its row.")
-        if not picked and typed is not None:
-            picked = [int(typed)]
-        st.caption("Click a point for its nearest neighbours; pick the box or lasso tool above the map and drag "
-                   "for a gallery of a group. Double-click the map to clear the selection.")
+            SEL.take_pick(P, space.key, "bigmap", big_pick)
+        st.number_input("…or show the neighbours of item number", min_value=0, max_value=n_all - 1,
+                        value=None, step=1, key=f"{P}.point", placeholder="row 0 to " f"{n_all - 1}",
+                        help="For 3-D maps (which cannot be clicked) or to find an item by its row.",
+                        on_change=lambda: SEL.set_focus(P, space.key, st.session_state.get(f"{P}.point")))
+        focused = SEL.focus(P, space.key)
+        picked = [focused] if focused is not None and focused < n_all else []
+        if not thumbs:
+            st.caption("Click a point for its nearest neighbours; pick the box or lasso tool above the map and drag "
+                       "for a table and a gallery of a group: tick rows in the table to light them up on the map.")
         if len(picked) == 1:
             from core.similarity import nearest
 
@@ -268,26 +318,31 @@ if view in ("Map", "Export"):
                                  hide_index=True)
                 st.caption(f"{scores['per_point'][i]:.0%} of these are also its nearest on the map."
                            if np.isfinite(scores["per_point"][i]) else "")
-        elif len(picked) > 1:
-            st.subheader(f"{len(picked):,} selected items")
-            left, right = st.columns([1, 2])
+        group = SEL.group(P, space.key)
+        if group:
+            head, clear = st.columns([4, 1])
+            head.subheader(f"{len(group):,} selected items")
+            clear.button("Clear the selection", key=f"{P}.clear_sel", on_click=SEL.clear, args=(P,),
+                         icon=":material/deselect:")
+            left, right = st.columns([3, 2])
             with left:
+                ticked = SEL.group_table(P, space.key, es, images=space.images, texts=space.texts)
+                st.caption(f"{len(ticked):,} ticked: lit on the map, the rest greyed." if ticked else
+                           "Tick rows (click their left edge) to light those items up on the map.")
+            with right:
                 if es.factors:
                     f = es.factors[0]
-                    names = np.asarray(es.label_names(f))[picked]
+                    names = np.asarray(es.label_names(f))[group]
                     counts = pd.Series(names).value_counts()
-                    st.bar_chart(counts, horizontal=True, x_label="items", y_label=f)
+                    st.bar_chart(counts, horizontal=True, x_label="items", y_label=f, height=200)
                 buf = io.StringIO()
-                pd.DataFrame({"id": [es.ids[i] for i in picked]}).to_csv(buf, index=False)
+                pd.DataFrame({"id": [es.ids[i] for i in group]}).to_csv(buf, index=False)
                 st.download_button("Download the selected ids (.csv)", buf.getvalue(), "selected-ids.csv",
                                    "text/csv", key=f"{P}.sel_download", icon=":material/download:",
                                    on_click="ignore")
-            with right:
-                shown = picked[:60]
-                if not show_images(shown, [es.ids[i] for i in shown], width=56):
-                    st.dataframe(pd.DataFrame({"id": [es.ids[i] for i in shown]}), hide_index=True)
-                if len(picked) > 60:
-                    st.caption(f"The first 60 of {len(picked):,}.")
+                shown = (ticked or group)[:60]
+                if show_images(shown, [es.ids[i] for i in shown], width=56) and len(ticked or group) > 60:
+                    st.caption(f"The first 60 of {len(ticked or group):,}.")
 
 # ------------------------------------------------------------------------------------------ Similarity
 if view == "Similarity":
@@ -347,16 +402,18 @@ if view == "Similarity":
         if es.factors:
             f = es.factors[0]
             st.subheader(f"Hardest negatives and likely false negatives ({f})")
-            picked = X.selected_rows(st.session_state.get(f"{P}.map"))
-            anchor = st.number_input("Anchor item (row)", 0, n_all - 1, picked[0] if picked else 0,
+            focused = SEL.focus(P, space.key)
+            anchor = st.number_input("Anchor item (row)", 0, n_all - 1, focused if focused is not None else 0,
                                      key=f"{P}.anchor", help="Or click a point on the map first.")
             idx, sims = nearest(es.vectors, int(anchor), k=min(200, n_all - 1))
             y = es.labels[f]
             other = [(j, s) for j, s in zip(idx, sims) if y[j] != y[anchor]][:8]
             st.markdown(f"Most similar items **with another {f}** than {es.ids[anchor]} "
                         f"({es.label_names(f)[anchor]}): what a supervised loss would push hardest.")
-            show_images([int(anchor)] + [j for j, _ in other],
-                        ["anchor"] + [f"{s:.3f} · {es.label_names(f)[j]}" for j, s in other], width=64) or \
+            # an `if`, not `show_images(...) or st.dataframe(...)`: Streamlit's "magic" writes the value of a bare
+            # expression, and st.write of that DeltaGenerator crashed parsing this multi-line statement
+            if not show_images([int(anchor)] + [j for j, _ in other],
+                               ["anchor"] + [f"{s:.3f} · {es.label_names(f)[j]}" for j, s in other], width=64):
                 st.dataframe(pd.DataFrame({"id": [es.ids[j] for j, _ in other], "cosine": [s for _, s in other]}))
             fn = likely_false_negatives(es.vectors[pool], y[pool], k=8)
             st.markdown(f"Most similar pairs of **different items with the same {f}**: SimCLR and MoCo treat each "

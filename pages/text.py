@@ -58,8 +58,9 @@ def vectors_for(model, texts: list[str], what: str) -> np.ndarray:
     shared one (``spec``), else in this session, with a progress bar."""
     spec = st.session_state.get(SPEC_KEY)
     if spec is not None:
-        with st.spinner(f"Embedding {len(texts):,} {what}…"):
-            return loaders.text_vectors(spec, tuple(texts))
+        from ui.textembed import shared_vectors
+
+        return shared_vectors(spec, texts, what)
     cache: dict = st.session_state.setdefault(CACHE_KEY, {})
     key = (id(model), T.model_label(model), _digest(texts))
     if key not in cache:
@@ -140,7 +141,9 @@ with settings_col:
                 pasted = st.text_area("One text per line", key="text.paste", height=160,
                                       placeholder="The cat sat on the mat.\nA dog slept by the door.")
                 if pasted.strip():
-                    textset = T.texts_from_paste(pasted)
+                    from ui.textembed import cap_paste
+
+                    textset = cap_paste(T.texts_from_paste(pasted))
             else:
                 up = st.file_uploader("A .csv, .jsonl or .txt file (UTF-8)", type=["csv", "jsonl", "txt"],
                                       key="text.upload",

@@ -5,11 +5,12 @@ One self-contained call for a page::
     picked = big_map(coords, labels, classes=names, key="explorer.bigmap", note=projection.describe())
 
 The server draws the current window with datashader and sends one image; zoom and pan buttons (or a box
-drawn on the chart) draw the new window again at full resolution. Hover shows, per grid cell, how many points
-it holds and the label of the point nearest its centre; the coordinates typed under the map pick the nearest
-point on the server (KD-tree). A click on a cell is handled too (``_apply_selection``), but in Chromium with
-Streamlit 1.67 a click on the invisible cell markers did not reach the selection state (box selections do).
-The caption says what was drawn and what was sampled.
+drawn with the toolbar's box tool) draw the new window again at full resolution. A grid of nearly invisible
+cells tiles the window: hover shows how many points a cell holds, and a click anywhere picks the point nearest
+that cell's centre (a KD-tree on the server), as do coordinates typed under the map. Two things made clicks
+reach Streamlit 1.67 in Chromium: cells drawn with opacity 0 are never selected by plotly, and in the "select"
+drag mode a click clears the selection instead of selecting, so the map opens in "zoom" mode on fixed axes
+(nothing zooms in the browser; the server redraws). The caption says what was drawn and what was sampled.
 Returns the picked row index, or None.
 """
 from __future__ import annotations
@@ -24,7 +25,9 @@ from PIL import Image
 
 from core import bigmap
 
-_GRID = (48, 32)  # hover/click cells across x and y: ~1,500 invisible markers, light for the browser
+# Click cells across x and y, one invisible square marker each (about 12 px on an 800 x 560 map): a click
+# anywhere lands on a cell and picks the point nearest its centre; ~3,000 SVG markers stay light for a browser.
+_GRID = (66, 46)
 _ZOOM_STEP = 2.0
 
 
@@ -48,36 +51,40 @@ def _raster(fingerprint: str, _coords: np.ndarray, _labels: np.ndarray | None, x
 
 
 def _cells(index: bigmap.PointIndex, raster: bigmap.Raster):
-    """Centres of the non-empty hover cells, their point counts and the point nearest each centre."""
+    """Centres of EVERY cell of the click grid (empty ones too, so a click anywhere lands on one), their point
+    counts and the point nearest each centre (KD-tree over all points)."""
     gx, gy = _GRID
     counts = bigmap.aggregate(index.coords, width=gx, height=gy, x_range=raster.x_range,
                               y_range=raster.y_range).values  # (gy, gx), row 0 lowest y
-    rows, cols = np.nonzero(counts)
+    rows, cols = np.divmod(np.arange(gx * gy), gx)
     (x0, x1), (y0, y1) = raster.x_range, raster.y_range
     cx = x0 + (cols + 0.5) * (x1 - x0) / gx
     cy = y0 + (rows + 0.5) * (y1 - y0) / gy
-    nearest = index.tree.query(np.column_stack([cx, cy]), k=1)[1] if len(cx) else np.zeros(0, dtype=np.int64)
+    nearest = index.tree.query(np.column_stack([cx, cy]), k=1)[1]
     return cx, cy, counts[rows, cols].astype(np.int64), np.asarray(nearest, dtype=np.int64)
 
 
 def _figure(raster: bigmap.Raster, cells, hover: list[str], picked_xy, height: int,
-            legend: Sequence[str] = ()) -> go.Figure:
+            legend: Sequence[str] = (), cell_px: float = 14.0) -> go.Figure:
     (x0, x1), (y0, y1) = raster.x_range, raster.y_range
     fig = go.Figure()
     fig.add_layout_image(source=Image.fromarray(raster.image, mode="RGBA"), xref="x", yref="y", x=x0, y=y1,
                          sizex=x1 - x0, sizey=y1 - y0, sizing="stretch", layer="below")
     cx, cy, _, _ = cells
-    fig.add_scatter(x=cx, y=cy, mode="markers", marker=dict(size=14, opacity=0, color="#000"),
-                    text=hover, hoverinfo="text", showlegend=False, name="cells")
+    # Nearly invisible, not invisible (white at 1%): plotly does not select a point drawn with opacity 0, so a click on one
+    # never reached Streamlit. Squares the size of a cell tile the whole window.
+    fig.add_scatter(x=cx, y=cy, mode="markers", text=hover, hoverinfo="text", showlegend=False, name="cells",
+                    marker=dict(size=cell_px, opacity=0.01, color="#fff", symbol="square", line=dict(width=0)),
+                    selected=dict(marker=dict(opacity=0.01)), unselected=dict(marker=dict(opacity=0.01)))
     for i, name in enumerate(legend):  # legend entries only: the points themselves are in the image
         fig.add_scatter(x=[None], y=[None], mode="markers", name=str(name), hoverinfo="skip",
                         marker=dict(size=10, color=bigmap.PALETTE[i % len(bigmap.PALETTE)]))
     if picked_xy is not None:
         fig.add_scatter(x=[picked_xy[0]], y=[picked_xy[1]], mode="markers", hoverinfo="skip", showlegend=False,
                         marker=dict(size=14, color="rgba(0,0,0,0)", line=dict(width=2, color="#d62728")))
-    fig.update_xaxes(range=[x0, x1], showticklabels=False, zeroline=False, showgrid=False)
-    fig.update_yaxes(range=[y0, y1], showticklabels=False, zeroline=False, showgrid=False)
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10), dragmode="select",
+    fig.update_xaxes(range=[x0, x1], showticklabels=False, zeroline=False, showgrid=False, fixedrange=True)
+    fig.update_yaxes(range=[y0, y1], showticklabels=False, zeroline=False, showgrid=False, fixedrange=True)
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10), dragmode="zoom",
                       plot_bgcolor="white", clickmode="event+select", showlegend=bool(legend),
                       legend=dict(orientation="v", y=1, x=1.02))
     return fig
@@ -162,14 +169,18 @@ def big_map(coords, labels=None, *, classes: Sequence[str] | None = None, ids: S
             return ""
         return str(names[lab[i]]) if names is not None and lab[i] < len(names) else f"label {lab[i]}"
 
-    hover = [f"{n:,} point{'s' if n != 1 else ''} here" + (f"<br>nearest: {label_of(i)}" if lab is not None else "")
+    hover = [(f"{n:,} point{'s' if n != 1 else ''} here" if n else "no point here")
+             + f"<br>click: {ids[i] if ids is not None else f'row {i}'}" + (f" · {label_of(i)}" if lab is not None else "")
              for n, i in zip(cells[2].tolist(), cells[3].tolist())]
     picked = st.session_state.get(f"{key}.picked")
     picked_xy = tuple(c[picked]) if picked is not None else None
     legend = (names or [f"label {i}" for i in range(int(lab.max()) + 1)]) if lab is not None else []
-    event = st.plotly_chart(_figure(raster, cells, hover, picked_xy, height, legend[:20]), key=f"{key}.chart",
+    event = st.plotly_chart(_figure(raster, cells, hover, picked_xy, height, legend[:20],
+                                    cell_px=1.3 * (height - 20) / _GRID[1]), key=f"{key}.chart",
                             on_select="rerun", selection_mode=("points", "box"), width="stretch",
-                            config={"displayModeBar": False, "scrollZoom": False})
+                            config={"scrollZoom": False, "displaylogo": False,
+                                    "modeBarButtonsToRemove": ["zoom2d", "pan2d", "lasso2d", "zoomIn2d", "zoomOut2d",
+                                                               "autoScale2d", "resetScale2d", "toImage"]})
     before = (st.session_state[f"{key}.window"], st.session_state.get(f"{key}.picked"))
     _apply_selection(key, getattr(event, "selection", None) or (event or {}).get("selection"), cells)
     if (st.session_state[f"{key}.window"], st.session_state.get(f"{key}.picked")) != before:
@@ -179,8 +190,8 @@ def big_map(coords, labels=None, *, classes: Sequence[str] | None = None, ids: S
     st.caption(
         f"All {raster.total:,} points drawn on the server by datashader into a {width} x {height} image (every "
         f"point counted, none dropped); this window ({zoom_level:.3g}x) holds {raster.shown:,}. Colour mixes the "
-        "labels of the points under each pixel, brightness is density. Draw a box to zoom into it; hover a spot "
-        "for its count; pick a point by its coordinates below." + (f" {note}" if note else "")
+        "labels of the points under each pixel, brightness is density. Click anywhere to pick the nearest point; "
+        "draw a box with the toolbar's box tool to zoom into it; hover a spot for its count." + (f" {note}" if note else "")
     )
     with st.expander("Pick a point by its coordinates"):
         cols = st.columns([2, 2, 1])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,17 @@ from ui.charts import PALETTE
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / "assets" / "demo"
-MAX_POINTS = 50_000  # drawn with WebGL; above this a seeded sample, and every point in a datashader image
-MAX_SCORED = 10_000  # honesty scores on a seeded sample above this (they are O(N^2))
+# Drawn with WebGL; above this a seeded sample, and every point in a datashader image. CP_EXPLORER_MAX_POINTS
+# lowers it (the browser test of the big map draws a few hundred points, not 50,000).
+MAX_POINTS = int(os.environ.get("CP_EXPLORER_MAX_POINTS", "50000"))
+# Honesty scores on a seeded sample above this: they are O(N^2) (a 10,000-point sample took ~18 s of a
+# 200,000-point upload's first map on two quiet cores; side by side 2.8-4x a 5,000-point one), and a mean over
+# 5,000 points is already steady.
+MAX_SCORED = 5_000
+MAX_COMPARED = 10_000  # items matched by id in the Compare view
+# Above this UMAP / t-SNE of every point waits for a click; the first picture is PCA (CP_EXPLORER_SLOW_MAP_POINTS
+# lowers it, for the browser tests)
+SLOW_MAP_POINTS = int(os.environ.get("CP_EXPLORER_SLOW_MAP_POINTS", "20000"))
 GREY = "rgba(160,160,160,0.35)"
 SVG_POINTS = 3000
 
@@ -158,13 +168,40 @@ def entry_space(entry: Any) -> Space:
 
 
 def upload_space(data: bytes, name: str, meta: bytes | None, meta_name: str | None) -> Space:
+    """The uploaded file as a Space, parsed once: every rerun of the page passes the same bytes again, and a
+    98 MB CSV took 1.5 s to parse each time. One slot per session (the latest upload), keyed by the bytes."""
     from core.embed import EmbeddingSet, join_metadata
 
-    es = EmbeddingSet.from_file(data, name)
-    texts = None
+    h = hashlib.blake2b(data, digest_size=16)
+    h.update(name.encode())
     if meta is not None:
-        es, texts = join_metadata(es, meta, meta_name or "metadata.csv")
-    return Space(name, es, texts=texts)
+        h.update(hashlib.blake2b(meta, digest_size=16).digest())
+    slot = st.session_state.get("explorer._upload")
+    if slot is not None and slot[0] == h.hexdigest():
+        return slot[1]
+    st.session_state.pop("explorer._upload", None)  # free the previous set before parsing the next
+    with st.spinner(f"Reading {name}…"):
+        es = EmbeddingSet.from_file(data, name)
+        texts = None
+        if meta is not None:
+            es, texts = join_metadata(es, meta, meta_name or "metadata.csv")
+    space = Space(name, es, texts=texts or texts_of(es))
+    st.session_state["explorer._upload"] = (h.hexdigest(), space)
+    return space
+
+
+def unmappable(es: Any) -> str | None:
+    """A sentence saying why these vectors cannot be mapped (too few, all identical), or None."""
+    n = len(es)
+    if n < 3:
+        return (f"This set holds {n} item{'s' if n != 1 else ''}; a map and its scores need at least three. "
+                "Add rows to the file, or look at the Similarity view.")
+    x = es.vectors
+    if not (x != x[:1]).any():
+        what = "zero" if not x[:1].any() else "the same vector"
+        return (f"All {n:,} vectors are {what}, so there is no direction to map and no neighbour to find: "
+                "check how the file was made (an embedding model that returns zeros has failed upstream).")
+    return None
 
 
 # ------------------------------------------------------------------------------------------ cached compute
@@ -338,7 +375,7 @@ def compare(a: Space, b: Space, k: int) -> dict[str, Any]:
     pos_b = {i: n for n, i in enumerate(b.es.ids)}
     rows_a = np.array([n for n, i in enumerate(a.es.ids) if i in pos_b], dtype=np.int64)
     rows_b = np.array([pos_b[a.es.ids[n]] for n in rows_a], dtype=np.int64)
-    rows_a, rows_b = rows_a[:MAX_SCORED], rows_b[:MAX_SCORED]
+    rows_a, rows_b = rows_a[:MAX_COMPARED], rows_b[:MAX_COMPARED]
     out: dict[str, Any] = {"n": len(rows_a), "rows_a": rows_a, "rows_b": rows_b}
     if len(rows_a) >= 3:
         va, vb = a.es.vectors[rows_a], b.es.vectors[rows_b]

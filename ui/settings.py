@@ -358,6 +358,9 @@ def from_json(data: bytes | str, *, namespaces: Iterable[str]) -> dict[str, Any]
         doc = json.loads(data)
     except json.JSONDecodeError as err:
         raise ValueError(f"That file is not valid JSON ({err.msg} at line {err.lineno}).") from None
+    except RecursionError:  # brackets nested thousands deep: Python's decoder gives up
+        raise ValueError("That file nests brackets too deeply to be a settings file; choose a .json settings "
+                         "file exported by this app.") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("settings"), dict):
         raise ValueError('A settings file is a JSON object with a "settings" object inside, as exported here.')
     good, problems = validate(doc["settings"], namespaces)

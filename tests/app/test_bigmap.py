@@ -108,3 +108,28 @@ def test_box_and_click_selections_zoom_and_pick():
     st.session_state["k.window"] = raster.x_range, raster.y_range
     ub._apply_selection("k", {"box": [], "points": [{"point_index": 5, "curve_number": 0}]}, cells)
     assert st.session_state["k.window"] == (raster.x_range, raster.y_range)  # a repeated report is not re-applied
+
+
+def test_the_click_grid_tiles_the_window_and_an_empty_cell_picks_the_nearest_point():
+    """A click anywhere lands on a cell (empty ones too) and picks the point nearest that cell's centre."""
+    import ui.bigmap as ub
+    from core import bigmap
+
+    rng = np.random.default_rng(1)
+    coords = np.concatenate([rng.normal(size=(500, 2)) * 0.1, rng.normal(size=(500, 2)) * 0.1 + 5])
+    index = bigmap.PointIndex(coords)
+    raster = bigmap.rasterize(coords, width=80, height=60)
+    cx, cy, counts, nearest = ub._cells(index, raster)
+    gx, gy = ub._GRID
+    assert len(cx) == gx * gy and counts.sum() == len(coords)
+    empty = np.flatnonzero(counts == 0)
+    assert len(empty) > gx * gy / 2  # two small blobs: most of the window is empty
+    for j in empty[:: max(1, len(empty) // 7)]:
+        brute = int(np.argmin(((coords - (cx[j], cy[j])) ** 2).sum(axis=1)))
+        assert nearest[j] == brute
+        import streamlit as st
+
+        st.session_state.clear()
+        ub._apply_selection("k", {"box": [], "points": [{"point_index": int(j), "curve_number": 0}]},
+                            (cx, cy, counts, nearest))
+        assert st.session_state["k.picked"] == brute

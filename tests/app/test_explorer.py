@@ -193,3 +193,246 @@ def test_my_model_vs_clip_on_the_same_images(make_app):
     at.selectbox(key="explorer.other").set_value("mini-CLIP on these images").run(timeout=180)
     assert_clean(at)
     assert "40 items are in both spaces" in _texts(at)  # every held-out image, matched by id
+
+
+# ------------------------------------------------------------------------------------------ uploads (issue 30)
+def _csv(n: int, d: int = 8, *, zeros: bool = False, labels: bool = True, seed: int = 0) -> bytes:
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    v = np.zeros((n, d)) if zeros else rng.normal(size=(n, d))
+    frame = pd.DataFrame(v, columns=[f"d{j}" for j in range(d)])
+    if labels:
+        frame.insert(0, "label", [f"class ({i % 3})" for i in range(n)])  # brackets, as sentences have
+    return frame.to_csv(index=False).encode()
+
+
+def _upload(make_app, name: str, data: bytes, **state):
+    at = make_app()
+    at.session_state["explorer.applied"] = dict(PCA)
+    at.session_state["explorer.source"] = "Upload a file"
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.switch_page(PAGE).run()
+    at.file_uploader(key="explorer.upload").set_value((name, data, "text/csv")).run()
+    return at
+
+
+@pytest.mark.parametrize("case", ["one row", "two rows", "all zero"])
+def test_tiny_and_all_zero_uploads_get_one_sentence_and_no_traceback(make_app, case):
+    """Was: the right sentence, then a `NameError: name 'fig' is not defined` traceback box under it."""
+    data = {"one row": _csv(1), "two rows": _csv(2), "all zero": _csv(50, zeros=True)}[case]
+    for view in ("Map", "Export"):
+        at = _upload(make_app, "e.csv", data, **{"explorer.view": view})
+        assert not at.exception, [e.value for e in at.exception]
+        assert len(at.error) == 1
+        expected = "need at least three" if case != "all zero" else "All 50 vectors are zero"
+        assert expected in at.error[0].value
+
+
+def test_similarity_of_labelled_vectors_without_images(make_app):
+    """Was: "SyntaxError: '(' was never closed" (Streamlit's magic st.write of `show_images(...) or
+    st.dataframe(...)`, a bare expression over two lines) for any labelled set without pictures: a CSV, the
+    Text page's sentences."""
+    at = _upload(make_app, "e.csv", _csv(400), **{"explorer.view": "Similarity"})
+    assert_clean(at)
+    assert "Hardest negatives" in " ".join(s.value for s in at.subheader)
+    assert any("cosine" in str(df.value.columns.tolist()) for df in at.dataframe)
+
+
+def test_text_embeddings_in_the_similarity_view(make_app):
+    """The Text page's entry: sentences as captions and a topic label, no images."""
+    from core.embed import EmbeddingSet
+    from ui.registry import Entry
+
+    rng = np.random.default_rng(0)
+    emb = EmbeddingSet(rng.normal(size=(120, 16)).astype(np.float32), labels={"topic": np.arange(120) % 4},
+                       classes={"topic": ["cats (pets)", "dogs", "tea", "trains"]},
+                       captions=[f"Sentence {i} (with brackets" for i in range(120)])
+    entry = Entry(name="MiniLM", kind="embeddings", source="text", payload=emb, _embeddings=emb)
+    at = _open(make_app, registry={"MiniLM": entry}, **{"explorer.source": "Your models", "explorer.entry": "MiniLM",
+                                                       "explorer.view": "Similarity"})
+    assert_clean(at)
+
+
+def test_a_big_upload_opens_on_pca_although_umap_was_chosen(make_app, monkeypatch):
+    """Was 517 s for 200,000 x 64: the demo's UMAP setting carried over and mapped every point. A set above
+    SLOW_MAP_POINTS opens on PCA with one sentence and a button; the button computes the chosen map."""
+    import ui.explorer as X
+
+    monkeypatch.setattr(X, "SLOW_MAP_POINTS", 100)
+    umap = dict(PCA, method="umap")
+    at = _upload(make_app, "big.csv", _csv(300), **{"explorer.applied": umap})
+    assert_clean(at)
+    assert {m.label: m.value for m in at.metric}["Map"] == "PCA 2-D"
+    assert any("takes minutes here" in i.value for i in at.info)
+    at.button(key="explorer.slow_go").click().run(timeout=180)
+    assert_clean(at)
+    assert {m.label: m.value for m in at.metric}["Map"] == "UMAP 2-D"
+
+
+def test_an_upload_is_parsed_once_for_every_rerun(make_app, monkeypatch):
+    from core.embed import EmbeddingSet
+
+    calls = []
+    original = EmbeddingSet.from_file.__func__
+
+    def counting(cls, *args, **kwargs):
+        calls.append(1)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(EmbeddingSet, "from_file", classmethod(counting))
+    at = _upload(make_app, "e.csv", _csv(60))
+    assert_clean(at)
+    at.selectbox(key="explorer.colour").set_value("nothing").run()
+    at.run()
+    assert_clean(at)
+    assert len(calls) == 1
+
+
+# ------------------------------------------------------------------------------------------ selections both ways
+def _figure(at, key: str) -> dict:
+    import json
+
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id and key in c.proto.id)
+    return json.loads(chart.proto.spec)
+
+
+def _arr(value) -> np.ndarray:
+    """A plotly JSON array: a list, or plotly's typed-array dict {"dtype", "bdata": base64}."""
+    import base64
+
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+    return np.asarray(value)
+
+
+def _lit(fig: dict) -> set[int]:
+    """Rows a figure highlights: each trace's customdata at its selectedpoints (all rows when none is set)."""
+    out: set[int] = set()
+    for tr in fig["data"]:
+        cd = _arr(tr.get("customdata", []))
+        sel = tr.get("selectedpoints")
+        if sel is None:
+            return set()
+        out |= {int(cd[j]) for j in sel}
+    return out
+
+
+def _select(rows) -> dict:
+    return {"selection": {"points": [{"customdata": int(r), "curve_number": 0, "point_index": 0} for r in rows],
+                          "point_indices": [], "box": [], "lasso": [{"x": [0, 1, 1], "y": [0, 0, 1]}]}}
+
+
+def test_lasso_fills_a_table_and_ticked_rows_light_up_on_the_map(make_app):
+    at = _open(make_app)
+    assert_clean(at)
+    assert _lit(_figure(at, "explorer.map")) == set()  # nothing selected: every point in colour
+    group = [3, 10, 42, 77, 500]
+    at.session_state["explorer.map"] = _select(group)  # what a lasso on the map reports
+    at.run()
+    assert_clean(at)
+    assert any("5 selected items" in s.value for s in at.subheader)
+    table = next(df for df in at.dataframe if "id" in df.value.columns and len(df.value) == len(group))
+    from ui.explorer import demo_spaces
+
+    es = list(demo_spaces().values())[-1].es
+    assert table.value["id"].tolist() == [es.ids[r] for r in group]
+    assert "image" in table.value.columns  # thumbnails: the table is the gallery too
+    assert _lit(_figure(at, "explorer.map")) == set(group)  # the group lit, the rest greyed
+    # tick two rows of the table: only those stay lit
+    key = f"explorer.table.{at.session_state['explorer._group']['token']}"  # ui.mapselect: one table per group
+    at.session_state[key] = {"selection": {"rows": [1, 3], "columns": [], "cells": []}}
+    at.run()
+    assert_clean(at)
+    assert _lit(_figure(at, "explorer.map")) == {10, 77}
+    fig = _figure(at, "explorer.map")
+    assert all(tr["unselected"]["marker"]["opacity"] < 0.5 for tr in fig["data"])  # greyed, not hidden
+    assert sum(len(_arr(tr["x"])) for tr in fig["data"]) == len(es)
+    at.button(key="explorer.clear_sel").click().run()
+    assert _lit(_figure(at, "explorer.map")) == set()
+
+
+def test_a_click_on_the_map_lists_that_items_neighbours(make_app):
+    from core.similarity import nearest
+    from ui.explorer import demo_spaces
+
+    at = _open(make_app)
+    at.session_state["explorer.map"] = _select([123])
+    at.run()
+    assert_clean(at)
+    es = list(demo_spaces().values())[-1].es
+    assert any(s.value == f"Item {es.ids[123]}" for s in at.subheader)
+    assert "10 nearest neighbours in the original 128-D space" in _texts(at)
+    _, sims = nearest(es.vectors, 123, k=10)
+    captions = [str(el.proto) for el in at.get("imgs")] + [str(el.proto) for el in at.get("image")]
+    assert any(f"{sims[0]:.3f}" in c for c in captions)  # the closest one's caption
+
+
+def test_images_on_the_map_one_atlas_and_a_click_opens_neighbours(make_app):
+    import json
+
+    from ui.explorer import demo_spaces
+
+    at = _open(make_app)
+    at.toggle(key="explorer.thumbs").set_value(True).run()
+    assert_clean(at)
+    decks = at.get("deck_gl_json_chart")
+    assert len(decks) == 1
+    spec = json.loads(decks[0].proto.json)
+    layer = spec["layers"][0]
+    assert layer["@@type"] == "IconLayer" and len(layer["data"]) == 1000
+    assert spec["views"][0]["@@type"] == "OrthographicView"
+    assert decks[0].proto.json.count("data:image/png;base64,") == 1  # ONE atlas for every thumbnail
+    assert "background-image:url('data:image/png;base64," in decks[0].proto.tooltip  # the hover picture
+    assert "mapStyle" not in spec or not spec.get("mapStyle")  # no basemap: nothing fetched
+    es = list(demo_spaces().values())[-1].es
+    at.session_state["explorer.thumbmap"] = {"selection": {"indices": {"thumbs": [7]},
+                                                           "objects": {"thumbs": [{"row": 7}]}}}
+    at.run()
+    assert_clean(at)
+    assert any(s.value == f"Item {es.ids[7]}" for s in at.subheader)
+    # a table selection made on the dot map lights the same items among the thumbnails
+    at.toggle(key="explorer.thumbs").set_value(False).run()
+    at.session_state["explorer.map"] = _select([1, 2, 3])
+    at.run()
+    at.toggle(key="explorer.thumbs").set_value(True).run()
+    spec = json.loads(at.get("deck_gl_json_chart")[0].proto.json)
+    layers = {la["id"]: la for la in spec["layers"]}
+    assert {r["row"] for r in layers["thumbs"]["data"]} == {1, 2, 3}
+    assert len(layers["faded"]["data"]) == 997 and layers["faded"]["opacity"] < 0.5
+
+
+def test_a_click_anywhere_on_the_big_map_picks_the_nearest_point(make_app, monkeypatch):
+    """Above the plotly cap the datashader map is clicked through a grid of cells: the pick is the point
+    nearest the clicked cell's centre (brute force here), and its neighbours are listed."""
+    import ui.bigmap as ub
+    import ui.explorer as X
+    from core.projection import project
+
+    monkeypatch.setattr(X, "MAX_POINTS", 300)
+    at = _open(make_app)
+    assert_clean(at)
+    assert any("All 1,000 points" in s.value for s in at.subheader)
+    es = list(X.demo_spaces().values())[-1].es
+    coords = project(es.vectors, "pca", dim=2, seed=0)
+    (x0, x1), (y0, y1) = at.session_state["explorer.bigmap.window"]
+    gx, gy = ub._GRID
+    j = gx * (gy // 3) + gx // 4  # a cell a third of the way up, a quarter across
+    cx, cy = x0 + (j % gx + 0.5) * (x1 - x0) / gx, y0 + (j // gx + 0.5) * (y1 - y0) / gy
+    brute = int(np.argmin(((coords - (cx, cy)) ** 2).sum(axis=1)))
+    at.session_state["explorer.bigmap.chart"] = {"selection": {"points": [{"point_index": j, "curve_number": 0}],
+                                                               "point_indices": [j], "box": [], "lasso": []}}
+    at.run()
+    assert_clean(at)
+    assert any(s.value == f"Item {es.ids[brute]}" for s in at.subheader)
+    assert "nearest neighbours in the original" in _texts(at)
+
+
+def test_compare_a_selection_on_one_map_lights_the_other(make_app):
+    at = _open(make_app, **{"explorer.view": "Compare"})
+    assert_clean(at)
+    at.session_state["explorer.cmp_a"] = _select([5, 6, 7])
+    at.run()
+    assert_clean(at)
+    assert _lit(_figure(at, "explorer.cmp_b")) == {5, 6, 7}

