@@ -91,7 +91,8 @@ def test_occlusion_windows_cover_every_pixel_and_reach_the_border():
     win = A.occlusion_windows(30, patch=8, stride=4)  # 0, 4, ..., 20, then 22 so the last ends at 30
     assert win.shape == (7 * 7, 30, 30) and bool(win.any(0).all())
     assert bool(win[-1, 29, 29]) and int(win[0].sum()) == 64
-    assert len(A.occlusion_windows(32)) == 49  # default: patch 8, stride 4
+    assert len(A.occlusion_windows(32)) == 15 * 15 and int(A.occlusion_windows(32)[0].sum()) == 16  # patch 4
+    assert len(A.occlusion_windows(224)) == 7 * 7 and int(A.occlusion_windows(224)[0].sum()) == 56 ** 2
     with pytest.raises(Exception, match="patch"):
         A.occlusion_windows(32, patch=40)
 
