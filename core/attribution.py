@@ -339,12 +339,12 @@ def gradient_method(bundle: Any) -> tuple[str, str, int] | None:
     visual = bundle.model.visual
     if isinstance(visual, ModifiedResNet):
         stage, side = grad_cam_stage(bundle)
-        return "gradcam", f"Grad-CAM at {stage} ({side} x {side} grid)", side
+        return "gradcam", f"at {stage} ({side} x {side} grid)", side
     if _is_vit(visual):
         size = bundle.image_size
         patch = visual.patch_size[0] if isinstance(visual.patch_size, (tuple, list)) else visual.patch_size
         side = size // patch
-        return "legrad", f"LeGrad over {len(visual.transformer.resblocks)} blocks ({side} x {side} patches)", side
+        return "legrad", f"over {len(visual.transformer.resblocks)} blocks ({side} x {side} patches)", side
     return None
 
 

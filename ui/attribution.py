@@ -130,7 +130,7 @@ def heatmap_panel(bundle: Any, images: Any, pick: int, image_features: np.ndarra
             details[g[0]] = g[1]
         for col, (m, batch) in zip(cols[1:], maps.items()):
             heat = batch[0]
-            cap = f"{names[m]}: {details[m]}"
+            cap = f"{names[m]}{':' if m == 'occlusion' else ''} {details[m]}"
             if mask is not None and mask.shape == heat.shape:
                 share = float(pointing_game(heat[None], mask[None])["energy"][0])
                 cap += f" · {share:.0%} of its heat on the shape"
@@ -140,7 +140,7 @@ def heatmap_panel(bundle: Any, images: Any, pick: int, image_features: np.ndarra
                        "open_clip ViT); occlusion works on any model.")
         elif g[0] == "gradcam" and side <= 64:
             st.caption(f"At {side} px this ResNet tower's last stages are {side // 16} × {side // 16} and "
-                       f"{side // 32} × {side // 32}: Grad-CAM looks at {g[1]}, the deepest stage with resolution. "
+                       f"{side // 32} × {side // 32}, so Grad-CAM looks {g[1]}, the deepest stage with resolution. "
                        "Methods disagree: compare them with the trust figure below before believing either.")
     if shapes:
         _trust_panel(bundle, names, target, float(scale))

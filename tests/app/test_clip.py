@@ -116,7 +116,7 @@ def test_heatmaps_beside_the_answer_with_their_trust_figure_and_words(make_app):
     assert any(h.value == "Why this answer?" for h in at.subheader)
     caps = _image_captions(at)
     assert any(c.startswith("Occlusion:") and "of its heat on the shape" in c for c in caps), caps
-    assert any(c.startswith("Grad-CAM: Grad-CAM at layer1 (8 x 8 grid)") for c in caps), caps
+    assert any(c.startswith("Grad-CAM at layer1 (8 x 8 grid)") for c in caps), caps
     assert any("<span" in m.value and "background: rgba" in m.value for m in at.markdown)  # coloured words
     at.selectbox(key="clip.why_class").set_value("star").run()
     at.radio(key="clip.why_target").set_value("similarity").run()
