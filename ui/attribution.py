@@ -45,6 +45,19 @@ def _trust(_bundle: Any, fingerprint: str, target: str, scale: float):
     return trust_report(_bundle, n=TRUST_SHAPES, seed=TRUST_SEED, target=target, logit_scale=scale)
 
 
+@st.cache_data(max_entries=16, show_spinner="Occluding patches… (a big model takes a while on a CPU)")
+def _maps(_bundle: Any, fingerprint: str, x: np.ndarray, text_rows: np.ndarray, class_index: int,
+          methods: tuple[str, ...], target: str, scale: float) -> dict[str, np.ndarray]:
+    """core.attribution.heatmaps, cached by model, input pixels, class texts (C, D) and settings, so a rerun for
+    another widget does not occlude again."""
+    import torch
+
+    from core.attribution import heatmaps
+
+    return heatmaps(_bundle, torch.from_numpy(x).to(_bundle.device), text_rows, class_index, methods=list(methods),
+                    target=target, logit_scale=scale)
+
+
 def _trust_panel(bundle: Any, names: dict[str, str], target: str, scale: float) -> None:
     st.markdown("**Can these maps be trusted?** On fresh built-in shapes the true object is known pixel by pixel, "
                 "so each method can be scored: the share of its positive heat on the shape (energy pointing game) "
@@ -95,8 +108,7 @@ def heatmap_panel(bundle: Any, images: Any, pick: int, image_features: np.ndarra
     """Heatmaps for image ``pick`` of ``images`` (an ImageSet or a list of PIL images) and a chosen class: the
     model's view, occlusion and the tower's gradient method side by side; on built-in shapes (``shapes``) each
     map's share of heat on the shape, the trust figure and the image's caption as the prompt to take apart."""
-    from core.attribution import METHOD_NAMES, display_pixels, gradient_method, heatmaps, model_inputs, \
-        pointing_game
+    from core.attribution import METHOD_NAMES, display_pixels, gradient_method, model_inputs, pointing_game
     from core.data import shape_masks
 
     labelled = not isinstance(images, list)
@@ -116,10 +128,9 @@ def heatmap_panel(bundle: Any, images: Any, pick: int, image_features: np.ndarra
     if g:
         names[g[0]] = METHOD_NAMES[g[0]]
     with user_errors("drawing the heatmaps"):
-        with st.spinner("Occluding patches…"):
-            x = model_inputs(bundle, image)
-            maps = heatmaps(bundle, x, weights, weights.classnames.index(cls), methods=list(names),
-                            target=target, logit_scale=float(scale))
+        x = model_inputs(bundle, image)
+        maps = _maps(bundle, bundle.fingerprint, x.cpu().numpy(), np.ascontiguousarray(weights.weights.T),
+                     weights.classnames.index(cls), tuple(names), target, float(scale))
         view = display_pixels(bundle, x)[0]
         side = bundle.image_size
         cols = st.columns(len(names) + 1)
