@@ -159,3 +159,27 @@ def test_upload_decoding_refuses_broken_files(payload, why):
 
     ok, problems = images_from_uploads([("x.png", payload), ("good.png", png_bytes())])
     assert [n for n, _ in ok] == ["good.png"] and why in problems[0][1]
+
+
+def test_a_users_own_vit_local_dir_gets_legrad_beside_occlusion(make_app, tmp_path):
+    import json
+
+    import torch
+    from open_clip.model import CLIP as OpenClipModel
+
+    from core.clip import export_local_dir
+
+    cfg = {"embed_dim": 16,
+           "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
+           "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1}}
+    torch.manual_seed(0)
+    export_local_dir(OpenClipModel(**json.loads(json.dumps(cfg))), cfg, tmp_path / "my_vit", half=False)
+    at = make_app(page=CLIP)
+    at.radio(key="clip.source").set_value("local").run()
+    at.text_input(key="clip.local").set_value(f"local-dir:{tmp_path / 'my_vit'}").run()
+    at.button(key="clip.load").click().run()
+    assert_clean(at)
+    caps = _image_captions(at)
+    assert any(c.startswith("LeGrad over 2 blocks (4 x 4 patches)") for c in caps), caps
+    assert any(c.startswith("Occlusion:") for c in caps)
+    assert not any("trained only on coloured shapes" in i.value for i in at.info)
