@@ -48,6 +48,7 @@ __all__ = [
     "display_pixels",
     "occlusion",
     "occlusion_windows",
+    "occlusion_defaults",
     "grad_cam",
     "grad_cam_maps",
     "grad_cam_stage",
@@ -154,6 +155,12 @@ def _score(features: torch.Tensor, text: torch.Tensor, idx: torch.Tensor, target
 
 
 # ------------------------------------------------------------------------------------------ occlusion
+def occlusion_defaults(size: int) -> tuple[int, int]:
+    """(patch, stride) in pixels for a ``size``-px input; see :func:`occlusion_windows`."""
+    coarse = 4 if size > 64 else 8
+    return max(1, int(round(size / coarse))), max(1, int(round(size / (2 * coarse))))
+
+
 def occlusion_windows(size: int, patch: int | None = None, stride: int | None = None) -> torch.Tensor:
     """Occluding windows as masks. Shape: -> bool (P, size, size), True inside the patch.
 
@@ -161,9 +168,9 @@ def occlusion_windows(size: int, patch: int | None = None, stride: int | None = 
     copies; on the mini-CLIP's shapes this put 0.71 of the heat on the shape where patch size / 4 put 0.54);
     above, patch = size / 4 and stride = size / 8 (7 x 7 = 49 copies), each a forward of a big tower. The last
     row and column of windows are moved in so that they end at the border, so every pixel is covered."""
-    coarse = 4 if size > 64 else 8
-    patch = max(1, int(round(size / coarse))) if patch is None else int(patch)
-    stride = max(1, int(round(size / (2 * coarse)))) if stride is None else int(stride)
+    default_patch, default_stride = occlusion_defaults(size)
+    patch = default_patch if patch is None else int(patch)
+    stride = default_stride if stride is None else int(stride)
     if not (1 <= patch <= size) or stride < 1:
         raise PlaygroundError(f"The occlusion patch must be 1..{size} pixels and the stride at least 1.")
     starts = list(range(0, size - patch + 1, stride))

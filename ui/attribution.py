@@ -98,7 +98,7 @@ def _words(bundle: Any, image_features: np.ndarray, default_prompt: str, scale: 
             spans.append(f'<span style="background: rgba({rgb},{a:.2f}); padding: 2px 5px; border-radius: 4px; '
                          f'margin-right: 3px" title="{float(d):+.2f}">{html.escape(word)}</span>')
         st.markdown(" ".join(spans), unsafe_allow_html=True)
-        best = int(np.argmax(drops))
+        best = int(np.argmax(np.abs(drops)))
         st.caption(f"Logit of the whole prompt: {full:.2f}. Leaving out “{words[best]}” moves it most "
                    f"({-float(drops[best]):+.2f}).")
 
@@ -108,7 +108,8 @@ def heatmap_panel(bundle: Any, images: Any, pick: int, image_features: np.ndarra
     """Heatmaps for image ``pick`` of ``images`` (an ImageSet or a list of PIL images) and a chosen class: the
     model's view, occlusion and the tower's gradient method side by side; on built-in shapes (``shapes``) each
     map's share of heat on the shape, the trust figure and the image's caption as the prompt to take apart."""
-    from core.attribution import METHOD_NAMES, display_pixels, gradient_method, model_inputs, pointing_game
+    from core.attribution import METHOD_NAMES, display_pixels, gradient_method, model_inputs, \
+        occlusion_defaults, pointing_game
     from core.data import shape_masks
 
     labelled = not isinstance(images, list)
@@ -135,8 +136,8 @@ def heatmap_panel(bundle: Any, images: Any, pick: int, image_features: np.ndarra
         side = bundle.image_size
         cols = st.columns(len(names) + 1)
         cols[0].image(loaders.upscale(view, 192), width=192, caption=f"What the model sees ({side} px)")
-        details = {"occlusion": "grey patches of {p} px, every {s} px".format(
-            p=max(1, round(side / (8 if side <= 64 else 4))), s=max(1, round(side / (16 if side <= 64 else 8))))}
+        patch, stride = occlusion_defaults(side)
+        details = {"occlusion": f"grey patches of {patch} px, every {stride} px"}
         if g:
             details[g[0]] = g[1]
         for col, (m, batch) in zip(cols[1:], maps.items()):
@@ -146,13 +147,16 @@ def heatmap_panel(bundle: Any, images: Any, pick: int, image_features: np.ndarra
                 share = float(pointing_game(heat[None], mask[None])["energy"][0])
                 cap += f" · {share:.0%} of its heat on the shape"
             col.image(overlay(view, heat), width=192, caption=cap)
+        note = "Red: hiding or weakening it lowers the score; blue: it raises it. "
         if not g:
-            st.caption("This image tower has no gradient method here (Grad-CAM needs a ResNet tower, LeGrad an "
-                       "open_clip ViT); occlusion works on any model.")
-        elif g[0] == "gradcam" and side <= 64:
-            st.caption(f"At {side} px this ResNet tower's last stages are {side // 16} × {side // 16} and "
-                       f"{side // 32} × {side // 32}, so Grad-CAM looks {g[1]}, the deepest stage with resolution. "
-                       "Methods disagree: compare them with the trust figure below before believing either.")
+            note += ("This image tower has no gradient method here (Grad-CAM needs a ResNet tower, LeGrad an "
+                     "open_clip ViT); occlusion works on any model.")
+        else:
+            if g[0] == "gradcam" and side <= 64:
+                note += (f"At {side} px this ResNet tower's last stages are {side // 16} × {side // 16} and "
+                         f"{side // 32} × {side // 32}, so Grad-CAM looks {g[1]}, the deepest stage with resolution. ")
+            note += "Methods disagree: check each against the trust figure before believing it."
+        st.caption(note)
     if shapes:
         _trust_panel(bundle, names, target, float(scale))
     _words(bundle, image_features, prompt or weights.templates[0].format(cls), float(scale))
