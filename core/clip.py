@@ -636,19 +636,44 @@ class ZeroShotWeights:
                                [self.templates[t]])
 
 
+MAX_TEMPLATE_CHARS = 300  # CLIP reads 77 tokens; a longer template only costs memory
+
+
 def _check_templates(templates: Sequence[str]) -> list[str]:
+    """Templates as given, once each is known to be safe to ``format``: plain ``{}`` (or ``{0}``) fields only.
+
+    ``str.format`` would run a format spec (``{:>200000000}`` builds a 200 MB string) or an attribute or index
+    lookup (``{0.__class__}``) taken from user text, so those are refused before anything is formatted, as is a
+    template with no field at all, which would give every class the same prompt and every image equal scores.
+    """
+    import string
+
     if isinstance(templates, str):
         templates = [templates]
     out = [str(t).strip() for t in templates if str(t).strip()]
     if not out:
         raise PlaygroundError("Give at least one prompt template, e.g. 'a photo of a {}.'.")
     for t in out:
+        if len(t) > MAX_TEMPLATE_CHARS:
+            raise PlaygroundError(f"A template may be at most {MAX_TEMPLATE_CHARS} characters; one has {len(t)}.")
         try:
-            t.format("x")
-        except (IndexError, KeyError, ValueError):
+            fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(t) if name is not None]
+        except ValueError:
+            fields = None
+        if fields is None or any(name not in ("", "0") or spec or conv for name, spec, conv in fields):
             raise PlaygroundError(
-                f"The template {t!r} is not a format string with one '{{}}' for the class name."
-            ) from None
+                f"The template {t!r} is not a plain template: use '{{}}' where the class name goes (no format "
+                "specs or other fields), and '{{' / '}}' for a literal brace."
+            )
+        if not fields:
+            raise PlaygroundError(
+                f"The template {t!r} has no '{{}}' for the class name, so every class would get the same prompt "
+                "and the same score. Put '{}' where the class name goes."
+            )
+        try:
+            t.format("x")  # only plain fields are left: this cannot grow beyond the name's length
+        except (IndexError, ValueError):
+            raise PlaygroundError(f"The template {t!r} mixes '{{}}' and '{{0}}'; use '{{}}' for the class name.") from None
     return out
 
 

@@ -64,6 +64,7 @@ __all__ = [
     "MAX_UNZIPPED_BYTES",
     "MAX_DATASET_BYTES",
     "SHAPE_FACTORS",
+    "shape_masks",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -618,6 +619,11 @@ def _shape_mask(kind: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     raise ValueError(f"Unknown shape {kind!r}.")
 
 
+def _supersampling(size: int) -> int:
+    """Samples per pixel side when drawing shapes: coverage takes the values k / ss**2."""
+    return 4 if size <= 16 else 2 if size <= 64 else 1
+
+
 def _render_shapes(
     kind: np.ndarray, cx: np.ndarray, cy: np.ndarray, radius: np.ndarray, angle: np.ndarray,
     fg: np.ndarray, bg: np.ndarray, size: int,
@@ -629,7 +635,7 @@ def _render_shapes(
     runs over chunks and shape kinds, never over images.
     """
     n = len(kind)
-    ss = 4 if size <= 16 else 2 if size <= 64 else 1
+    ss = _supersampling(size)
     g = size * ss
     grid = (np.arange(g, dtype=np.float32) + 0.5) / g  # pixel-centre coordinates in [0, 1]
     out = np.empty((n, 3, size, size), dtype=np.uint8)
@@ -728,6 +734,29 @@ def _load_shapes(*, n: int = 4000, size: int = 32, seed: int = 0, progress: Prog
         ids=[f"shapes/n{n}-s{seed}/{i:06d}" for i in range(n)],
         spec={"name": "shapes", "options": {"n": n, "size": size, "seed": seed}},
     )
+
+
+def shape_masks(shapes: ImageSet) -> np.ndarray:
+    """Where each built-in shape lies: the fraction of every pixel the shape covers, in [0, 1].
+
+    Shape: ``shapes`` of N images, S px -> float32 (N, S, S). ``>= 0.5`` is the usual inside test.
+
+    :func:`_render_shapes` blends each pixel as ``bg + cover * (fg - bg)`` with the exact colours of the image's
+    ``colour`` and ``background`` labels, so ``cover`` is read back exactly from the channel where fg and bg differ
+    most (by at least 115 levels for every pair, so rounding moves it by under 0.005, far less than the gap between
+    the generator's coverage levels k / ss**2, to which it is snapped): the generator's own mask, for any subset of
+    a shapes set, with no second draw of its random numbers to keep in step.
+    """
+    if not {"colour", "background"} <= set(shapes.labels) or shapes.classes.get("colour") != list(COLOURS):
+        raise ValueError("shape_masks needs a built-in shapes set (load_dataset('shapes', ...)).")
+    fg = np.array(list(COLOURS.values()), dtype=np.float32)[shapes.labels["colour"]]  # (N, 3)
+    bg = np.array(list(BACKGROUNDS.values()), dtype=np.float32)[shapes.labels["background"]]
+    ch = np.abs(fg - bg).argmax(axis=1)  # (N,) the most telling channel per image
+    rows = np.arange(len(ch))
+    pix = shapes.images.numpy()[rows, ch].astype(np.float32)  # (N, S, S)
+    cover = (pix - bg[rows, ch][:, None, None]) / (fg[rows, ch] - bg[rows, ch])[:, None, None]
+    levels = _supersampling(shapes.image_size) ** 2  # the generator's coverage is k / levels: snap to it
+    return (np.clip(np.rint(cover * levels), 0, levels) / levels).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ui import loaders, registry
+from ui.attribution import heatmap_panel, photo_notice
 from ui.widgets import user_errors
 from ui import settings as S
 from ui.urlstate import bind
@@ -186,6 +187,7 @@ if mc2.button("Add to my session", key="clip.register", icon=":material/add:",
         entry = registry.register_clip(bundle, imageset=images if labelled else None)
         st.toast(f"Added {entry.name} to your session.")
 
+photo_notice(bundle, dataset_name)
 tab_zs, tab_ret, tab_map = st.tabs(["Zero-shot", "Retrieval", "Images and prompts on one map"])
 
 # ------------------------------------------------------------------------------------------ zero-shot
@@ -210,7 +212,9 @@ with tab_zs:
             typed = c1.text_area("One class per line (or comma-separated)", **bind("clip.typed"))
             classnames = [c.strip() for part in typed.splitlines() for c in part.split(",") if c.strip()]
 
-    st.session_state.setdefault("clip.template", _default_template())
+    # Assigned (not setdefault) on every run: a value set while the box was hidden (a new image source resets
+    # it) otherwise stays in the session but never reaches the browser, which shows an empty box.
+    st.session_state["clip.template"] = st.session_state.get("clip.template", _default_template())
     tmode = c2.radio("Prompt templates", list(TEMPLATE_MODES), format_func=TEMPLATE_MODES.get, key="clip.tmode",
                      help="Each class name is put into each template ('a photo of a {}.'). With several templates "
                           "their embeddings are normalised, averaged and renormalised (prompt ensembling).")
@@ -257,6 +261,8 @@ with tab_zs:
         bars.update_layout(title=f"Top-{len(top_idx[pick])} probabilities at logit scale {scale}", height=260,
                            margin=dict(l=10, r=10, t=40, b=10), xaxis=dict(range=[0, 1], tickformat=".0%"))
         right.plotly_chart(bars, key="clip.chart.topk", width="stretch")
+        heatmap_panel(bundle, images, int(pick), feats[pick], w, int(top_idx[pick][0]), float(scale),
+                      shapes=dataset_name == "shapes")
 
         show = list(range(min(n_img, 12)))
         cols = st.columns(6)

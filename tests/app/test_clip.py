@@ -86,11 +86,55 @@ def test_register_adds_a_clip_entry_for_other_pages(make_app):
     assert len(emb) == 200 and "shape" in emb.labels
 
 
+def _image_captions(at) -> list[str]:
+    return [c for el in at.get("image") for c in el.captions]
+
+
 def test_bad_uploads_are_refused_with_a_sentence(make_app):
     at = make_app(page=CLIP)
     at.segmented_control(key="clip.dataset").set_value("upload").run()
     assert_clean(at)
     assert any("Upload one or more images" in i.value for i in at.info)
+    up = at.file_uploader(key="clip.upload")
+    up.upload("notes.png", b"this is not an image", "image/png").upload("photo.png", png_bytes(), "image/png").run()
+    assert not at.exception
+    assert any(w.value.startswith("notes.png:") and "not an image in a format this app reads" in w.value
+               for w in at.warning), [w.value for w in at.warning]
+    assert not errors(at)  # the good file is classified; no error the user did not cause
+    # The template box shows the template the page uses (it was reset while the box was hidden): before the fix
+    # the browser got an empty box while the session held "a photo of a {}.".
+    box = at.text_input(key="clip.template")
+    assert box.proto.set_value and box.proto.value == "a photo of a {}." == at.session_state["clip.template"]
+    assert any("trained only on coloured shapes" in i.value and "cached" in i.value for i in at.info)
+    at.file_uploader(key="clip.upload").clear().upload("broken.jpg", b"", "image/jpeg").run()
+    assert not at.exception and any(w.value.startswith("broken.jpg:") for w in at.warning)
+
+
+def test_heatmaps_beside_the_answer_with_their_trust_figure_and_words(make_app):
+    at = make_app(page=CLIP)
+    assert_clean(at)
+    assert any(h.value == "Why this answer?" for h in at.subheader)
+    caps = _image_captions(at)
+    assert any(c.startswith("Occlusion:") and "of its heat on the shape" in c for c in caps), caps
+    assert any(c.startswith("Grad-CAM at layer1 (8 x 8 grid)") for c in caps), caps
+    assert any("<span" in m.value and "background: rgba" in m.value for m in at.markdown)  # coloured words
+    at.selectbox(key="clip.why_class").set_value("star").run()
+    at.radio(key="clip.why_target").set_value("similarity").run()
+    assert_clean(at)
+    at.button(key="clip.trust").click().run(timeout=600)
+    assert_clean(at)
+    labels = {m.label: m.value for m in at.metric}
+    assert {"Occlusion", "Grad-CAM", "Random heat", "Centre blob"} <= set(labels), labels
+    assert any("of the heat on the shape" in c.value for c in at.caption)
+
+
+def test_a_template_without_a_slot_and_a_runaway_format_spec_get_a_sentence(make_app):
+    at = make_app(page=CLIP)
+    at.text_input(key="clip.template").set_value("a photo").run()
+    assert not at.exception
+    assert any("every class would get the same prompt" in e for e in errors(at)), errors(at)
+    at.text_input(key="clip.template").set_value("{:>200000000}").run()
+    assert not at.exception and any("not a plain template" in e for e in errors(at))
 
 
 def test_offline_pretrained_tag_shows_one_sentence(make_app, monkeypatch):
@@ -115,3 +159,27 @@ def test_upload_decoding_refuses_broken_files(payload, why):
 
     ok, problems = images_from_uploads([("x.png", payload), ("good.png", png_bytes())])
     assert [n for n, _ in ok] == ["good.png"] and why in problems[0][1]
+
+
+def test_a_users_own_vit_local_dir_gets_legrad_beside_occlusion(make_app, tmp_path):
+    import json
+
+    import torch
+    from open_clip.model import CLIP as OpenClipModel
+
+    from core.clip import export_local_dir
+
+    cfg = {"embed_dim": 16,
+           "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
+           "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1}}
+    torch.manual_seed(0)
+    export_local_dir(OpenClipModel(**json.loads(json.dumps(cfg))), cfg, tmp_path / "my_vit", half=False)
+    at = make_app(page=CLIP)
+    at.radio(key="clip.source").set_value("local").run()
+    at.text_input(key="clip.local").set_value(f"local-dir:{tmp_path / 'my_vit'}").run()
+    at.button(key="clip.load").click().run()
+    assert_clean(at)
+    caps = _image_captions(at)
+    assert any(c.startswith("LeGrad over 2 blocks (4 x 4 patches)") for c in caps), caps
+    assert any(c.startswith("Occlusion:") for c in caps)
+    assert not any("trained only on coloured shapes" in i.value for i in at.info)

@@ -349,3 +349,23 @@ def test_shipped_mini_clip_classifies_fresh_shapes(cache_root):
         assert acc >= 0.9, f"{factor} zero-shot accuracy {acc:.2f} on 60 fresh shapes"
     size = sum(p.stat().st_size for p in cc.MINI_CLIP_DIR.iterdir())
     assert size <= 15 * 1024**2
+
+
+@pytest.mark.parametrize("template,needle", [
+    ("{:>200000000}", "not a plain template"),  # took 25 s and 835 MB before the fields were checked
+    ("{:>5000}", "not a plain template"),
+    ("{0.__class__.__mro__}", "not a plain template"),  # attribute lookups would print the server's objects
+    ("{!r}", "not a plain template"),
+    ("a photo of a cat", "every class would get the same prompt"),
+    ("x" * 301 + "{}", "at most 300 characters"),
+])
+def test_templates_are_bounded_before_anything_is_formatted(bundle, template, needle):
+    with pytest.raises(PlaygroundError, match=needle):
+        cc.zero_shot_weights(bundle, ["cat", "dog"], ["a {}", template])
+
+
+def test_every_shipped_template_set_passes_the_check(bundle):
+    for name in ("one", "simple", "openai"):
+        assert cc._check_templates(cc.template_set(name)) == cc.template_set(name)
+    w = cc.zero_shot_weights(bundle, ["cat", "dog"], ["{{a}} {}", "a {0}."])
+    assert w.weights.shape == (16, 2)
