@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import explorer as X
-from ui import registry
+from ui import registry, yourimages
 from ui.loaders import upscale
 from ui.widgets import user_errors
 
@@ -50,7 +50,8 @@ def _demo() -> dict[str, X.Space]:
     return X.demo_spaces()
 
 
-source = st.segmented_control("Look at", ["Demo", "Your models", "Upload a file"], key=f"{P}.source",
+source = st.segmented_control("Look at", ["Demo", "Your models", "Your images", "Upload a file"],
+                              key=f"{P}.source",
                               default="Demo", help="The demo needs nothing: an untrained and a trained encoder "
                                                    "on the built-in shapes. Models you train appear under "
                                                    "'Your models'.") or "Demo"
@@ -77,6 +78,8 @@ with user_errors("loading the embeddings"):
                 space = X.trained_space(entry, which)
         else:
             space = X.entry_space(entry)
+    elif source == "Your images":  # a .zip of the user's, embedded by a model of theirs (ui.yourimages)
+        space = yourimages.explorer_source(P)
     else:
         c1, c2 = st.columns(2)
         up = c1.file_uploader("Vectors (.npy, .npz, .csv, .parquet; up to 200 MB)", key=f"{P}.upload",

@@ -41,7 +41,7 @@ def _s(key: str, default: Any, kind: str, label: str, help: str = "", **kw: Any)
     return Setting(key, default, kind, label, help, **kw)
 
 
-DATASET_LAB_OPTIONS = ("shapes", "digits", "photos", "upload")
+DATASET_LAB_OPTIONS = ("shapes", "digits", "photos", "upload", "yours")  # yours: ui.yourimages
 TEMPERATURES = (0.001, 0.005, 0.01, 0.02, 0.05, 0.07, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 2.0)
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 2e-3, 4e-3, 5e-3, 6e-3, 1e-2, 3e-2, 1e-1)
 

@@ -202,6 +202,48 @@ def train_settings(ds: Any) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ Explorer
+UNTRAINED = "Untrained encoder (a baseline)"
+
+
+@st.cache_resource(show_spinner=False)
+def _untrained_encoder():
+    """The Train page's default encoder (fast_cnn) at its seed-0 initialisation: shared, read-only, eval mode."""
+    import torch
+
+    from core.models import EncoderConfig, build_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_model(EncoderConfig(arch="fast_cnn"), device="cpu").eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def untrained_entry() -> registry.Entry:
+    """An unregistered entry that embeds with the untrained encoder: what any training has to beat."""
+    model = _untrained_encoder()
+
+    def embed(x):
+        return model.embed(x, space="encoder", normalize=True).float().cpu().numpy()
+
+    return registry.Entry(name=UNTRAINED, kind="untrained", source="fast_cnn at its seed-0 initialisation",
+                          embed_images=embed, created=0.0)
+
+
+def explorer_source(prefix: str):
+    """The Explorer's "Your images" source: an image set and the model that embeds it (an untrained encoder
+    until the user picks one). Returns a :class:`ui.explorer.Space`, or None."""
+    ds = source(f"{prefix}.yours")
+    if ds is None:
+        return None
+    model = registry.pick("Embed them with", f"{prefix}.yours_model", kinds=("trained", "clip"),
+                          accept=lambda e: e.embed_images is not None, none_label=UNTRAINED,
+                          help="A model you trained (on these images or others) or a CLIP model from the CLIP "
+                               "page. The untrained encoder is the baseline training has to beat.")
+    return model_space(ds, model or untrained_entry())
+
+
 def model_space(images_entry_ds: Any, model: registry.Entry):
     """``model``'s embeddings of an image set as an Explorer :class:`ui.explorer.Space` (cached in the session):
     galleries, hover and neighbours show the user's images with their labels."""
@@ -243,7 +285,8 @@ def compare_options(space: Any) -> dict[str, Any]:
     ds = getattr(space, "imageset", None)
     if ds is None or not any(e.payload is ds for e in image_sets()):
         return {}
-    out = {}
+    out = {} if space.name.startswith(f"{UNTRAINED} on ") else {
+        f"{UNTRAINED} on {ds.name}": (lambda: model_space(ds, untrained_entry()))}
     for m in registry.entries(["trained", "clip"]):
         if m.embed_images is not None and not space.name.startswith(f"{m.name} on "):
             out[f"{m.name} on {ds.name}"] = (lambda m=m: model_space(ds, m))

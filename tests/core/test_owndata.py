@@ -199,3 +199,68 @@ def test_the_held_out_split_keeps_every_class_of_own_data():
 def test_photo_crops_load_as_jpegs():
     ds = O.load_zip(photo_crops_zip(6, side=64, classes=3), name="crops.zip")
     assert len(ds) == 18 and len(ds.classes["class"]) == 3
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+def _trained_on(ds, tmp_path, steps: int = 2):
+    from core.train import TrainConfig, Trainer
+
+    t = Trainer(TrainConfig(batch_size=16, steps=steps, probe_size=20, knn_reference=40, eval_every=100), ds,
+                device="cpu")
+    t.run()
+    return t, t.save(tmp_path / "mine.safetensors")
+
+
+def test_a_checkpoint_names_uploaded_data_by_fingerprint_and_asks_for_it(tmp_path):
+    import json
+
+    from safetensors import safe_open
+
+    from core.train import CheckpointNeedsDataset, Trainer
+
+    ds = O.load_zip(zip_of(two_classes(15)), name="pets.zip")
+    trainer, path = _trained_on(ds, tmp_path)
+    with safe_open(str(path), framework="pt") as f:
+        ident = json.loads(f.metadata()["dataset"])
+    sidecar = path.with_suffix(".json").read_text()
+    assert ident == {"name": "own", "title": "pets", "fingerprint": D.fingerprint(ds), "n": 30, "size": 32,
+                     "classes": {"class": ["a", "b"]}}
+    assert "cp-upload" not in sidecar and "/tmp" not in sidecar and str(tmp_path) not in sidecar
+    with pytest.raises(CheckpointNeedsDataset) as err:  # none given: asked, never shapes
+        Trainer.load(path)
+    assert 'your own images "pets" (30 images of 32 px, 2 classes, fingerprint ' in str(err.value)
+    assert "Provide that data" in str(err.value)
+    again = O.load_zip(zip_of(two_classes(15)), name="renamed.zip")  # the same content under another name
+    assert D.same_data(ident, again)
+    loaded = Trainer.load(path, again)
+    assert loaded.step_count == trainer.step_count
+    assert not D.same_data(ident, O.load_zip(zip_of(two_classes(14)), name="pets.zip"))
+    assert not D.same_data(ident, D.load_dataset("shapes", n=30))
+
+
+def test_cli_training_on_a_zip_records_its_fingerprint_not_its_path(tmp_path, capsys):
+    import json
+
+    from core import cli
+
+    zpath = tmp_path / "secret-folder" / "icons.zip"
+    zpath.parent.mkdir()
+    zpath.write_bytes(zip_of(two_classes(15)))
+    out = tmp_path / "run"
+    assert cli.main(["train", "--dataset", str(zpath), "--steps", "2", "--batch-size", "16", "--out", str(out)]) == 0
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["dataset"]["name"] == "own" and sidecar["dataset"]["title"] == "icons"
+    assert "secret-folder" not in json.dumps(sidecar)
+    assert sidecar["dataset"]["fingerprint"] == D.fingerprint(O.load_zip(zpath.read_bytes(), name="icons.zip"))
+
+
+def test_a_built_in_download_root_never_reaches_the_checkpoint():
+    ds = D.load_dataset("shapes", n=30)
+    ds.spec = {"name": "shapes", "options": {"n": 30, "size": 32, "seed": 0, "root": "/home/me/cache"}}
+    assert D.dataset_identity(ds) == {"name": "shapes", "options": {"n": 30, "size": 32, "seed": 0}}
+
+
+def test_describe_identity_shows_only_checked_fields():
+    text = D.describe_identity({"name": "own", "title": "../../etc/passwd\n<script>", "n": "lots", "size": -1,
+                                "fingerprint": "not hex", "classes": "x"})
+    assert text == 'your own images "etc_passwd_script"'
