@@ -140,3 +140,24 @@ def test_a_bad_zip_is_a_sentence(make_app):
     assert any("not a readable .zip" in e.value for e in at.error)
     label = at.get("file_uploader")[0].label
     assert "up to 20,000 images" in label and "MB per .zip" in label and "megapixels" in label
+
+
+def test_a_shared_server_offers_no_typed_paths_and_answers_alike(make_app, monkeypatch, tmp_path):
+    monkeypatch.setenv("CP_SHARED_SERVER", "1")
+    at = make_app(page="pages/text.py")
+    at.selectbox(key="text.model").set_value("Another model (name or folder)…").run()
+    answers = []
+    for typed in (str(tmp_path), str(tmp_path / "missing"), "/etc", "/no/such/folder"):
+        at.text_input(key="text.model_spec").input(typed).run()
+        assert not at.exception
+        answers.append(tuple(e.value for e in at.error))
+    assert len(set(answers)) == 1 and "switched off" in answers[0][0], answers
+
+    at.switch_page("pages/clip.py").run()
+    assert "local" not in at.radio(key="clip.source").options
+    at.switch_page(TRAIN).run()
+    at.selectbox(key="train.dataset").set_value("yours").run()
+    assert "train.yours.folder" not in [t.key for t in at.text_input]  # no folder path on a shared server
+    monkeypatch.delenv("CP_SHARED_SERVER")
+    at.run()
+    assert "train.yours.folder" in [t.key for t in at.text_input]  # a laptop has one
