@@ -98,7 +98,8 @@ def load_zip(data: bytes, *, name: str = "your images.zip", size: int = DEFAULT_
         raise DatasetError(f"The archive is {D._mb(len(data))}; archives up to {D._mb(c['bytes'])} are accepted.")
     if size not in OWN_SIZES:
         raise DatasetError(f"size must be one of {', '.join(map(str, OWN_SIZES))} pixels, not {size!r}.")
-    images, has_table = _list_images(bytes(data))
+    data = data if isinstance(data, bytes) else bytes(data)  # one copy at most: an upload is up to 200 MB
+    images, has_table = _list_images(data)
     n_images = len(images)
     if n_images > c["files"]:
         raise DatasetError(f"The archive holds {n_images:,} images; at most {c['files']:,} are accepted in one "
@@ -116,7 +117,7 @@ def load_zip(data: bytes, *, name: str = "your images.zip", size: int = DEFAULT_
     title = _title(name)
     with tempfile.TemporaryDirectory(prefix="cp-upload-") as tmp:
         path = Path(tmp) / f"{title}.zip"  # the loader's sentences name the upload by this
-        path.write_bytes(bytes(data))
+        path.write_bytes(data)
         ds = D.load_dataset(path, size=size, max_images=c["files"], progress=progress)
     return _as_own(ds, title, size)
 

@@ -1,0 +1,44 @@
+"""Your own images in Chromium: a .zip uploaded on the Train page (playwright set_input_files) trains a few steps,
+then the Explorer, reached through the sidebar in the same session, maps those images.
+
+Markup this relies on: the uploader's key ``train.yours.zip`` (ui.yourimages.source), the Train page's
+``train.play`` button and ``train.chart.loss`` chart, the Explorer's ``explorer.source`` segmented control and its
+``explorer.map`` chart.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.browser.harness import key_selector
+
+pytestmark = pytest.mark.browser
+
+
+def test_train_a_few_steps_on_an_uploaded_zip_then_explore_it(app: Any, tmp_path) -> None:
+    from tests.ownzips import digits_zip
+
+    zpath = tmp_path / "digits.zip"
+    zpath.write_bytes(digits_zip(200))
+    app.goto("/train?train.dataset=yours&train.steps=5", timeout=120)
+    app.page.locator(f"{key_selector('train.yours.zip')} input[type=file]").set_input_files(str(zpath))
+    app.page.wait_for_function("() => document.querySelector('[data-testid=\"stMain\"]').innerText"
+                               ".includes('Added digits (yours)')", timeout=120_000)
+    app.wait_idle(timeout=60)
+    assert "200 images" in app.main_text()
+    app.click("train.play", timeout=60)
+    app.page.wait_for_function("() => document.querySelector('[data-testid=\"stMain\"]').innerText"
+                               ".includes('Finished 5 steps')", timeout=240_000)
+    assert app.wait_for_plot_points("train.chart.loss", 5, timeout=60) >= 5
+    app.screenshot("yourimages-train")
+
+    app.page.locator("[data-testid='stSidebarNav'] a", has_text="Explorer").first.click()
+    app.wait_idle(timeout=120)
+    app.page.locator(key_selector("explorer.source")).get_by_text("Your images").click()
+    app.wait_idle(timeout=120)
+    points = app.wait_for_plot_points("explorer.map", 50, timeout=240)
+    assert points >= 50  # the untrained encoder's map of the 200 images, until a model is picked
+    text = app.main_text()
+    assert "digits (yours)" in text and not app.problems()
+    app.screenshot("yourimages-explorer")
