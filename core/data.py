@@ -644,6 +644,18 @@ def _nhwc_to_tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2)))
 
 
+def _stack_chw(pixels: list[np.ndarray]) -> torch.Tensor:
+    """A list of (H, W, 3) uint8 images -> one (N, 3, H, W) tensor, emptying the list as it goes, so the peak
+    is about one copy of the images plus the output (np.stack then a transpose held three)."""
+    n = len(pixels)
+    h, w = pixels[0].shape[:2]
+    out = np.empty((n, 3, h, w), dtype=np.uint8)
+    pixels.reverse()  # pop() from the end is O(1)
+    for i in range(n):
+        out[i] = pixels.pop().transpose(2, 0, 1)
+    return torch.from_numpy(out)
+
+
 def _resize_batch(images: torch.Tensor, size: int) -> torch.Tensor:
     """Resize a uint8 batch (N, 3, H, W) -> (N, 3, size, size), bilinear, antialiased when shrinking."""
     if images.shape[-1] == size and images.shape[-2] == size:
@@ -1048,7 +1060,7 @@ def _load_folder(
     class_names = [class_dirs[ci].name for ci in used]
     lab = np.array([remap[c] for c in labels], dtype=np.int64)
     return ImageSet(
-        images=_nhwc_to_tensor(np.stack(pixels)),
+        images=_stack_chw(pixels),
         labels={"class": lab},
         classes={"class": class_names},
         name=name,
@@ -1174,7 +1186,7 @@ def _load_table(
     class_names = sorted(set(values))  # type: ignore[arg-type]
     index = {c: k for k, c in enumerate(class_names)}
     return ImageSet(
-        images=_nhwc_to_tensor(np.stack(pixels)),
+        images=_stack_chw(pixels),
         labels={factor: np.array([index[v] for v in values], dtype=np.int64)},
         classes={factor: class_names},
         name=name,
