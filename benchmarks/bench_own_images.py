@@ -140,26 +140,29 @@ def part_learn(seeds: int = 2) -> dict:
             rows.append({"seed": seed, "untrained_knn": round(untrained, 3),
                          "trained_knn": round(trainer.evals[-1].knn[ds.factors[0]], 3),
                          "steps": trainer.step_count, "seconds": round(time.perf_counter() - t0, 1)})
+            print(name, rows[-1], file=sys.stderr, flush=True)  # partial results, as each run ends
         out[name] = {"images": len(ds), "batch": d["batch_size"], "runs": rows}
     return out
 
 
-def _in_fresh_process(part: str) -> dict:
+def _in_fresh_process(part: str, **kw) -> dict:
     code = f"import sys; sys.path[:0] = [{str(ROOT / 'benchmarks')!r}, {str(ROOT)!r}]; import json, " \
-           f"bench_own_images as b; print(json.dumps(b.part_{part}()))"
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+           f"bench_own_images as b; print(json.dumps(b.part_{part}(**{kw!r})))"
+    res = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", choices=("upload", "many", "learn", "all"), default="all")
+    ap.add_argument("--seeds", type=int, default=2, help="learn: seeds per set")
     args = ap.parse_args()
     print(machine_info())
     for part in ("upload", "many", "learn"):
         if args.part in (part, "all"):
-            print(f"load average before {part}: {_load_average()} (a shared machine)")
-            print(part, json.dumps(_in_fresh_process(part), indent=1))
+            print(f"load average before {part}: {_load_average()} (a shared machine)", flush=True)
+            kw = {"seeds": args.seeds} if part == "learn" else {}
+            print(part, json.dumps(_in_fresh_process(part, **kw), indent=1))
     print(f"load average after: {_load_average()}")
 
 

@@ -264,3 +264,24 @@ def test_describe_identity_shows_only_checked_fields():
     text = D.describe_identity({"name": "own", "title": "../../etc/passwd\n<script>", "n": "lots", "size": -1,
                                 "fingerprint": "not hex", "classes": "x"})
     assert text == 'your own images "etc_passwd_script"'
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make", ["digits", "photo crops"])
+def test_the_default_run_beats_the_untrained_encoder_on_a_set_the_user_brings(make):
+    """Issue 34's goal on data that is not the shapes: the digits written out as PNGs in class folders, and crops
+    of the built-in photos with the photo as the class. Default TrainConfig, the batch training_defaults picks."""
+    import torch
+
+    from core.train import TrainConfig, Trainer
+    from tests.ownzips import digits_zip
+
+    data = digits_zip(1000) if make == "digits" else photo_crops_zip(60, side=64, seed=1)
+    ds = O.load_zip(data, name=f"{make}.zip")
+    cfg = TrainConfig(batch_size=O.training_defaults(ds)["batch_size"])
+    with torch.random.fork_rng(devices=[]):
+        trainer = Trainer(cfg, ds, device="cpu")
+        untrained = trainer.evaluate().knn["class"]
+        trainer.run()
+    assert trainer.step_count == cfg.steps
+    assert trainer.evals[-1].knn["class"] > untrained, (untrained, [e.knn["class"] for e in trainer.evals])
