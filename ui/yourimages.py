@@ -168,13 +168,15 @@ def train_source(key: str) -> Any:
     from core.owndata import training_defaults
 
     ds = source(key)
-    if ds is not None and st.session_state.get(f"{key}._defaults_for") != fingerprint(ds):
+    if ds is None:
+        return None
+    d = training_defaults(ds)
+    if st.session_state.get(f"{key}._defaults_for") != fingerprint(ds):
         st.session_state[f"{key}._defaults_for"] = fingerprint(ds)
-        d = training_defaults(ds)
         if "train.batch_size" not in st.session_state or st.session_state["train.batch_size"] > d["batch_size"]:
             st.session_state["train.batch_size"] = d["batch_size"]
-        st.caption(f"Defaults for {len(ds):,} images: batch {d['batch_size']}, the photo augmentation recipe, a "
-                   "held-out fifth that keeps every class.")
+    st.caption(f"Defaults for {len(ds):,} images: batch {d['batch_size']}, the photo augmentation recipe, a "
+               "held-out fifth that keeps every class.")
     return ds
 
 
