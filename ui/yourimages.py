@@ -62,7 +62,7 @@ def skip_sentence(file: str, why: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ drawing
-def summary(ds: Any, *, key: str) -> None:
+def summary(ds: Any) -> None:
     """Name, counts per class, a thumbnail strip, and any reason the set is hard to learn from."""
     from core.owndata import class_counts, learnability
     from ui.loaders import to_uint8_hwc, upscale
@@ -155,7 +155,7 @@ def source(key: str, *, help: str | None = None) -> Any:
     entry = registry.get(choice)
     if entry is None:
         return None
-    summary(entry.payload, key=key)
+    summary(entry.payload)
     return entry.payload
 
 
@@ -246,7 +246,7 @@ def explorer_source(prefix: str):
     return model_space(ds, model or untrained_entry())
 
 
-def model_space(images_entry_ds: Any, model: registry.Entry):
+def model_space(ds: Any, model: registry.Entry):
     """``model``'s embeddings of an image set as an Explorer :class:`ui.explorer.Space` (cached in the session):
     galleries, hover and neighbours show the user's images with their labels."""
     import torch
@@ -255,11 +255,11 @@ def model_space(images_entry_ds: Any, model: registry.Entry):
     from core.embed import EmbeddingSet
     from ui import explorer as X
 
-    ds = images_entry_ds
     cache = st.session_state.setdefault("yourimages._spaces", {})
     key = (fingerprint(ds), model.name, model.created)
     if key not in cache:
-        cache.clear()  # one at a time per session: the images are kept by the registry anyway
+        while len(cache) >= 4:  # a few per session (the Compare view holds two at once); oldest out first
+            cache.pop(next(iter(cache)))
         bar = st.progress(0.0, text=f"Embedding {len(ds):,} images with {model.name}…")
         out = []
         for start in range(0, len(ds), 256):
