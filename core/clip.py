@@ -45,6 +45,7 @@ import torch.nn.functional as F
 
 from core.device import pick_device
 from core.errors import DownloadUnavailable, PlaygroundError
+from core.hosting import refuse_typed_path
 
 __all__ = [
     "ClipBundle",
@@ -280,6 +281,8 @@ def load_clip(
     t0 = time.perf_counter()
     say = progress or (lambda message: None)
     kind, model_name, tag = parse_spec(spec, pretrained)
+    if kind == "file" or (kind == "local-dir" and spec.strip() != MINI_CLIP_SPEC):
+        refuse_typed_path()  # a shared server answers before looking at the path (core.hosting)
     dev = torch.device(device) if device is not None else pick_device()
     timeout = HUB_PROBE_TIMEOUT if probe_timeout is None else probe_timeout
     create_kw: dict[str, Any] = {}

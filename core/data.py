@@ -22,6 +22,7 @@ before a single byte is written.
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import io
 import json
@@ -33,6 +34,7 @@ import tempfile
 import threading
 import urllib.parse
 import urllib.request
+import weakref
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +67,12 @@ __all__ = [
     "MAX_DATASET_BYTES",
     "SHAPE_FACTORS",
     "shape_masks",
+    "fingerprint",
+    "dataset_identity",
+    "describe_identity",
+    "same_data",
+    "heldout_stratify",
+    "OWN_DATA",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -129,6 +137,7 @@ class ImageSet:
     spec: dict | None = None  # {"name": ..., "options": {...}}: load_dataset(name, **options) rebuilds it
     skipped: int = 0  # files left out while loading (unreadable, too large, not images)
     notes: list[str] = field(default_factory=list)  # sentences about what loading left out or capped
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (file, why) for every file left out
 
     def __post_init__(self) -> None:
         images = self.images
@@ -236,6 +245,7 @@ class ImageSet:
             spec=spec,
             skipped=self.skipped,
             notes=list(self.notes),
+            skipped_files=list(self.skipped_files),
         )
 
     def split(
@@ -296,6 +306,101 @@ def _as_indices(indices: Any, n: int) -> np.ndarray:
     if idx.min() < 0 or idx.max() >= n:
         raise ValueError(f"Indices must lie in 0..{n - 1}; found {idx.min()}..{idx.max()}.")
     return idx.astype(np.int64, copy=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Identity: what a checkpoint records about its data (never a path)
+# ---------------------------------------------------------------------------------------------
+OWN_DATA = "own"  # dataset_identity's "name" for anything that is not a built-in dataset
+_FINGERPRINTS: "weakref.WeakKeyDictionary[ImageSet, str]" = weakref.WeakKeyDictionary()
+
+
+def fingerprint(ds: ImageSet) -> str:
+    """sha256 (hex) of the decoded images, their labels and class names: the data's name by content.
+
+    The same files decoded at the same size give the same fingerprint wherever they were loaded (an upload in
+    the app, ``core.cli train --dataset x.zip``); a different size, one image more or one label changed give
+    another. Computed once per ImageSet (its images are never modified in place).
+    """
+    known = _FINGERPRINTS.get(ds)
+    if known is not None:
+        return known
+    h = hashlib.sha256()
+    head = {"shape": list(ds.images.shape), "classes": ds.classes}
+    h.update(json.dumps(head, sort_keys=True).encode())
+    h.update(memoryview(ds.images.contiguous().numpy()).cast("B"))
+    for f in ds.factors:
+        h.update(np.ascontiguousarray(ds.labels[f], dtype="<i8").tobytes())
+    digest = h.hexdigest()
+    _FINGERPRINTS[ds] = digest
+    return digest
+
+
+def _safe_title(name: str) -> str:
+    """A dataset name fit to show and to store: letters, digits, space, ``._-()``, at most 60 characters."""
+    clean = re.sub(r"[^A-Za-z0-9 ._()-]+", "_", str(name)).strip(" ._") or "your images"
+    return clean[:60]
+
+
+def dataset_identity(ds: ImageSet) -> dict[str, Any]:
+    """What a checkpoint records about ``ds``: a built-in's spec, or the data's fingerprint, never a path.
+
+    Built-in offline and downloadable sets give their spec (a download's cache folder is dropped); anything
+    else (a folder, a .zip, an upload) gives ``{"name": "own", "title", "fingerprint", "n", "size", "classes"}``
+    so that whoever opens the checkpoint can be asked for that data and told whether what they give is it.
+    """
+    spec = ds.spec if isinstance(ds.spec, dict) else {}
+    name = spec.get("name")
+    if name in OFFLINE_DATASETS + DOWNLOAD_DATASETS and name == ds.name:
+        options = {k: v for k, v in dict(spec.get("options") or {}).items() if k != "root"}
+        return {"name": name, "options": options}
+    return {
+        "name": OWN_DATA,
+        "title": _safe_title(ds.name),
+        "fingerprint": fingerprint(ds),
+        "n": len(ds),
+        "size": ds.image_size,
+        "classes": {f: [str(c)[:60] for c in names[:100]] for f, names in ds.classes.items()},
+    }
+
+
+def describe_identity(identity: object) -> str:
+    """A checkpoint's own-data identity in words, e.g. 'your own images "icons" (359 images of 32 px, 5 classes,
+    fingerprint 1a2b3c4d5e6f)'. The identity comes from a file: every field is checked before it is shown."""
+    d = identity if isinstance(identity, dict) else {}
+    title = _safe_title(d.get("title", "")) if isinstance(d.get("title"), str) else "your images"
+    parts = []
+    n, size = d.get("n"), d.get("size")
+    if isinstance(n, int) and not isinstance(n, bool) and 0 < n <= MAX_IMAGES:
+        parts.append(f"{n:,} images" + (f" of {size} px" if isinstance(size, int) and 0 < size <= 4096 else ""))
+    classes = d.get("classes")
+    if isinstance(classes, dict) and classes and isinstance(next(iter(classes.values())), list):
+        parts.append(f"{len(next(iter(classes.values())))} classes")
+    fp = d.get("fingerprint")
+    if isinstance(fp, str) and re.fullmatch(r"[0-9a-f]{64}", fp):
+        parts.append(f"fingerprint {fp[:12]}")
+    return f'your own images "{title}"' + (f" ({', '.join(parts)})" if parts else "")
+
+
+def same_data(identity: object, ds: ImageSet) -> bool:
+    """True when ``ds`` is the data ``identity`` (from :func:`dataset_identity`, maybe read from a file) names."""
+    if not isinstance(identity, dict):
+        return False
+    mine = dataset_identity(ds)
+    if identity.get("name") == OWN_DATA:
+        return mine.get("name") == OWN_DATA and identity.get("fingerprint") == mine["fingerprint"]
+    return mine == {"name": identity.get("name"), "options": identity.get("options") or {}}
+
+
+def heldout_stratify(ds: ImageSet) -> str | None:
+    """The factor a training run's held-out split should keep every class of: the main one for data a user
+    brings (few images, uneven classes), None (a plain seeded split, as measured so far) for built-ins."""
+    return None if dataset_identity_is_builtin(ds) else ds.factors[0]
+
+
+def dataset_identity_is_builtin(ds: ImageSet) -> bool:
+    spec = ds.spec if isinstance(ds.spec, dict) else {}
+    return spec.get("name") in OFFLINE_DATASETS + DOWNLOAD_DATASETS and spec.get("name") == ds.name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -538,6 +643,18 @@ def _nhwc_to_tensor(arr: np.ndarray) -> torch.Tensor:
     if arr.ndim == 3:
         arr = np.repeat(arr[:, :, :, None], 3, axis=3)
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2)))
+
+
+def _stack_chw(pixels: list[np.ndarray]) -> torch.Tensor:
+    """A list of (H, W, 3) uint8 images -> one (N, 3, H, W) tensor, emptying the list as it goes, so the peak
+    is about one copy of the images plus the output (np.stack then a transpose held three)."""
+    n = len(pixels)
+    h, w = pixels[0].shape[:2]
+    out = np.empty((n, 3, h, w), dtype=np.uint8)
+    pixels.reverse()  # pop() from the end is O(1)
+    for i in range(n):
+        out[i] = pixels.pop().transpose(2, 0, 1)
+    return torch.from_numpy(out)
 
 
 def _resize_batch(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -856,6 +973,10 @@ class _Skips:
     def count(self) -> int:
         return sum(len(v) for v in self.by_reason.values())
 
+    def files(self) -> list[tuple[str, str]]:
+        """(file, why) for every skipped file, in the order they were met within each reason."""
+        return [(name, reason) for reason, names in self.by_reason.items() for name in names]
+
     def notes(self) -> list[str]:
         out = []
         for reason, names in self.by_reason.items():
@@ -968,7 +1089,7 @@ def _load_folder(
     class_names = [class_dirs[ci].name for ci in used]
     lab = np.array([remap[c] for c in labels], dtype=np.int64)
     return ImageSet(
-        images=_nhwc_to_tensor(np.stack(pixels)),
+        images=_stack_chw(pixels),
         labels={"class": lab},
         classes={"class": class_names},
         name=name,
@@ -976,6 +1097,7 @@ def _load_folder(
         spec=spec,
         skipped=skips.count,
         notes=skips.notes() + notes,
+        skipped_files=skips.files(),
     )
 
 
@@ -1096,7 +1218,7 @@ def _load_table(
     class_names = sorted(set(values))  # type: ignore[arg-type]
     index = {c: k for k, c in enumerate(class_names)}
     return ImageSet(
-        images=_nhwc_to_tensor(np.stack(pixels)),
+        images=_stack_chw(pixels),
         labels={factor: np.array([index[v] for v in values], dtype=np.int64)},
         classes={factor: class_names},
         name=name,
@@ -1105,6 +1227,7 @@ def _load_table(
         spec=spec,
         skipped=skips.count,
         notes=skips.notes() + notes,
+        skipped_files=skips.files(),
     )
 
 

@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from core.errors import DownloadUnavailable, PlaygroundError
+from core.hosting import TYPED_PATHS_OFF, TypedPathRefused, shared_server
 
 __all__ = [
     "BUNDLED", "load_text_model", "model_label", "embedding_dim", "topic_pairs", "embed_texts", "embedding_set", "SearchIndex", "build_index",
@@ -112,9 +113,14 @@ def _resolve(spec: str | os.PathLike | None) -> tuple[str, str, bool]:
         return str(_bundled_path()), BUNDLED, True
     if len(text) > 1024:
         raise PlaygroundError(f"A model name or folder of {len(text):,} characters cannot be right. " + OFFLINE_CHOICES)
+    if shared_server():  # no typed server paths, and no look at the disk that could tell one exists
+        if text.startswith((".", "/", "~", "\\")) or os.sep in text.replace("/", "") or text.count("/") > 1 \
+                or not _HUB_NAME.match(text):
+            raise TypedPathRefused(TYPED_PATHS_OFF + " Type a hub model name (like "
+                                   "'sentence-transformers/all-MiniLM-L6-v2'), or leave it empty for the bundled one.")
     path = Path(text).expanduser()
     try:
-        is_dir = path.is_dir()
+        is_dir = False if shared_server() else path.is_dir()
     except OSError:  # e.g. a path component longer than the file system allows
         is_dir = False
     if is_dir:

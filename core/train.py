@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from core import losses
 from core.augment import PRESETS as AUGMENT_PRESETS
 from core.augment import AugmentConfig, augment, recipe_for
-from core.data import ImageSet, load_dataset
+from core.data import OWN_DATA, ImageSet, dataset_identity, describe_identity, heldout_stratify, load_dataset
 from core.device import pick_device, resolve_precision, small_blas, torch_threads
 from core.embed import EmbeddingSet, embed_imageset
 from core.errors import PlaygroundError, TrainingDiverged
@@ -296,7 +296,8 @@ class Trainer:
         if len(dataset) < 20:
             raise PlaygroundError(f"{dataset.name!r} has only {len(dataset)} images; training needs at least 20.")
 
-        self.train_set, self.heldout = dataset.split(cfg.heldout_fraction, seed=cfg.seed)
+        self.train_set, self.heldout = dataset.split(cfg.heldout_fraction, seed=cfg.seed,
+                                                     stratify=heldout_stratify(dataset))
         self.batch_size = min(cfg.batch_size, len(self.train_set))
         g = np.random.default_rng(cfg.seed)
         self.probe = self.heldout.subset(np.sort(g.permutation(len(self.heldout))[: cfg.probe_size]))
@@ -790,7 +791,7 @@ class Trainer:
             meta = {
                 "format": CHECKPOINT_FORMAT,
                 "config": json.dumps(self.cfg.to_dict()),
-                "dataset": json.dumps(self.dataset.spec or {"name": self.dataset.name}),
+                "dataset": json.dumps(dataset_identity(self.dataset)),  # a built-in's spec or a fingerprint
                 "step": str(self.step_count),
                 "seconds": repr(self.seconds),
                 "history": json.dumps([asdict(r) for r in self.history]),
@@ -944,6 +945,9 @@ def checkpoint_dataset(spec: object, filename: str = "the checkpoint") -> tuple[
     :data:`CHECKPOINT_DATASET_LIMITS`. Raises :class:`CheckpointNeedsDataset` for anything else."""
     name = spec.get("name") if isinstance(spec, dict) else None
     opts = spec.get("options", {}) if isinstance(spec, dict) else None
+    if name == OWN_DATA:  # the user's own images, named by content: only the user can give them back
+        raise CheckpointNeedsDataset(f"{filename} was trained on {describe_identity(spec)}. Provide that data "
+                                     "to continue it (or choose other data, knowing it is different).")
     limits = CHECKPOINT_DATASET_LIMITS.get(name) if isinstance(name, str) else None
     shown = name if isinstance(name, str) and len(name) < 40 and name.isidentifier() else "data it does not name"
     if limits is None or not isinstance(opts, dict):

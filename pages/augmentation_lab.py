@@ -13,7 +13,7 @@ import json
 import numpy as np
 import streamlit as st
 
-from ui import loaders, registry
+from ui import loaders, registry, yourimages
 from ui import settings as S
 from ui import widgets as W
 from ui.widgets import user_errors
@@ -27,7 +27,8 @@ st.caption(
 W.lesson_banner("lab")
 
 DATASET_NAMES = {"shapes": "Shapes (coloured shapes, 32 px)", "digits": "Digits (handwritten, 8 px)",
-                 "photos": "Photos (a few classic test photos)", "upload": "Upload your own image"}
+                 "photos": "Photos (a few classic test photos)", "upload": "Upload your own image",
+                 "yours": "Your images (a .zip of a set)"}
 UPLOAD_SIZE = 96  # side an uploaded image is cropped and resized to when no model is chosen
 MAX_IMAGE_MB = 25  # core.data.MAX_IMAGE_BYTES, in MB (the page imports no torch; a test checks they agree)
 N_NEGATIVES = 4
@@ -86,25 +87,26 @@ with left:
             neg_name = "photos"
         else:
             ds_opts = _dataset_opts(ds_name)
-            ds = loaders.dataset(ds_name, **ds_opts)
-            neg_name = ds_name
-            with model_box:
-                entry = registry.pick(
-                    "Check with a trained model (optional)", "lab.model", kinds=("trained", "clip"),
-                    accept=lambda e: e.embed_images is not None and e.image_size == ds.image_size,
-                    help="Models trained on images of this size. Train one on the Train page.")
-            n_images = len(ds)
-            if int(st.session_state.get("lab.image", 0)) >= n_images:
-                st.session_state["lab.image"] = 0
-            index = st.slider("Image", 0, n_images - 1, **W.initial("lab.image", value=S.default("lab.image")),
-                              key="lab.image", help="Slide through the dataset, or pick one at random.")
-            st.button("Another image", key="lab.random", on_click=_random_image, args=(n_images,),
-                      icon=":material/casino:")
-            image = loaders.to_uint8_hwc(ds.images[index])
-            if ds.captions:
-                caption = ds.captions[index]
-            else:
-                caption = ", ".join(f"{f}: {ds.classes[f][int(ds.labels[f][index])]}" for f in ds.factors)
+            ds = yourimages.source("lab.yours") if ds_name == "yours" else loaders.dataset(ds_name, **ds_opts)
+            if ds is not None:  # None: your images, none added yet (the uploader is the hint)
+                neg_name = ds_name
+                with model_box:
+                    entry = registry.pick(
+                        "Check with a trained model (optional)", "lab.model", kinds=("trained", "clip"),
+                        accept=lambda e: e.embed_images is not None and e.image_size == ds.image_size,
+                        help="Models trained on images of this size. Train one on the Train page.")
+                n_images = len(ds)
+                if int(st.session_state.get("lab.image", 0)) >= n_images:
+                    st.session_state["lab.image"] = 0
+                index = st.slider("Image", 0, n_images - 1, **W.initial("lab.image", value=S.default("lab.image")),
+                                  key="lab.image", help="Slide through the dataset, or pick one at random.")
+                st.button("Another image", key="lab.random", on_click=_random_image, args=(n_images,),
+                          icon=":material/casino:")
+                image = loaders.to_uint8_hwc(ds.images[index])
+                if ds.captions:
+                    caption = ds.captions[index]
+                else:
+                    caption = ", ".join(f"{f}: {ds.classes[f][int(ds.labels[f][index])]}" for f in ds.factors)
 
     st.subheader("Augmentations")
     st.caption(f"Now: {W.recipe_caption('photos' if ds_name == 'upload' else ds_name)}. Choosing a dataset "
@@ -116,7 +118,8 @@ with left:
 # ------------------------------------------------------------------------------------------ right: views
 with right:
     if image is None:
-        st.info("Upload an image on the left to see its views.", icon=":material/upload:")
+        st.info("Upload an image (or a .zip of your images) on the left to see its views.",
+                icon=":material/upload:")
         st.stop()
 
     cfg = None
@@ -142,7 +145,7 @@ with right:
         W.select_slider("lab.n_views")
     head[2].button("New views", key="lab.new_views", on_click=_new_views, icon=":material/refresh:")
 
-    if ds_name == "upload":
+    if ds_name in ("upload", "yours"):
         views = loaders.views_of_array(image, aug_json, n_views, seed)
     else:
         views = loaders.views(ds_name, loaders.opts_key(ds_opts), index, aug_json, n_views, seed)
@@ -152,7 +155,9 @@ with right:
     others = [int(i) for i in rng.permutation(len(ds)) if ds_name == "upload" or int(i) != index]
     neg_idx = others[:N_NEGATIVES]
     ref_idx = others[: min(len(others), 32)]
-    neg_views = np.stack([loaders.views(neg_name, loaders.opts_key(ds_opts), i, aug_json, 1, seed + 1000 + i)[0]
+    neg_views = np.stack([(loaders.views_of_array(loaders.to_uint8_hwc(ds.images[i]), aug_json, 1, seed + 1000 + i)
+                           if ds_name == "yours" else
+                           loaders.views(neg_name, loaders.opts_key(ds_opts), i, aug_json, 1, seed + 1000 + i))[0]
                           for i in neg_idx]) if neg_idx else np.zeros((0, *image.shape), np.uint8)
 
     sims_views = sims_negs = None
@@ -174,7 +179,7 @@ with right:
             for op, name in W.OP_NAMES.items():
                 single = W.only_op({k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}, op)
                 single_json = json.dumps(single, sort_keys=True)
-                if ds_name == "upload":
+                if ds_name in ("upload", "yours"):
                     op_views = loaders.views_of_array(image, single_json, 8, seed)
                 else:
                     op_views = loaders.views(ds_name, loaders.opts_key(ds_opts), index, single_json, 8, seed)

@@ -14,7 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from ui import loaders, registry
+from ui import loaders, registry, yourimages
 from ui.attribution import heatmap_panel, photo_notice
 from ui.widgets import user_errors
 from ui import settings as S
@@ -28,7 +28,7 @@ SOURCES = {
     "local": "Local folder or weights file",
 }
 DATASETS = {"shapes": "Built-in shapes (fresh, unseen seed)", "photos": "Built-in photos", "digits": "Digits",
-            "upload": "Upload images"}
+            "upload": "Upload images", "yours": "Your images (.zip)"}
 TEMPLATE_MODES = {"one": "One template", "custom": "Custom list", "openai": "OpenAI ImageNet (80, ensembled)"}
 NAME_SOURCES = {"dataset": "From the dataset", "preset": "Preset", "typed": "Typed"}
 SCALES = (1, 2, 5, 10, 20, 50, 100)
@@ -64,7 +64,11 @@ def _spec_from_widgets(source: str) -> str | None:
 
 st.session_state.setdefault("clip._spec", "mini-clip")
 with st.expander("Model", icon=":material/neurology:", expanded=False):
-    source = st.radio("Where the model comes from", S.options("clip.source"), format_func=SOURCES.get, key="clip.source",
+    from core.hosting import shared_server
+
+    # A shared server reads no typed path (core.hosting): its "local folder" choice is not offered at all.
+    source = st.radio("Where the model comes from", [k for k in S.options("clip.source") if k != "local" or not shared_server()],
+                      format_func=SOURCES.get, key="clip.source",
                       horizontal=True, help="The shipped mini-CLIP works offline. Pretrained tags and hub models "
                                             "download once; with no network they fail within seconds.")
     with user_errors("choosing the model"):
@@ -112,6 +116,8 @@ with user_errors("loading the images"):
         images = loaders.dataset("shapes", n=int(n), size=32, seed=1)
     elif dataset_name in ("photos", "digits"):
         images = loaders.dataset(dataset_name)
+    elif dataset_name == "yours":  # a .zip of the user's (ui.yourimages); zero-shot uses its class names
+        images = yourimages.source("clip.yours")
     else:
         files = st.file_uploader("Images (PNG, JPEG, WebP, …)", key="clip.upload", accept_multiple_files=True,
                                  type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"],

@@ -15,7 +15,7 @@ import streamlit as st
 
 from ui import explorer as X
 from ui import mapselect as SEL
-from ui import registry
+from ui import registry, yourimages
 from ui.loaders import upscale
 from ui.widgets import user_errors
 from ui import settings as S
@@ -84,6 +84,8 @@ with user_errors("loading the embeddings"):
                 space = X.trained_space(entry, which)
         else:
             space = X.entry_space(entry)
+    elif source == "Your images":  # a .zip of the user's, embedded by a model of theirs (ui.yourimages)
+        space = yourimages.explorer_source(P)
     else:
         c1, c2 = st.columns(2)
         up = c1.file_uploader("Vectors (.npy, .npz, .csv, .parquet; up to 300 MB)", key=f"{P}.upload",

@@ -18,7 +18,7 @@ import numpy as np
 import streamlit as st
 
 from core import lessons
-from ui import charts, jobs, loaders, presets, registry, session
+from ui import charts, jobs, loaders, presets, registry, session, yourimages
 from ui.glossary import help as gloss
 from ui import settings as S
 from ui import widgets as W
@@ -112,7 +112,7 @@ def _embedding_bytes(trainer, kind: str):
     return make
 
 
-def _load_checkpoint(name: str, data: bytes, fallback_dataset=None):
+def _load_checkpoint(name: str, data: bytes, fallback_dataset=None, anyway: bool = False):
     if not name.lower().endswith(".safetensors"):
         raise PlaygroundError(
             f"'{name}' was refused: only .safetensors checkpoints saved by this app can be loaded. "
@@ -125,13 +125,9 @@ def _load_checkpoint(name: str, data: bytes, fallback_dataset=None):
         path = Path(d) / safe
         path.write_bytes(data)
         with st.spinner("Loading the checkpoint…"):
-            try:
-                return T.Trainer.load(path), None
-            except T.CheckpointNeedsDataset as err:
-                if fallback_dataset is None:
-                    raise
-                note = (f"{err} It was loaded on **{fallback_dataset.name}**, the data chosen on the left.")
-                return T.Trainer.load(path, fallback_dataset), note
+            # Never on other data silently: the data it names, the same data (by fingerprint), or, when the
+            # user asks, the chosen data with a sentence that says it differs (ui.yourimages.open_checkpoint).
+            return yourimages.open_checkpoint(path, fallback_dataset, anyway=anyway)
 
 
 def _settings_from_config(cfg, dataset) -> dict:
@@ -145,6 +141,7 @@ def _settings_from_config(cfg, dataset) -> dict:
         "train.mining": cfg.mining,
         "train.label_factor": cfg.label_factor or "", "train.dataset": dataset.name, "train.n": len(dataset),
     }
+    wanted.update(yourimages.train_settings(dataset))  # the user's own images: "yours", with that set picked
     if dataset.name == "shapes":
         wanted["train.image_size"] = dataset.image_size
     wanted.update({f"aug.{k}": v for k, v in cfg.augment.to_dict().items()})
@@ -173,15 +170,19 @@ with settings_col:
     with st.container(border=True):
         st.markdown("**Data**")
         catalog = loaders.catalog()
-        ds_name = W.select("train.dataset", list(catalog), help="; ".join(f"{k}: {v}" for k, v in catalog.items()),
+        ds_name = W.select("train.dataset", [*catalog, yourimages.CHOICE], format_func=yourimages.choice_label,
+                           help="; ".join(f"{k}: {v}" for k, v in catalog.items()) + "; " + yourimages.CHOICE_HELP,
                            on_change=W.follow_dataset, args=("train.dataset",))
         st.caption(catalog.get(ds_name, ""))
-        n_images = W.select_slider("train.n", format_func=lambda v: f"{v:,}")
-        image_size = W.select_slider("train.image_size", format_func=lambda v: f"{v} px") if ds_name == "shapes" \
-            else S.default("train.image_size")
-        dataset = _load_training_data(ds_name, int(n_images), int(image_size))
-        if dataset is not None and len(dataset) < int(n_images):
-            st.caption(f"{ds_name} has {len(dataset):,} images; all of them are used.")
+        if ds_name == yourimages.CHOICE:  # the user's own images (ui.yourimages), with defaults that fit them
+            dataset = yourimages.train_source("train.yours")
+        else:
+            n_images = W.select_slider("train.n", format_func=lambda v: f"{v:,}")
+            image_size = W.select_slider("train.image_size", format_func=lambda v: f"{v} px") \
+                if ds_name == "shapes" else S.default("train.image_size")
+            dataset = _load_training_data(ds_name, int(n_images), int(image_size))
+            if dataset is not None and len(dataset) < int(n_images):
+                st.caption(f"{ds_name} has {len(dataset):,} images; all of them are used.")
 
     with st.container(border=True):
         st.markdown("**Method**")
@@ -593,21 +594,34 @@ with main_col:
                               key="train.ckpt_upload", max_upload_size=MAX_CHECKPOINT_BYTES // 2**20,
                               help="Only safetensors is read: it holds numbers, never code.")
         if up is not None:
-            if st.session_state.get("train._ckpt_id") != up.file_id:
+            fp = yourimages.data_key(dataset)
+            retry = st.session_state.get("train._ckpt_msg", ("",))[0] == "ask" and (
+                st.session_state.get("train._ckpt_data") != fp or st.session_state.get("train._ckpt_anyway"))
+            if st.session_state.get("train._ckpt_id") != up.file_id or retry:
                 st.session_state["train._ckpt_id"] = up.file_id
+                st.session_state["train._ckpt_data"] = fp  # asked again when the chosen data changes
                 st.session_state.pop("train._uploaded", None)
                 try:
-                    loaded, note = _load_checkpoint(up.name, up.getvalue(), dataset)
-                    entry = registry.register_trainer(loaded)
-                    st.session_state["train._uploaded"] = loaded
-                    st.session_state["train._ckpt_msg"] = ("success", f"Loaded **{entry.name}**. It is in your "
-                                                           "session's models; the Augmentation Lab can use it."
-                                                           + (f" {note}" if note else ""))
+                    loaded, kind, note = _load_checkpoint(up.name, up.getvalue(), dataset,
+                                                          anyway=st.session_state.pop("train._ckpt_anyway", False))
+                    if loaded is None:
+                        st.session_state["train._ckpt_msg"] = (kind, note)
+                    else:
+                        entry = registry.register_trainer(loaded)
+                        st.session_state["train._uploaded"] = loaded
+                        st.session_state["train._ckpt_msg"] = (kind, f"Loaded **{entry.name}**. It is in your "
+                                                               "session's models; the Augmentation Lab can use it."
+                                                               + (f" {note}" if note else ""))
                 except PlaygroundError as err:
                     st.session_state["train._ckpt_msg"] = ("error", str(err))
             kind, text = st.session_state.get("train._ckpt_msg", ("", ""))
             if kind == "error":
                 st.error(text, icon=":material/block:")
+            elif kind in ("ask", "different"):
+                st.warning(text, icon=":material/dataset:")
+                if kind == "ask" and dataset is not None:
+                    st.button(f"Open it on {dataset.name} anyway (different data)", key="train.ckpt_anyway",
+                              on_click=lambda: st.session_state.update({"train._ckpt_anyway": True}))
             elif kind:
                 st.success(text)
             if st.session_state.get("train._uploaded") is not None:

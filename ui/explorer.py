@@ -333,7 +333,7 @@ def comparable_spaces(space: Space) -> dict[str, Any]:
         pass
     from ui import registry
 
-    for e in registry.entries():
+    for e in registry.entries(registry.EMBEDDING_KINDS):
         if e.kind == "trained":
             for which in ("encoder", "projection"):
                 out[f"{e.name} · {which}"] = (lambda e=e, w=which: trained_space(e, w))
@@ -344,6 +344,9 @@ def comparable_spaces(space: Space) -> dict[str, Any]:
             if e.kind == "clip" and space.imageset is not None:
                 # "my model vs CLIP": the CLIP image tower on this space's own images, so every id matches
                 out[f"{e.name} on these images"] = (lambda e=e: clip_space(e, space))
+    from ui.yourimages import compare_options
+
+    out.update(compare_options(space))  # other models on the same image set of the user's
     return out
 
 

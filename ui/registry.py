@@ -15,7 +15,9 @@ from typing import Any, Callable, Sequence
 import streamlit as st
 
 _STATE_KEY = "registry"
-KINDS = {"trained": "trained model", "clip": "CLIP model", "embeddings": "embedding file", "text": "text model"}
+KINDS = {"trained": "trained model", "clip": "CLIP model", "embeddings": "embedding file", "text": "text model",
+         "images": "image set"}  # images: an ImageSet the user brought (ui.yourimages); it has no embeddings
+EMBEDDING_KINDS = tuple(k for k in KINDS if k != "images")
 
 
 @dataclass
@@ -175,7 +177,7 @@ def pick(label: str, key: str, *, kinds: Sequence[str] | None = None,
          accept: Callable[[Entry], bool] | None = None, none_label: str = "None",
          help: str | None = None) -> Entry | None:
     """One selectbox over the registry ("which embeddings / which model"). Returns the entry or None."""
-    names = [e.name for e in entries(kinds) if accept is None or accept(e)]
+    names = [e.name for e in entries(kinds or EMBEDDING_KINDS) if accept is None or accept(e)]
     choice = st.selectbox(label, [none_label, *names], key=key, persist_state="session", help=help)
     return None if choice == none_label else get(choice)
 

@@ -204,7 +204,8 @@ def sidebar_status(box=None) -> None:
     """The session's training state and how many models it holds, in ``box`` (default: the sidebar)."""
     job = current_job()
     sync_registry()  # a job that ended while the page ran is registered before it is counted
-    n = len(registry.entries())
+    n = len(registry.entries(registry.EMBEDDING_KINDS))
+    sets = len(registry.entries(["images"]))  # the user's own image sets (ui.yourimages)
     with box if box is not None else st.sidebar:
         if job is not None:
             state = job.state
@@ -215,4 +216,5 @@ def sidebar_status(box=None) -> None:
                 st.caption(f":material/groups: {server_line(job)}")
         things = f"{n} model{'s' if n != 1 else ''} or embedding file{'s' if n != 1 else ''}" if n else \
             "No models or embedding files yet"
-        st.caption(f":material/inventory_2: {things} {ROUTER_MARK}")
+        sets_text = f" and {sets} image set{'s' if sets != 1 else ''}" if sets else ""
+        st.caption(f":material/inventory_2: {things}{sets_text} {ROUTER_MARK}")

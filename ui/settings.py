@@ -42,7 +42,7 @@ def _s(key: str, default: Any, kind: str, label: str, help: str = "", **kw: Any)
     return Setting(key, default, kind, label, help, **kw)
 
 
-DATASET_LAB_OPTIONS = ("shapes", "digits", "photos", "upload")
+DATASET_LAB_OPTIONS = ("shapes", "digits", "photos", "upload", "yours")  # yours: ui.yourimages
 TEMPERATURES = (0.001, 0.005, 0.01, 0.02, 0.05, 0.07, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 2.0)
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 2e-3, 4e-3, 5e-3, 6e-3, 1e-2, 3e-2, 1e-1)
 
@@ -137,7 +137,7 @@ _TABLE: list[Setting] = [
     _s("loss_lab.preset", "temperature", "str", "Experiment",
        options=("temperature", "collapse", "color_jitter", "negatives", "head", "shortcut")),
     # ---- Embedding Explorer --------------------------------------------------------------------------------
-    _s("explorer.source", "Demo", "str", "Look at", options=("Demo", "Your models", "Upload a file")),
+    _s("explorer.source", "Demo", "str", "Look at", options=("Demo", "Your models", "Your images", "Upload a file")),
     _s("explorer.method", "umap", "str", "Method", options=("umap", "pca", "tsne")),
     _s("explorer.dim", 2, "int", "Dimensions", options=(2, 3)),
     _s("explorer.n_neighbors", 15, "int", "UMAP neighbours", low=2, high=100),

@@ -265,8 +265,9 @@ def test_moco_without_a_queue_is_offered_explained_and_trains(make_app):
 
 
 def test_checkpoint_naming_other_data_continues_on_the_chosen_data(make_app, tmp_path):
-    """A checkpoint whose metadata names a folder on the server is not read from there; it loads on the data
-    chosen on the left, says so, and Continue starts training at once."""
+    """A checkpoint whose metadata names a folder on the server is not read from there, and not opened on other
+    data silently (issue 34): the page asks; "Open it on shapes anyway" loads it on the data chosen on the left,
+    says the data differ, and Continue starts training at once."""
     import json
 
     from safetensors import safe_open
@@ -288,8 +289,11 @@ def test_checkpoint_naming_other_data_continues_on_the_chosen_data(make_app, tmp
     at = make_app(query_params=TINY, page=TRAIN)
     at.file_uploader(key="train.ckpt_upload").upload("ckpt.safetensors", path.read_bytes()).run()
     assert not at.exception
-    text = " ".join(s.value for s in at.success)
-    assert "cannot ask this server to load" in text and "loaded on **shapes**" in text
+    asked = " ".join(w.value for w in at.warning)
+    assert "cannot ask this server to load" in asked and "train.continue_upload" not in [b.key for b in at.button]
+    at.button(key="train.ckpt_anyway").click().run()
+    said = " ".join(w.value for w in at.warning)
+    assert "opened on **shapes**" in said and "**different data**" in said, said
     at.button(key="train.continue_upload").click().run()
     job = at.session_state["train._job"]
     assert job.state in ("queued", "running", "finished")  # started without pressing Play
