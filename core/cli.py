@@ -68,11 +68,16 @@ def train(args: argparse.Namespace) -> Path | None:
             if ctx.is_main and (record.step % args.log_every == 0 or record.step == cfg.steps):
                 print(f"step {record.step}/{cfg.steps} loss {record.loss:.4f} ({record.seconds:.1f} s)", flush=True)
 
-        trainer.run(on_step=report)
+        class Report:  # a run callback beside the default evaluations and snapshots
+            def on_step(self, t, record) -> None:
+                report(record)
+
+        trainer.run(callbacks=[*trainer.default_callbacks(), Report()])
         path = None
         if ctx.is_main:
             path = trainer.save(args.out)
-            knn = trainer.evaluate().knn
+            last = trainer.evals[-1] if trainer.evals else None  # the run's own end-of-run evaluation
+            knn = (last if last is not None and last.step == trainer.step_count else trainer.evaluate()).knn
             print(f"saved {path} (world size {ctx.world_size}); held-out kNN "
                   + ", ".join(f"{k} {v:.3f}" for k, v in knn.items()), flush=True)
         distributed.barrier()

@@ -4,8 +4,9 @@ known results. All maths here; ``pages/loss_lab.py`` only draws it.
 Three parts, all built on :mod:`core.losses` (the same functions the real trainer uses):
 
 - :class:`ToyTrainer` trains a tiny MLP that maps points of a few Gaussian classes onto the circle (2-D) or
-  the sphere (3-D) with any of :data:`TOY_LOSSES`. It has the interface :class:`ui.jobs.TrainingJob` drives
-  (``step()``, ``step_count``, ``cfg.steps``, ``evaluate()``, ``evals``, ``history``; steps under a lock).
+  the sphere (3-D) with any of :data:`TOY_LOSSES`. It has the interface :class:`core.train.Trainer` has for the
+  app's jobs (``run(steps, callbacks, stop)``, ``default_callbacks()``, ``step()``, ``step_count``, ``cfg.steps``,
+  ``evaluate()``, ``evals``, ``history``).
 - :func:`anchor_breakdown` takes one anchor of an NT-Xent batch apart: its similarities, the softmax weights
   at a temperature and each negative's share of the gradient (Wang & Liu 2021, "hardness-aware");
   :func:`compare_losses` puts every loss on the very same batch, with which pairs carry gradient.
@@ -28,6 +29,7 @@ from torch import nn
 
 from core import losses
 from core.errors import PlaygroundError
+from core.loop import EvaluateEvery, run_loop
 from core.metrics import alignment, effective_rank, knn_accuracy, linear_probe_accuracy, uniformity
 
 __all__ = [
@@ -166,13 +168,14 @@ def _mlp(input_dim: int, dim: int, hidden: int = 64) -> nn.Module:
 class ToyTrainer:
     """Points of a few classes, embedded on the circle or sphere by a small MLP and trained with one loss.
 
-    Same contract as :class:`core.train.Trainer` for :class:`ui.jobs.TrainingJob`: ``step()`` (one step, under
-    a lock, evaluation every ``cfg.eval_every`` steps), ``evaluate()``, ``step_count``, ``cfg.steps``,
-    append-only ``history`` / ``evals``. Seeded: the same config gives the same run.
+    Same contract as :class:`core.train.Trainer` for the app's jobs: ``run(steps, callbacks, stop)`` with
+    :meth:`default_callbacks` (evaluation at step 0, every ``cfg.eval_every`` steps and at the end), ``step()``
+    (one step, under a lock), ``evaluate()``, ``step_count``, ``cfg.steps``, append-only ``history`` / ``evals``.
+    Seeded: the same config gives the same run.
 
     >>> t = ToyTrainer(ToyConfig(steps=3))
-    >>> len([t.step() for _ in range(3)]), t.points().shape
-    (3, (256, 2))
+    >>> len(t.run()), [e.step for e in t.evals], t.points().shape
+    (3, [0, 3], (256, 2))
     """
 
     def __init__(self, cfg: ToyConfig, *, device: torch.device | str | None = None) -> None:
@@ -243,15 +246,13 @@ class ToyTrainer:
         return alignment_loss(z1, z2) + (uniformity_loss(z1) + uniformity_loss(z2)) / 2
 
     def step(self) -> ToyStep:
-        """One Adam step on a random batch; evaluates before the first step and every ``cfg.eval_every`` steps.
-        Thread-safe; with ``cfg.pace`` it sleeps (outside the lock) so a step lasts at least that long."""
+        """One Adam step on a random batch, nothing else (evaluations are :meth:`run`'s callbacks). With
+        ``cfg.pace`` it sleeps (outside the lock) so a step lasts at least that long."""
         t_start = time.perf_counter()
         with self._lock:
             if self.diverged:
                 raise PlaygroundError(self.diverged)
             t0 = time.perf_counter()
-            if self.step_count == 0 and not self.evals:
-                self._evaluate_locked()  # curves start from the untrained model
             idx = torch.randperm(self.cfg.n_points, generator=self._gen)[: self.batch_size]
             self.model.train()
             loss = self._loss(idx)
@@ -263,8 +264,6 @@ class ToyTrainer:
             loss.backward()
             self.optimizer.step()
             self.step_count += 1
-            if self.step_count % self.cfg.eval_every == 0:
-                self._evaluate_locked()
             self.seconds += time.perf_counter() - t0
             record = ToyStep(self.step_count, float(loss.detach()), self.seconds)
             self.history.append(record)
@@ -273,9 +272,17 @@ class ToyTrainer:
             time.sleep(rest)  # outside the lock: the page can read points meanwhile
         return record
 
-    def run(self, steps: int | None = None) -> list[ToyStep]:
+    def default_callbacks(self) -> list:
+        """An evaluation before the first step (curves start from the untrained model), every ``cfg.eval_every``
+        steps and at the end of a finished run."""
+        return [EvaluateEvery(self.cfg.eval_every, first=False, start=True)]
+
+    def run(self, steps: int | None = None, callbacks=None, stop=None) -> list[ToyStep]:
+        """Run ``steps`` steps (default: until ``cfg.steps``) through :func:`core.loop.run_loop`, as
+        :meth:`core.train.Trainer.run`: ``callbacks`` None means :meth:`default_callbacks`; ``stop`` (an Event or a
+        callable) is checked before each step."""
         target = steps if steps is not None else max(self.cfg.steps - self.step_count, 0)
-        return [self.step() for _ in range(target)]
+        return run_loop(self, target, self.default_callbacks() if callbacks is None else callbacks, stop)
 
     # ------------------------------------------------------------------ reading it
     @torch.no_grad()
@@ -678,12 +685,14 @@ def _trained(cfg, progress: Progress, lo: float, hi: float, label: str) -> _Run:
         for k, v in _measure(trainer).items():
             curves.setdefault(k, []).append(float(v))
 
+    class Check:  # a callback of Trainer.run: the curves every CHECK_EVERY steps and at the end
+        def on_step(self, t, record) -> None:
+            if record.step % CHECK_EVERY == 0 or record.step == cfg.steps:
+                check()
+            progress(lo + (hi - lo) * record.step / cfg.steps, f"{label}: step {record.step} of {cfg.steps}")
+
     check()
-    for s in range(cfg.steps):
-        trainer.step()
-        if (s + 1) % CHECK_EVERY == 0 or s + 1 == cfg.steps:
-            check()
-        progress(lo + (hi - lo) * (s + 1) / cfg.steps, f"{label}: step {s + 1} of {cfg.steps}")
+    trainer.run(cfg.steps, callbacks=[Check()])
     run = _Run(trainer, steps, curves, time.perf_counter() - t0)
     with _RUNS_LOCK:
         _RUNS[key] = run
@@ -744,16 +753,24 @@ def preset_temperature(progress: Progress = _no_progress, taus: tuple[float, ...
         seconds=sum(r.seconds for r in runs.values()))
 
 
+class _Progress:
+    """A run callback reporting run ``index`` of ``count`` to a preset's ``progress`` every 20 steps."""
+
+    def __init__(self, progress: Progress, index: int, count: int, label: str, steps: int) -> None:
+        self.progress, self.index, self.count, self.label, self.steps = progress, index, count, label, steps
+
+    def on_step(self, trainer, record) -> None:
+        if record.step % 20 == 1 or record.step == self.steps:
+            self.progress((self.index + record.step / self.steps) / self.count,
+                          f"{self.label}: step {record.step} of {self.steps}")
+
+
 def preset_collapse(progress: Progress = _no_progress, steps: int = 200) -> PresetResult:
     """No negatives: the alignment term alone is minimised by mapping everything to one point (the toy, 3-D)."""
     runs = {}
     for i, loss in enumerate(("align", "nt_xent")):
         t = ToyTrainer(ToyConfig(loss=loss, dim=3, steps=steps, eval_every=10))
-        t.evaluate()
-        for s in range(steps):
-            t.step()
-            if s % 20 == 0:
-                progress((i + (s + 1) / steps) / 2, f"{TOY_LOSS_NAMES[loss]}: step {s + 1} of {steps}")
+        t.run(callbacks=[*t.default_callbacks(), _Progress(progress, i, 2, TOY_LOSS_NAMES[loss], steps)])
         runs[loss] = t
     x = [e.step for e in runs["align"].evals]
     er = {k: r.evals[-1].effective_rank for k, r in runs.items()}

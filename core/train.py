@@ -1,9 +1,9 @@
 """One training loop for every contrastive method the app teaches.
 
-``Trainer`` knows nothing about the UI (minGPT style): the Streamlit page, a test and a benchmark all
-drive the same ``step()`` / ``run(on_step=...)``. A step is safe to call from a background thread;
-what it records (``history``, ``evals``, ``snapshots``) only ever grows by ``append``, so a reader in
-another thread sees a consistent prefix.
+``Trainer`` knows nothing about the UI (minGPT style): the app's worker process, a test and a benchmark all
+drive the same ``run(steps, callbacks, stop)`` (:mod:`core.loop`). ``step()`` is one optimisation step and
+nothing else; evaluation and snapshots are callbacks (:meth:`Trainer.default_callbacks`). What a trainer
+records (``history``, ``evals``, ``snapshots``) only ever grows by ``append``.
 
 Methods
 -------
@@ -18,7 +18,6 @@ Methods
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import math
 import os
@@ -26,10 +25,9 @@ import tempfile
 import threading
 import time
 import zlib
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -40,9 +38,10 @@ from core import losses
 from core.augment import PRESETS as AUGMENT_PRESETS
 from core.augment import AugmentConfig, augment, recipe_for
 from core.data import ImageSet, load_dataset
-from core.device import pick_device, resolve_precision, small_blas, torch_threads
+from core.device import pick_device, resolve_precision, small_blas
 from core.embed import EmbeddingSet, embed_imageset
 from core.errors import PlaygroundError, TrainingDiverged
+from core.loop import EvaluateEvery, SnapshotEvery, run_loop
 from core.metrics import alignment, effective_rank, knn_accuracies, uniformity
 from core.models import ContrastiveModel, EncoderConfig, build_model, momentum_copy, momentum_update
 from core.projection import align_to, project
@@ -57,9 +56,6 @@ METHOD_NAMES = {
     "clip": "CLIP-style (image-text)",
 }
 SUPERVISED = ("triplet", "margin", "supcon")
-# Methods whose loss draws nothing at random after the batch and its two views, so the next step's batch can be
-# drawn ahead of time (Trainer.views_ahead) without changing what any step draws.
-AHEAD_METHODS = ("simclr", "supcon", "triplet")
 MINING = ("all", "hard", "semihard")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("fp32", "bf16", "auto")  # auto: core.device.resolve_precision
@@ -349,13 +345,6 @@ class Trainer:
         self._aug_gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
         self._probe_gen_seed = cfg.seed + 2
         self._probe_views: tuple[torch.Tensor, torch.Tensor] | None = None  # drawn once: see _fixed_probe_views
-        # views_ahead: the next batch and its views are drawn on a helper thread during this step's forward and
-        # backward passes (see the property). _ahead_rng: the generators' states before that draw, for save().
-        self._views_ahead = False
-        self._ahead: Future | None = None
-        self._ahead_rng: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._pools: dict[str, ThreadPoolExecutor] = {}  # "views-ahead" and "evaluations", one worker each
-        self._background: list[Future] = []  # evaluations and snapshots on their helper, oldest first
         # Hooks for core.distributed (no-ops in one process): the modules the loss runs through (DDP wrappers
         # under torchrun), a gather of every rank's rows with gradient, and (rank, world size) of the shard.
         self.forward_model: nn.Module = self.model
@@ -402,79 +391,12 @@ class Trainer:
         v2 = augment(x, self.cfg.augment, self._aug_gen)
         return v1, v2
 
-    @property
-    def views_ahead(self) -> bool:
-        """Draw each next batch and its two augmented views on a helper thread while the current step's forward
-        and backward passes run (default False). Every step trains on exactly the batch and views it would have
-        drawn anyway (same generators, same order), so this changes the speed, not the run; it applies to
-        :data:`AHEAD_METHODS` only (the others draw more at random inside the loss).
-
-        Worth it on a CPU when the step runs on fewer torch threads than there are free cores: the views took a
-        third of a one-thread lesson step (10.5 of 30.8 ms), and the helper does them on another core without
-        the lock-step of a second OpenMP thread, which stalls whenever a browser or the page takes that core
-        (``ui.jobs`` turns it on when a lone job's tuner chose one thread). The helper runs one torch thread.
-
-        While it is on, evaluations and snapshots run on a second helper, on a copy of the model as of their step
-        (:meth:`_later`): the training thread goes on meanwhile, and their records land a few steps later, in
-        order, with the same numbers. :meth:`run`, :meth:`evaluate` and :meth:`save` wait for them first."""
-        return self._views_ahead
-
-    @views_ahead.setter
-    def views_ahead(self, on: bool) -> None:
-        # Turning it off keeps a batch already drawn: the next step trains on it, as it would have anyway.
-        self._views_ahead = bool(on) and self.cfg.method in AHEAD_METHODS
-
-    def _draw(self) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
-        """The next batch's indices, with its two augmented views for :data:`AHEAD_METHODS` (None for the others,
-        which augment inside the loss). Under the step's precision, so a drawn-ahead batch is the same."""
-        with self._autocast():
-            idx = self._sample()
-            return idx, (self._views(self._images[idx]) if self.cfg.method in AHEAD_METHODS else None)
-
-    def _on_helper(self, fn: Callable[[], object], helper: str = "views-ahead") -> Future:
-        """Run ``fn`` on one of this trainer's helper threads (one worker each: its jobs run in the order given).
-
-        Two helpers, so that the next batch never waits behind an evaluation: on one helper, step k + 2's views
-        queued behind step k's evaluation (170 ms on one thread), and the training thread stalled for it every 25
-        steps. The evaluations' helper runs at a lower priority (nice 10): it takes what the training thread and
-        the page leave of the cores, and :meth:`_later` bounds how far it may fall behind."""
-        pool = self._pools.get(helper)
-        if pool is None:
-            pool = self._pools[helper] = ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix=helper, initializer=_lower_priority if helper == "evaluations"
-                else None)
-        return pool.submit(_one_torch_thread, fn)
-
-    def _next_batch(self) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
-        ahead, self._ahead, self._ahead_rng = self._ahead, None, None
-        batch = ahead.result() if ahead is not None else self._draw()
-        if self._views_ahead:
-            self._ahead_rng = (self._gen.get_state(), self._aug_gen.get_state())
-            self._ahead = self._on_helper(self._draw)
-        return batch
-
-    def _later(self, work: Callable[[ContrastiveModel, int, float], object]) -> None:
-        """``work(model, step, seconds)`` on the evaluations' helper, on a copy of the model as it is now (weights and
-        BatchNorm statistics), while training goes on: how evaluations and snapshots run when views_ahead is on.
-        Their records land in ``evals`` / ``snapshots`` a few steps later, in order, with this step's number."""
-        while len(self._background) >= _BACKGROUND_BEHIND:  # never more than a few records late
-            self._background.pop(0).result()
-        model = copy.deepcopy(self.model)
-        step, seconds = self.step_count, self.seconds
-        self._background.append(self._on_helper(lambda: work(model, step, seconds), "evaluations"))
-
-    def _settle_background(self, wait: bool) -> None:
-        """Collect finished background evaluations and snapshots (all of them when ``wait``), raising their
-        errors here, on the training thread."""
-        while self._background and (wait or self._background[0].done()):
-            self._background.pop(0).result()
-
     def _autocast(self):
         if self.precision == "bf16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _loss(self, idx: torch.Tensor, views: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def _loss(self, idx: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         x = self._images[idx]
         y = self._labels[idx]
@@ -489,7 +411,7 @@ class Trainer:
             return losses.clip_loss(self.gather(img), self.gather(txt),
                                     self.logit_scale.exp().clamp(max=_LOGIT_SCALE_MAX),
                                     text_ids=self.gather(text_ids))
-        v1, v2 = views if views is not None else self._views(x)
+        v1, v2 = self._views(x)
         if cfg.method == "moco":
             q = _split_batch_forward(self.forward_model, v1)
             with torch.no_grad():
@@ -555,13 +477,12 @@ class Trainer:
         return texts
 
     def step(self) -> StepRecord:
-        """One optimisation step. Raises :class:`TrainingDiverged` if the loss or gradients blow up."""
+        """One optimisation step, nothing else: evaluations and snapshots are :meth:`run`'s callbacks
+        (:meth:`default_callbacks`). Raises :class:`TrainingDiverged` if the loss or gradients blow up."""
         with self._lock:
             if self.diverged:
                 raise TrainingDiverged(self.diverged)
             t0 = time.perf_counter()
-            if self.step_count == 0 and not self.snapshots:
-                self._snapshot()
             self.model.train()
             if self.text_model is not None:
                 self.text_model.train()
@@ -569,7 +490,7 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             with self._autocast():
-                loss = self._loss(*self._next_batch()).float()
+                loss = self._loss(self._sample()).float()
             if not torch.isfinite(loss):
                 self._diverge(f"the loss became {loss.item()}")
             self.optimizer.zero_grad(set_to_none=True)
@@ -585,22 +506,9 @@ class Trainer:
                 with torch.no_grad():
                     self.logit_scale.clamp_(0.0, math.log(_LOGIT_SCALE_MAX))
             self.step_count += 1
-            background = self._views_ahead
-            self._settle_background(wait=not background)
-            if self.step_count % self.cfg.snapshot_every == 0:
-                if background:
-                    self._later(lambda model, step, _: self._snapshot(model, step))
-                else:
-                    self._snapshot()
-            if self.step_count % self.cfg.eval_every == 0:
-                if background:
-                    self._later(lambda model, step, seconds: self._evaluate_locked(model, step, seconds))
-                else:
-                    self._evaluate_locked()
             self.seconds += time.perf_counter() - t0
             record = StepRecord(self.step_count, loss.item(), lr, self.current_logit_scale, self.seconds)
             self.history.append(record)
-            self._stop_if_collapsed()
             return record
 
     def _hint(self) -> str:
@@ -625,51 +533,43 @@ class Trainer:
         if len(recent) == 2 and all(collapse_reason(e) for e in recent):
             self._diverge(collapse_reason(recent[-1]), at_step=recent[-1].step)
 
+    def default_callbacks(self) -> list:
+        """What the app, the CLI and the benchmarks run with: a snapshot before the first step and every
+        ``cfg.snapshot_every`` steps; an evaluation after step 1, every ``cfg.eval_every`` steps and at the end
+        of a finished run."""
+        return [SnapshotEvery(self.cfg.snapshot_every), EvaluateEvery(self.cfg.eval_every)]
+
     def run(
         self,
         steps: int | None = None,
-        on_step: Callable[[StepRecord], None] | None = None,
+        callbacks: Sequence[object] | None = None,
         stop: threading.Event | Callable[[], bool] | None = None,
     ) -> list[StepRecord]:
-        """Run ``steps`` steps (default: until ``cfg.steps`` in total). ``stop`` is checked before each step."""
+        """Run ``steps`` steps (default: until ``cfg.steps`` in total) through :func:`core.loop.run_loop`.
+
+        ``callbacks``: objects with optional ``on_run_start(trainer)``, ``on_step(trainer, record)`` and
+        ``on_run_end(trainer, finished)``; None means :meth:`default_callbacks` (pass ``[]`` for bare steps).
+        ``stop`` (an Event or a callable) is checked before each step."""
         target = steps if steps is not None else max(self.cfg.steps - self.step_count, 0)
-        should_stop = stop.is_set if isinstance(stop, threading.Event) else stop
-        done: list[StepRecord] = []
-        for _ in range(target):
-            if should_stop is not None and should_stop():
-                break
-            record = self.step()
-            done.append(record)
-            if on_step is not None:
-                on_step(record)
-        with self._lock:
-            self._settle_background(wait=True)
-        return done
+        return run_loop(self, target, self.default_callbacks() if callbacks is None else callbacks, stop)
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> EvalRecord:
-        """kNN accuracy per factor on the held-out split, alignment/uniformity and pair similarities.
-
-        Raises :class:`TrainingDiverged` when this and the previous evaluation find the embedding collapsed."""
+        """kNN accuracy per factor on the held-out split, alignment/uniformity and pair similarities; appended to
+        ``evals``. Raises :class:`TrainingDiverged` when this and the previous evaluation find the embedding
+        collapsed."""
         with self._lock:
-            self._settle_background(wait=True)  # evaluations stay in step order
             t0 = time.perf_counter()
-            record = self._evaluate_locked()
+            with small_blas():  # the effective rank's SVD must not leave BLAS workers spinning on torch's cores
+                record = self._evaluate_now()
             self.seconds += time.perf_counter() - t0
             self._stop_if_collapsed()
             return record
 
-    def _evaluate_locked(self, model: ContrastiveModel | None = None, step: int | None = None,
-                         seconds: float | None = None) -> EvalRecord:
-        with small_blas():  # the effective rank's SVD must not leave BLAS workers spinning on torch's cores
-            return self._evaluate_now(model, step, seconds)
-
-    def _evaluate_now(self, model: ContrastiveModel | None = None, step: int | None = None,
-                      seconds: float | None = None) -> EvalRecord:
-        """Evaluate ``model`` (default: the one training) as of ``step`` (default: now); appended to ``evals``."""
-        model = model or self.model
-        ref = self._features(self._knn_ref, model=model)
-        test = self._features(self.heldout, model=model)
+    def _evaluate_now(self) -> EvalRecord:
+        model = self.model
+        ref = self._features(self._knn_ref)
+        test = self._features(self.heldout)
         factors = self.dataset.factors  # one neighbour search, one vote per factor
         knn = knn_accuracies(ref, {f: self._knn_ref.labels[f] for f in factors}, test,
                              {f: self.heldout.labels[f] for f in factors}, k=self.cfg.knn_k)
@@ -681,14 +581,14 @@ class Trainer:
         if len(neg) > 5000:
             neg = np.random.default_rng(0).choice(neg, 5000, replace=False)
         record = EvalRecord(
-            step=self.step_count if step is None else step,
+            step=self.step_count,
             knn=knn,
             alignment=float(alignment(z1, z2)),
             uniformity=float(uniformity(z1)),
             effective_rank=float(effective_rank(z1)),
             pos_sims=np.asarray(pos, dtype=np.float32),
             neg_sims=np.asarray(neg, dtype=np.float32),
-            seconds=self.seconds if seconds is None else seconds,
+            seconds=self.seconds,
         )
         self.evals.append(record)
         return record
@@ -700,7 +600,7 @@ class Trainer:
         two (probe_size, C, H, W) float tensors on the trainer's device; 2 x 400 x 3 x 24 x 24 floats is 5.5 MB, and
         views larger than :data:`_PROBE_VIEWS_KEPT_BYTES` are drawn again each time instead of kept."""
         views = self._probe_views
-        if views is None:  # two threads (a background evaluation, a page's evaluate) may both draw: the same views
+        if views is None:
             gen = torch.Generator(device="cpu").manual_seed(self._probe_gen_seed)
             x = self.probe.images.to(self.device)
             views = (augment(x, self.cfg.augment, gen), augment(x, self.cfg.augment, gen))
@@ -708,18 +608,26 @@ class Trainer:
                 self._probe_views = views
         return views
 
-    def _features(self, imageset: ImageSet, space: str = "encoder",
-                  model: ContrastiveModel | None = None) -> np.ndarray:
+    def _features(self, imageset: ImageSet, space: str = "encoder") -> np.ndarray:
         x = imageset.images.to(self.device)
-        return (model or self.model).embed(x, space=space).float().cpu().numpy()
+        return self.model.embed(x, space=space).float().cpu().numpy()
 
-    def _snapshot(self, model: ContrastiveModel | None = None, step: int | None = None) -> Snapshot:
-        vectors = self._features(self.probe, model=model)
+    def snapshot(self) -> Snapshot:
+        """The probe set's encoder vectors and their 2-D PCA, rotated onto the previous snapshot; appended to
+        ``snapshots``."""
+        with self._lock:
+            t0 = time.perf_counter()
+            snap = self._snapshot()
+            self.seconds += time.perf_counter() - t0
+            return snap
+
+    def _snapshot(self) -> Snapshot:
+        vectors = self._features(self.probe)
         with small_blas():
             coords = project(vectors, method="pca", dim=2)
             if self.snapshots:
                 coords = align_to(coords, self.snapshots[-1].coords)
-        snap = Snapshot(self.step_count if step is None else step, vectors, np.asarray(coords, dtype=np.float32))
+        snap = Snapshot(self.step_count, vectors, np.asarray(coords, dtype=np.float32))
         self.snapshots.append(snap)
         return snap
 
@@ -753,9 +661,7 @@ class Trainer:
                 if isinstance(value, torch.Tensor):
                     out[f"optim.{pid}.{name}"] = value
         # Where the batch sampler and the augmentation draws are, so step k + 1 draws what it would have drawn.
-        # A batch drawn ahead (views_ahead) is not trained on yet: save the states from before it was drawn.
-        ahead_rng = self._ahead_rng
-        out["rng.sample"], out["rng.augment"] = ahead_rng or (self._gen.get_state(), self._aug_gen.get_state())
+        out["rng.sample"], out["rng.augment"] = self._gen.get_state(), self._aug_gen.get_state()
         if self.evals:  # the last evaluation's similarity histograms, so the resumed page shows them
             out["eval.pos_sims"] = torch.from_numpy(np.ascontiguousarray(self.evals[-1].pos_sims))
             out["eval.neg_sims"] = torch.from_numpy(np.ascontiguousarray(self.evals[-1].neg_sims))
@@ -780,8 +686,6 @@ class Trainer:
         never leaves half a file. :meth:`load` resumes the run exactly where it stopped."""
         from safetensors.torch import save_file
 
-        with self._lock:
-            self._settle_background(wait=True)  # the file records every evaluation made so far
         path = Path(path)
         if path.suffix != ".safetensors":
             path = path.with_suffix(".safetensors")
@@ -968,22 +872,6 @@ _FUSED_ADAMW_DEVICES = ("cpu", "cuda")
 # A trainer keeps its probe's two evaluation views up to this size (the lesson's: 5.5 MB; ten sessions of the largest
 # settings, 5,000 probe images of 64 px, would otherwise hold ~490 MB each for their whole life).
 _PROBE_VIEWS_KEPT_BYTES = 32 << 20
-_BACKGROUND_BEHIND = 3  # evaluations and snapshots a views_ahead trainer may have in flight before it waits
-
-
-def _lower_priority() -> None:
-    """Nice 10 for the calling thread (Linux: a thread id is a process id to setpriority); elsewhere nothing."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError):
-        pass
-
-
-def _one_torch_thread(fn: Callable[[], object]) -> object:
-    """``fn()`` on one torch thread (a Trainer's helper thread), so the helper never forms an OpenMP team that
-    competes with the training step's threads."""
-    with torch_threads(1):
-        return fn()
 
 
 def _split_batch_forward(model: nn.Module, x: torch.Tensor, splits: int = MOCO_BN_SPLITS) -> torch.Tensor:

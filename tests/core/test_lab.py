@@ -152,15 +152,18 @@ def test_every_toy_loss_trains_and_moves_points(loss):
     np.testing.assert_allclose(np.linalg.norm(t.points(), axis=1), 1.0, rtol=1e-5)
 
 
-def test_toy_runs_as_a_training_job():
-    from ui import jobs
-
-    t = lab.ToyTrainer(lab.ToyConfig(steps=12, eval_every=4))
-    job = jobs.TrainingJob(t, slots=jobs.Slots(1))
-    job.play()
-    assert job.wait(30)
-    assert job.state == jobs.FINISHED and t.step_count == 12
-    assert t.evals[-1].step == 12
+def test_toy_runs_through_the_one_loop_with_its_evaluations_as_callbacks():
+    """The app's job drives the toy as it drives the Trainer: run() with default callbacks evaluates at step 0,
+    every eval_every steps and at the end of a finished run; a stopped run gets no end evaluation; step() alone
+    evaluates nothing."""
+    t = lab.ToyTrainer(lab.ToyConfig(steps=10, eval_every=4))
+    assert len(t.run()) == 10 and t.step_count == 10
+    assert [e.step for e in t.evals] == [0, 4, 8, 10]
+    stopped = lab.ToyTrainer(lab.ToyConfig(steps=10, eval_every=4))
+    stopped.run(stop=lambda: stopped.step_count >= 5)
+    assert stopped.step_count == 5 and [e.step for e in stopped.evals] == [0, 4]
+    stopped.step()
+    assert [e.step for e in stopped.evals] == [0, 4]
 
 
 def test_toy_config_refuses_bad_values():
