@@ -1,7 +1,7 @@
 """Train: pick a method, press play, watch the embedding space organise itself.
 
-Training runs in a background job owned by this session (``ui.jobs``); a fragment redraws the live panel
-about once a second while it runs, and stops polling when it does not.
+Training runs in a job owned by this session, in its own worker process (``core.runner`` via ``ui.jobs``); a
+fragment redraws the live panel about once a second while it runs, and stops polling when it does not.
 """
 from __future__ import annotations
 
@@ -89,7 +89,10 @@ def _build_config(method: str):
 
 
 def _new_job(cfg, dataset) -> jobs.TrainingJob:
-    return session.new_job(lambda: T.Trainer(cfg, dataset), target_steps=cfg.steps, sig=_signature(cfg, dataset))
+    # The page's trainer is the job's mirror (core.runner): it holds the records and, once paused, the weights; the
+    # worker process trains on the best device, so the mirror stays on the CPU.
+    return session.new_job(lambda: T.Trainer(cfg, dataset, device="cpu"), target_steps=cfg.steps,
+                           sig=_signature(cfg, dataset))
 
 
 def _checkpoint_bytes(trainer, suffix: str):
@@ -265,7 +268,8 @@ with main_col, user_errors("controlling the training"):
         pass  # the reason is shown beside the buttons
     elif action in ("play", "step", "autoplay"):
         stale = job is not None and job.steps_done == 0 and st.session_state.get(SIG_KEY) != sig
-        if job is None or stale or action == "autoplay" or job.state == jobs.FAILED and action == "step":
+        failed = job is not None and job.state == jobs.FAILED and not job.crashed  # a crash restarts (play)
+        if job is None or stale or action == "autoplay" or failed and action == "step":
             job = _new_job(cfg, dataset)
         if action == "step":
             if not job.step_now() and job.state != jobs.FAILED:
@@ -274,7 +278,7 @@ with main_col, user_errors("controlling the training"):
         else:
             if job.state == jobs.FINISHED:
                 job.extend(job.trainer.cfg.steps)
-            if job.state == jobs.FAILED:
+            if job.state == jobs.FAILED and not job.crashed:
                 job = _new_job(cfg, dataset)
             job.play()
     elif action == "pause" and job is not None:
