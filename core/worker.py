@@ -39,6 +39,12 @@ def _tensor_bytes(tensors: dict, metadata: dict[str, str] | None = None) -> byte
     return save({k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}, metadata=metadata)
 
 
+def torch_tensor(values: list) -> Any:
+    import torch
+
+    return torch.tensor(values)
+
+
 def _bytes_tensors(data: bytes) -> dict:
     from safetensors.torch import load
 
@@ -160,6 +166,10 @@ class ToyKind(Kind):
     @staticmethod
     def export(trainer: Any) -> bytes:
         tensors = {f"{p}.{k}": v for p, m in ToyKind._modules(trainer).items() for k, v in m.state_dict().items()}
+        queue = getattr(trainer, "queue", None)
+        if queue is not None:  # InfoNCE's negatives: the page's batch anatomy draws them
+            tensors["queue.buffer"] = queue._buffer
+            tensors["queue.position"] = torch_tensor([queue._next, queue._count])
         return _tensor_bytes(tensors)
 
     @staticmethod
@@ -170,6 +180,10 @@ class ToyKind(Kind):
                 part = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
                 if part:
                     module.load_state_dict(part)
+            queue = getattr(mirror, "queue", None)
+            if queue is not None and "queue.buffer" in tensors:
+                queue._buffer.copy_(tensors["queue.buffer"])
+                queue._next, queue._count = (int(v) for v in tensors["queue.position"])
         return mirror
 
 

@@ -1,7 +1,8 @@
 """Loss & Temperature Lab: watch a loss train a toy, take one batch apart, reproduce classic results.
 
 All maths lives in :mod:`core.lab` (on top of :mod:`core.losses`); this page reads widgets, calls it and draws.
-The toy trains in a background job (``ui.jobs.TrainingJob``), polled by a fragment, like the Train page.
+The toy trains in a job in its own worker process (``core.runner`` via ``ui.jobs``), polled by a fragment, like the
+Train page; the page's toy is the job's mirror, whose weights come back from the worker several times a second.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from ui import charts, jobs
+from ui import charts, jobs, session
 from ui.glossary import TERMS
 from ui.glossary import help as gloss
 from ui.widgets import user_errors
@@ -29,7 +30,7 @@ with st.spinner("Loading the maths…"):
 
 JOB_KEY = "loss_lab._job"
 SIG_KEY = "loss_lab._sig"
-PAUSE_SETTLE_S = 1.0  # how long Pause waits for the toy's thread to finish its step (a step takes milliseconds)
+PAUSE_SETTLE_S = 1.0  # how long Pause waits for the toy's worker to finish its step (a step takes milliseconds)
 COLOURS = charts.PALETTE
 POS, NEG, FALSE_NEG = "rgba(0,150,110,0.9)", "rgba(239,85,59,0.75)", "rgba(255,161,90,0.95)"
 MINING_NAMES = {"all": "all valid triplets", "hard": "hardest only", "semihard": "semi-hard (FaceNet)"}
@@ -58,7 +59,8 @@ def _new_job(cfg: lab.ToyConfig) -> jobs.TrainingJob:
     if old is not None:
         old.pause()
         old.wait(5.0)
-    job = jobs.TrainingJob(lab.ToyTrainer(cfg), target_steps=cfg.steps)
+        old.close()  # its worker process ends
+    job = session.own(jobs.TrainingJob(lab.ToyTrainer(cfg), target_steps=cfg.steps))
     st.session_state[JOB_KEY] = job
     st.session_state[SIG_KEY] = _signature(cfg)
     return job
@@ -104,21 +106,20 @@ job: jobs.TrainingJob | None = st.session_state.get(JOB_KEY)
 sig = _signature(cfg)
 with toy_col, user_errors("controlling the toy"):
     if action == "reset" or (job is not None and job.steps_done == 0 and st.session_state.get(SIG_KEY) != sig):
-        if job is not None:
-            job.pause()
-            job.wait(5.0)
         job = _new_job(cfg)
     if job is None:
         job = _new_job(cfg)
+    if job is not None:
+        job.touch()
     if action == "play":
-        if job.state == jobs.FAILED:
+        if job.state == jobs.FAILED and not job.crashed:  # a crashed worker: play goes on from its last weights
             job = _new_job(cfg)
         elif job.state == jobs.FINISHED:
             job.extend(cfg.steps)
         job.play()
     elif action == "pause":
         job.pause()
-        # Wait for the thread to end its step, so this rerun draws Play. Without the wait the rerun still saw the
+        # Wait for the worker to end its step, so this rerun draws Play. Without the wait the rerun still saw the
         # job running and drew Pause again, and the live panel's rerun replaced it a moment later: a click on it
         # in that moment hit a button that was being taken away (a browser test failed that way on CI).
         job.wait(PAUSE_SETTLE_S)
@@ -192,6 +193,7 @@ def toy_panel() -> None:
     job = st.session_state.get(JOB_KEY)
     if job is None:
         return
+    job.touch()  # watched: a job nobody polls pauses after its lease (core.runner)
     if ACTIVE_AT_RENDER and not job.active:
         st.rerun()  # finished or paused: a full rerun redraws the buttons and the batch below
     with user_errors("drawing the toy"):

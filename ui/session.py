@@ -157,6 +157,13 @@ def _attach(job: jobs.TrainingJob) -> None:
     job.attach_owner(_session_alive(), lease_s=LEASE_S, grace_s=GRACE_S)
 
 
+def own(job: jobs.TrainingJob) -> jobs.TrainingJob:
+    """Tie a page's own job (the Loss Lab's toy, the Text page's fine-tuning) to this browser session: it pauses
+    and frees its process when the session goes away (``core.runner``'s orphan rule)."""
+    _attach(job)
+    return job
+
+
 def current_job() -> jobs.TrainingJob | None:
     """This session's training job (adopting its own paused job after a reload); marks it as watched."""
     job = st.session_state.get(JOB_KEY)
