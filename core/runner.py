@@ -85,6 +85,7 @@ SLOT_QUANTUM_S = float(os.environ.get("CP_SLOT_QUANTUM", 20.0))
 # Address space a worker may add to what it maps once warm (torch imported), in MB; 0: no cap. Past it an
 # allocation fails inside the worker, which reports it as one sentence (a dying worker is reported too).
 WORKER_MEMORY_MB = _env_int("CP_WORKER_MEMORY_MB", 6144, minimum=0)
+SPARE_DELAY_S = float(os.environ.get("CP_SPARE_DELAY_S", 15.0))  # a job's start -> the next spare worker
 STOP_GRACE_S = 0.8  # Stop: the worker sends its weights and exits; past this it is killed
 RATE_WINDOW_S = 5.0  # the status line's rate: steps over about the last five seconds of training
 
@@ -258,6 +259,7 @@ class Runner:
         self._workers: list[_Worker] = []
         self._spare: _Worker | None = None
         self._thread: threading.Thread | None = None
+        self._spare_due: float | None = None  # when to start the next spare worker
         self._closed = False
         self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
 
@@ -346,8 +348,9 @@ class Runner:
         recipe = kind.recipe(job.trainer, job.options)
         recipe["known"] = known_steps(job.trainer)
         w.send(("job", kind, recipe, self.threads_now(self.slots.running or 1)))
-        if self.keep_spare:
-            threading.Thread(target=self.prewarm, name="spare-worker", daemon=True).start()
+        # The next spare starts a little later (housekeeping): importing torch takes seconds of a core, and
+        # right now it would take them from the job that just started, in the first seconds the user watches.
+        self._spare_due = time.monotonic() + SPARE_DELAY_S
         self._wake()
         return w
 
@@ -380,14 +383,17 @@ class Runner:
                 while self._wake_r.poll():
                     self._wake_r.recv()
             for w in workers:
-                if w.conn in ready or w.process.sentinel in ready:
-                    self._drain(w)
-                if not w.process.is_alive():
-                    self._drain(w)
-                    self._ended(w)
-                elif w.kill_at is not None and time.monotonic() > w.kill_at:
-                    w.kill()
-                    self._ended(w)
+                try:
+                    if w.conn in ready or w.process.sentinel in ready:
+                        self._drain(w)
+                    if not w.process.is_alive():
+                        self._drain(w)
+                        self._ended(w)
+                    elif w.kill_at is not None and time.monotonic() > w.kill_at:
+                        w.kill()
+                        self._ended(w)
+                except Exception:  # noqa: BLE001 - one worker's trouble never stops the runner
+                    log.exception("Job runner: handling worker %s failed", w.pid)
             try:
                 self._housekeeping()
             except Exception:  # noqa: BLE001 - the runner must outlive any one job's trouble
@@ -400,7 +406,7 @@ class Runner:
                 if w.conn.closed or not w.conn.poll():
                     return
                 msg = w.conn.recv()
-            except (EOFError, OSError):
+            except Exception:  # noqa: BLE001 - EOF, or half a message from a worker killed while sending
                 return
             if job is None:
                 if msg[0] != "ready" and w is not self._spare:
@@ -446,6 +452,10 @@ class Runner:
             job._admitted()
         if admitted:
             self.rebalance()
+        due = self._spare_due
+        if due is not None and now >= due and self.keep_spare and not self._closed:
+            self._spare_due = None
+            threading.Thread(target=self.prewarm, name="spare-worker", daemon=True).start()
         for w in workers:  # a worker whose job was dropped (its session ended) ends too
             if w is not self._spare and w.job is not None and w.job() is None and w.kill_at is None:
                 w.close()

@@ -145,7 +145,9 @@ def _adopt() -> jobs.TrainingJob | None:
         return None
     if not job.owner_disconnected():
         return None
-    job.pause()  # it pauses by itself; this settles a job still winding down
+    if job.active:
+        job.orphaned = True  # its page went away while it trained: the page says why it is paused
+    job.pause()  # it pauses by itself after a grace period; this settles it now
     job.wait(10.0)
     _attach(job)
     st.session_state[JOB_KEY] = job
