@@ -30,10 +30,13 @@ from torch import nn
 from core import losses
 from core.errors import PlaygroundError
 from core.loop import EvaluateEvery, run_loop
+from core.methods import METHODS, TwoViewMethod
+from core.methods.margin import margin_partners
 from core.metrics import alignment, effective_rank, knn_accuracy, linear_probe_accuracy, uniformity
 
 __all__ = [
-    "TOY_LOSSES", "TOY_LOSS_NAMES", "ToyConfig", "ToyTrainer", "ToyStep", "ToyEval",
+    "TOY_LOSSES", "TOY_LOSS_NAMES", "TOY_METHODS", "TOY_USES_TEMPERATURE", "TOY_USES_MARGIN", "ToyConfig",
+    "ToyTrainer", "ToyStep", "ToyEval",
     "alignment_loss", "uniformity_loss", "nt_xent_similarity_gradient", "AnchorBreakdown", "anchor_breakdown",
     "hardest_negative_share", "LossOnBatch", "compare_losses", "PresetResult", "PRESETS", "run_preset",
 ]
@@ -41,17 +44,26 @@ __all__ = [
 Progress = Callable[[float, str], None]
 
 # Losses the toy trains with; keys are what the page's selectbox stores.
-TOY_LOSSES = ("nt_xent", "info_nce", "triplet", "margin", "supcon", "align", "align_uniform")
+TOY_LOSSES = ("nt_xent", "info_nce", "triplet", "margin", "supcon", "vicreg", "align", "invariance",
+              "align_uniform")
 TOY_LOSS_NAMES = {
     "nt_xent": "NT-Xent (SimCLR)",
     "info_nce": "InfoNCE + queue (MoCo)",
     "triplet": "Triplet",
     "margin": "Margin contrastive",
     "supcon": "SupCon",
+    "vicreg": "VICReg (no negatives: variance + covariance)",
     "align": "Alignment only (no negatives)",
+    "invariance": "VICReg's invariance term only (no negatives, no variance)",
     "align_uniform": "Alignment + uniformity (Wang & Isola)",
 }
-_TEMPERATURE_LOSSES = ("nt_xent", "info_nce", "supcon")
+# The toy losses that are a training method's own loss on two views (core.methods), called through the method's
+# class so the toy and the Trainer run the same code. info_nce is MoCo's loss with the toy's own key encoder.
+TOY_METHODS = {"nt_xent": "simclr", "info_nce": "moco", "triplet": "triplet", "margin": "margin", "supcon": "supcon",
+               "vicreg": "vicreg"}
+# What the page's knobs apply to, from the methods' traits: the temperature slider, the margin slider.
+TOY_USES_TEMPERATURE = tuple(k for k, m in TOY_METHODS.items() if METHODS[m].uses_temperature)
+TOY_USES_MARGIN = tuple(k for k, m in TOY_METHODS.items() if METHODS[m].uses_margin)
 
 
 def _no_progress(fraction: float, message: str) -> None:  # noqa: ARG001 - a default callback
@@ -224,8 +236,9 @@ class ToyTrainer:
         y = self.labels[idx].to(self.device)
         z1, z2 = self.model(v1), self.model(v2)
         self.last_batch = (z1.detach().cpu().numpy(), z2.detach().cpu().numpy(), y.cpu().numpy())
-        if cfg.loss == "nt_xent":
-            return losses.nt_xent(z1, z2, cfg.temperature)
+        method = METHODS.get(TOY_METHODS.get(cfg.loss, ""))
+        if method is not None and issubclass(method, TwoViewMethod):
+            return method().pair_loss(z1, z2, y, cfg, self._gen)
         if cfg.loss == "info_nce":
             with torch.no_grad():
                 for pk, pq in zip(self.key_model.parameters(), self.model.parameters()):
@@ -235,14 +248,10 @@ class ToyTrainer:
             if self.queue is not None:
                 self.queue.enqueue(k)
             return loss
-        if cfg.loss == "supcon":
-            return losses.supcon(torch.stack([z1, z2], dim=1), y, cfg.temperature)
-        if cfg.loss == "triplet":
-            return losses.triplet_loss(torch.cat([z1, z2]), torch.cat([y, y]), cfg.margin, mining=cfg.mining)
-        if cfg.loss == "margin":
-            return losses.margin_contrastive(z1, *_margin_pairs(z2, y, self._gen), cfg.margin)
         if cfg.loss == "align":
             return alignment_loss(z1, z2)
+        if cfg.loss == "invariance":  # VICReg with its variance and covariance weights set to 0
+            return losses.vicreg(z1, z2, variance=0.0, covariance=0.0)
         return alignment_loss(z1, z2) + (uniformity_loss(z1) + uniformity_loss(z2)) / 2
 
     def step(self) -> ToyStep:
@@ -337,15 +346,6 @@ class ToyTrainer:
     def queue_keys(self) -> np.ndarray | None:
         with self._lock:
             return None if self.queue is None or not len(self.queue) else self.queue.tensor.cpu().numpy()
-
-
-def _margin_pairs(z2: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Partners for the margin loss, as core.train does: the first half its own other view, the rest random."""
-    n = z2.shape[0]
-    perm = torch.randperm(n, generator=gen).to(z2.device)
-    ar = torch.arange(n, device=z2.device)
-    partner = torch.where(ar < n // 2, ar, perm)
-    return z2[partner], y == y[partner]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -498,7 +498,10 @@ class LossOnBatch:
 
 
 COMPARED_LOSSES = ("nt_xent", "info_nce", "supcon", "triplet_all", "triplet_hard", "triplet_semihard", "margin")
-TEMPERATURE_KEYS = ("nt_xent", "info_nce", "supcon")  # the compared losses that depend on the temperature
+_COMPARED_METHODS = {"nt_xent": "simclr", "info_nce": "moco", "supcon": "supcon", "triplet_all": "triplet",
+                     "triplet_hard": "triplet", "triplet_semihard": "triplet", "margin": "margin"}
+# The compared losses that depend on the temperature (the page caches the others apart): from the methods' traits.
+TEMPERATURE_KEYS = tuple(k for k in COMPARED_LOSSES if METHODS[_COMPARED_METHODS[k]].uses_temperature)
 
 
 def compare_losses(z1, z2, labels, *, anchor: int, temperature: float, margin: float = 0.5,
@@ -525,8 +528,8 @@ def compare_losses(z1, z2, labels, *, anchor: int, temperature: float, margin: f
     if not 0 <= anchor < m2:
         raise PlaygroundError(f"The anchor must be a row of the batch, 0 to {m2 - 1}, got {anchor!r}.")
     gen = torch.Generator().manual_seed(seed)
-    margin_partner, margin_same = _margin_pairs(torch.arange(n)[:, None].float(), y, gen)
-    margin_partner = margin_partner[:, 0].long()
+    margin_partner = margin_partners(n, gen, torch.device("cpu"))
+    margin_same = y == y[margin_partner]
     queue_t = torch.as_tensor(np.asarray(queue), dtype=torch.float32) if queue is not None else None
 
     def info(z: torch.Tensor) -> torch.Tensor:
@@ -735,9 +738,8 @@ def preset_temperature(progress: Progress = _no_progress, taus: tuple[float, ...
         verdict += f"the lowest temperature is the most uniform (ahead of t = {hi:g} from step {first_flip})."
     else:
         more_uniform = False
-        verdict += (f"the lowest temperature is NOT the most uniform here (t = {most_uniform:g} is). It depends on the "
-                    "stage and the recipe: a plain SimCLR measured on this machine flipped only after ~150 full-size "
-                    "steps, and the project's own Trainer had not flipped after 150.")
+        verdict += (f"the lowest temperature is NOT the most uniform here (t = {most_uniform:g} is). Which temperature "
+                    "is more uniform depends on the stage of training and the recipe; more steps may change the order.")
     return PresetResult(
         key="temperature", title="Temperature: uniformity and hard negatives",
         claim="Lower temperature makes the embedding more uniform and focuses the gradient on the hardest "
@@ -777,8 +779,9 @@ def preset_collapse(progress: Progress = _no_progress, steps: int = 200) -> Pres
     un = {k: r.evals[-1].uniformity for k, r in runs.items()}
     collapsed = er["align"] < 1.2 and un["align"] > -0.1 and er["nt_xent"] > 2.5
     verdict = (f"Alignment only: effective rank {er['align']:.2f} and uniformity {un['align']:.3f} after {steps} "
-               f"steps (every point in one place). With negatives (NT-Xent): rank {er['nt_xent']:.2f}, "
-               f"uniformity {un['nt_xent']:.2f}.")
+               "steps (" + ("every point in one place" if er["align"] < 1.2 and un["align"] > -0.1 else
+                            "not collapsed at this setting") + f"). With negatives (NT-Xent): rank "
+               f"{er['nt_xent']:.2f}, uniformity {un['nt_xent']:.2f}.")
     return PresetResult(
         key="collapse", title="No negatives: collapse",
         claim="Without negatives, pulling positives together collapses the embedding: effective rank -> 1, "
@@ -793,6 +796,57 @@ def preset_collapse(progress: Progress = _no_progress, steps: int = 200) -> Pres
         numbers={"effective_rank_align": er["align"], "uniformity_align": un["align"],
                  "effective_rank_nt_xent": er["nt_xent"], "uniformity_nt_xent": un["nt_xent"]},
         setup=f"the toy: 4 classes x 64 points on the sphere, MLP, {steps} steps, alignment-only vs NT-Xent t=0.2")
+
+
+def _mean_pair_cosine(points: np.ndarray) -> float:
+    """Mean cosine similarity between different points (rows of unit vectors): 1 when all sit in one place."""
+    sims = points @ points.T
+    n = len(points)
+    return float((sims.sum() - np.trace(sims)) / (n * (n - 1)))
+
+
+def preset_no_negatives(progress: Progress = _no_progress, steps: int = 200, seed: int = 0) -> PresetResult:
+    """Collapse without negatives, and how VICReg avoids it (Bardes et al. 2022): the toy on the sphere trained
+    with VICReg's invariance term alone (pull the two views together, nothing else) against the full VICReg loss,
+    whose variance and covariance terms keep every output dimension spread over the batch. No negative pushes
+    points apart in either run."""
+    runs = {}
+    for i, loss in enumerate(("invariance", "vicreg")):
+        t = ToyTrainer(ToyConfig(loss=loss, dim=3, steps=steps, eval_every=10, seed=seed))
+        t.run(callbacks=[*t.default_callbacks(), _Progress(progress, i, 2, TOY_LOSS_NAMES[loss], steps)])
+        runs[loss] = t
+    x = [e.step for e in runs["vicreg"].evals]
+    er = {k: r.evals[-1].effective_rank for k, r in runs.items()}
+    un = {k: r.evals[-1].uniformity for k, r in runs.items()}
+    cos = {k: _mean_pair_cosine(r.points()) for k, r in runs.items()}
+    knn = {k: r.evals[-1].knn for k, r in runs.items()}
+    collapsed = er["invariance"] < 1.2 or cos["invariance"] > 0.95
+    spread = er["vicreg"] > 2.0 and cos["vicreg"] < 0.5
+    verdict = (f"Invariance term alone, after {steps} steps: effective rank {er['invariance']:.2f} of 3, mean cosine "
+               f"similarity between different points {cos['invariance']:.2f}, uniformity {un['invariance']:.2f}: "
+               + ("the points collapsed onto one direction, since matching two views is easiest when every input "
+                  "maps to the same output. " if collapsed else "no collapse at this setting. ")
+               + f"With VICReg's variance and covariance terms: rank {er['vicreg']:.2f}, mean cosine "
+               f"{cos['vicreg']:.2f}, uniformity {un['vicreg']:.2f}, class kNN {knn['vicreg']:.2f} (against "
+               f"{knn['invariance']:.2f}): "
+               + ("spread over the sphere, though nothing pushes any two points apart." if spread else
+                  "not spread at this setting."))
+    return PresetResult(
+        key="no_negatives", title="No negatives, no collapse: VICReg",
+        claim="A loss that only pulls positives together collapses; VICReg avoids it without negatives by keeping "
+              "each dimension's standard deviation at 1 (variance) and the dimensions decorrelated (covariance) "
+              "(Bardes, Ponce & LeCun 2022).",
+        reproduced=bool(collapsed and spread), verdict=verdict,
+        panels=[Panel("Effective rank (3 = fills the sphere, 1 = one direction)", "line", x,
+                      {TOY_LOSS_NAMES[k]: [e.effective_rank for e in r.evals] for k, r in runs.items()},
+                      y_label="effective rank"),
+                Panel("Uniformity (0 = all points equal)", "line", x,
+                      {TOY_LOSS_NAMES[k]: [e.uniformity for e in r.evals] for k, r in runs.items()},
+                      y_label="uniformity")],
+        numbers={**{f"effective_rank_{k}": v for k, v in er.items()}, **{f"uniformity_{k}": v for k, v in un.items()},
+                 **{f"mean_cosine_{k}": v for k, v in cos.items()}, **{f"knn_{k}": v for k, v in knn.items()}},
+        setup=f"the toy: 4 classes x 64 points on the sphere, MLP, {steps} steps, seed {seed}; VICReg 25/25/1 vs "
+              "its invariance term alone")
 
 
 def preset_color_jitter(progress: Progress = _no_progress, steps: int = PRESET_STEPS) -> PresetResult:
@@ -810,8 +864,7 @@ def preset_color_jitter(progress: Progress = _no_progress, steps: int = PRESET_S
                f"({'falls, as claimed' if falls else 'does NOT fall'}); shape probe {on['shape']:.2f} vs "
                f"{offa['shape']:.2f} (chance {_chance('shape'):.2f}). ")
     verdict += ("Shape stays high." if shape_high else
-                f"Shape is not 'high' after {steps} small steps: the full benchmark (300 steps, batch 256) "
-                "reaches 0.997.")
+                f"Shape is not 'high' (0.9 or more) after {steps} small steps at batch 64; a longer run may get there.")
     return PresetResult(
         key="color_jitter", title="Colour jitter removes colour",
         claim="Colour jitter makes the embedding colour-invariant: colour probe accuracy falls, shape stays high "
@@ -911,6 +964,7 @@ PRESETS: dict[str, tuple[str, Callable[..., PresetResult]]] = {
     "negatives": ("4. More negatives, better kNN", preset_negatives),
     "head": ("5. Encoder beats projection head", preset_head),
     "shortcut": ("6. Shortcut learning: hue 0.1 vs a full turn", preset_shortcut),
+    "no_negatives": ("7. No negatives, no collapse: VICReg", preset_no_negatives),
 }
 
 

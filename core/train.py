@@ -5,15 +5,15 @@ drive the same ``run(steps, callbacks, stop)`` (:mod:`core.loop`). ``step()`` is
 nothing else; evaluation and snapshots are callbacks (:meth:`Trainer.default_callbacks`). What a trainer
 records (``history``, ``evals``, ``snapshots``) only ever grows by ``append``.
 
-Methods
+Methods (one class each in :mod:`core.methods`)
 -------
 - ``simclr``  NT-Xent over two augmented views (Chen et al. 2020).
 - ``moco``    InfoNCE against a FIFO queue of keys from a momentum encoder (He et al. 2020).
-- ``triplet`` triplet loss on one view, labels from ``label_factor`` (Schroff et al. 2015).
+- ``triplet`` triplet loss on both views, labels from ``label_factor`` (Schroff et al. 2015).
 - ``margin``  margin contrastive loss on view pairs, half same-image, half random (Hadsell et al. 2006).
 - ``supcon``  supervised contrastive loss over both views (Khosla et al. 2020).
-- ``clip``    image-text contrastive loss with a learnable logit scale (Radford et al. 2021); the text
-              tower is open_clip's ``TextTransformer`` with its own BPE tokenizer, sized for captions.
+- ``clip``    image-text contrastive loss with a learnable logit scale (Radford et al. 2021).
+- ``vicreg``  invariance + variance + covariance terms, no negatives (Bardes et al. 2022).
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ import os
 import tempfile
 import threading
 import time
-import zlib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -32,7 +31,6 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from core import losses
 from core.augment import PRESETS as AUGMENT_PRESETS
@@ -43,38 +41,25 @@ from core.embed import EmbeddingSet, embed_imageset
 from core.errors import PlaygroundError, TrainingDiverged
 from core.loop import EvaluateEvery, SnapshotEvery, run_loop
 from core.metrics import alignment, effective_rank, knn_accuracies, uniformity
-from core.models import ContrastiveModel, EncoderConfig, build_model, momentum_copy, momentum_update
+from core.methods import METHODS as METHOD_CLASSES
+from core.methods import Method, method_for
+from core.methods.clip import LOGIT_SCALE_MAX as _LOGIT_SCALE_MAX
+from core.models import ContrastiveModel, EncoderConfig
 from core.projection import align_to, project
 
-METHODS = ("simclr", "moco", "triplet", "margin", "supcon", "clip")
-METHOD_NAMES = {
-    "simclr": "SimCLR (NT-Xent)",
-    "moco": "MoCo (InfoNCE + queue)",
-    "triplet": "Triplet",
-    "margin": "Margin contrastive",
-    "supcon": "SupCon",
-    "clip": "CLIP-style (image-text)",
-}
-SUPERVISED = ("triplet", "margin", "supcon")
+# The methods' keys in the app's order, and what pages ask of them: derived from the method classes
+# (core.methods.METHODS), which are the one place a method's traits are written.
+METHODS: tuple[str, ...] = tuple(METHOD_CLASSES)
+METHOD_NAMES: dict[str, str] = {k: m.name for k, m in METHOD_CLASSES.items()}
+METHOD_HELP: dict[str, str] = {k: m.description for k, m in METHOD_CLASSES.items()}
+SUPERVISED: tuple[str, ...] = tuple(k for k, m in METHOD_CLASSES.items() if m.needs_labels)
+USES_TEMPERATURE: tuple[str, ...] = tuple(k for k, m in METHOD_CLASSES.items() if m.uses_temperature)
 MINING = ("all", "hard", "semihard")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("fp32", "bf16", "auto")  # auto: core.device.resolve_precision
 CHECKPOINT_FORMAT = "contrastive-playground/1"
 # The default preset ("SimCLR on shapes", the home page's first lesson): DEFAULT_PRESET on this dataset.
 DEFAULT_DATASET = {"name": "shapes", "options": {"n": 5000, "size": 32, "seed": 0}}
-
-# Text tower for the CLIP-style method: tiny, because captions are short and the machine is a CPU.
-_TEXT_CONTEXT = 16
-_TEXT_WIDTH = 128
-_TEXT_LAYERS = 2
-_TEXT_HEADS = 4
-_LOGIT_SCALE_INIT = 1 / 0.07  # CLIP's initial temperature 0.07
-_LOGIT_SCALE_MAX = 100.0  # CLIP clamps the learned multiplier here so training stays stable
-# MoCo's shuffling BatchNorm on one device: the batch is run through each encoder in this many sub-batches, the
-# key encoder's in a shuffled order, so a query and its key never share BatchNorm statistics (He et al. 2020,
-# section 3.3; the single-device form of the split-batch substitute that Chen et al. 2020 describe for SimCLR's
-# global BN).
-MOCO_BN_SPLITS = 2
 
 # Upper and lower bounds for every number in a TrainConfig. A configuration can come from outside (a checkpoint's
 # metadata, a settings file, a URL): these keep memory and time bounded whatever it asks for.
@@ -284,9 +269,10 @@ class Trainer:
                 f"The dataset {dataset.name!r} has no factor {self.label_factor!r}; "
                 f"it has {', '.join(dataset.factors)}."
             )
-        if cfg.method == "clip" and not dataset.captions:
+        self.method: Method = method_for(cfg.method)  # the method's class: its traits, state and loss
+        if self.method.needs_captions and not dataset.captions:
             raise PlaygroundError(
-                f"CLIP-style training needs captions, and {dataset.name!r} has none; use 'shapes' "
+                f"{self.method.name} training needs captions, and {dataset.name!r} has none; use 'shapes' "
                 "or a CSV/JSONL of images with captions."
             )
         if len(dataset) < 20:
@@ -299,44 +285,22 @@ class Trainer:
         n_ref = min(cfg.knn_reference, len(self.train_set))
         self._knn_ref = self.train_set.subset(np.sort(g.permutation(len(self.train_set))[:n_ref]))
 
+        # What a method may add (core.methods): MoCo's key encoder and queue, CLIP's text tower and logit scale.
+        self.clip = None  # clip with cfg.clip_model: the open_clip CLIP whose two towers are trained
+        self.text_model: nn.Module | None = None
+        self.logit_scale: nn.Parameter | None = None
+        self.key_model: ContrastiveModel | None = None
+        self.queue: losses.FeatureQueue | None = None
         # Model init under its own seed, leaving the caller's global RNG untouched.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            self.clip = None  # clip with cfg.clip_model: the open_clip CLIP whose two towers are trained
-            if cfg.method == "clip" and cfg.clip_model:
-                from core.clip import build_trainable_clip
-
-                self.clip = build_trainable_clip(cfg.clip_model, embed_dim=cfg.projection_dim, device=self.device)
-                self.model = self.clip.image_tower
-            else:
-                self.model: ContrastiveModel = build_model(cfg.encoder_config, device=self.device)
-            self.text_model: nn.Module | None = None
-            self.logit_scale: nn.Parameter | None = None
-            if self.clip is not None:
-                self.text_model, self._tokenizer = self.clip.text_tower, self.clip.tokenizer
-                self.logit_scale = self.clip.clip.logit_scale  # CLIP's own parameter, log(1 / 0.07) at init
-            elif cfg.method == "clip":
-                self.text_model, self._tokenizer = _build_text_tower(cfg.projection_dim, self.device)
-                self.logit_scale = nn.Parameter(torch.tensor(math.log(_LOGIT_SCALE_INIT), device=self.device))
-        self.key_model: ContrastiveModel | None = None
-        self.queue: losses.FeatureQueue | None = None
-        if cfg.method == "moco":
-            self.key_model = momentum_copy(self.model)
-            # queue_size 0: no queue; the other keys of the batch are the only negatives (see _loss).
-            if cfg.queue_size:
-                self.queue = losses.FeatureQueue(cfg.projection_dim, cfg.queue_size, device=self.device)
-                # As in the MoCo paper, start from random unit keys so the first steps have negatives.
-                init = torch.randn(cfg.queue_size, cfg.projection_dim, generator=torch.Generator().manual_seed(cfg.seed))
-                self.queue.enqueue(F.normalize(init, dim=1).to(self.device))
+            self.model: ContrastiveModel = self.method.build_encoder(self)
+            self.method.setup(self)
 
         # fused: one kernel for all parameters instead of a loop of small ops per parameter (on the CPU 0.32 against
         # 0.99 ms an optimizer step for the lesson's encoder, ~3% of its training step; benchmarks/bench_step_parts.py)
         fused = {"fused": True} if self.device.type in _FUSED_ADAMW_DEVICES else {}
-        if cfg.method == "clip":
-            self.optimizer = torch.optim.AdamW(self._clip_param_groups(), lr=cfg.lr, **fused)
-        else:
-            self.optimizer = torch.optim.AdamW(list(self.model.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                               **fused)
+        self.optimizer = torch.optim.AdamW(self.method.param_groups(self), lr=cfg.lr, **fused)
 
         # Training images live on the device as uint8 (4000 x 3 x 32 x 32 is 12 MB).
         self._images = self.train_set.images.to(self.device)
@@ -361,10 +325,6 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
     @property
-    def method(self) -> str:
-        return self.cfg.method
-
-    @property
     def current_logit_scale(self) -> float | None:
         if self.logit_scale is None:
             return None
@@ -386,10 +346,9 @@ class Trainer:
         idx = torch.randperm(len(self.train_set), generator=self._gen)[: self.batch_size * world]
         return idx[rank * self.batch_size:(rank + 1) * self.batch_size].to(self.device)
 
-    def _views(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        v1 = augment(x, self.cfg.augment, self._aug_gen)
-        v2 = augment(x, self.cfg.augment, self._aug_gen)
-        return v1, v2
+    def _views(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The method's ``views`` augmented views of the batch ``x``, drawn one after the other."""
+        return tuple(augment(x, self.cfg.augment, self._aug_gen) for _ in range(self.method.views))
 
     def _autocast(self):
         if self.precision == "bf16":
@@ -397,71 +356,7 @@ class Trainer:
         return contextlib.nullcontext()
 
     def _loss(self, idx: torch.Tensor) -> torch.Tensor:
-        cfg = self.cfg
-        x = self._images[idx]
-        y = self._labels[idx]
-        n = len(idx)
-        if cfg.method == "clip":
-            img = self.forward_model(augment(x, cfg.augment, self._aug_gen))
-            texts = self._captions(idx.cpu().numpy())
-            txt = self.forward_text(self._tokenizer(texts).to(self.device))
-            # Rows that drew the same caption text are not each other's negatives (multi-positive batch). The id
-            # is a checksum of the text, so equal captions on different ranks get equal ids once gathered.
-            text_ids = torch.tensor([zlib.crc32(t.encode("utf-8")) for t in texts], device=img.device)
-            return losses.clip_loss(self.gather(img), self.gather(txt),
-                                    self.logit_scale.exp().clamp(max=_LOGIT_SCALE_MAX),
-                                    text_ids=self.gather(text_ids))
-        v1, v2 = self._views(x)
-        if cfg.method == "moco":
-            q = _split_batch_forward(self.forward_model, v1)
-            with torch.no_grad():
-                momentum_update(self.key_model, self.model, cfg.momentum)
-                # Shuffling BN: keys are computed on sub-batches of a shuffled order, then put back in place.
-                perm = torch.randperm(n, generator=self._gen).to(self.device)
-                k = torch.empty_like(q)
-                k[perm] = _split_batch_forward(self.key_model, v2[perm])
-            q, k = self.gather(q), self.gather(k)  # the queue takes every rank's keys
-            if self.queue is None:
-                return losses.info_nce(q, k, None, cfg.temperature, batch_negatives=True)
-            loss = losses.info_nce(q, k, self.queue.tensor, cfg.temperature)
-            self.queue.enqueue(k)
-            return loss
-        # One forward over both views: BatchNorm sees 2N images, as in SimCLR.
-        z = self.forward_model(torch.cat([v1, v2]))
-        z1, z2, y = self.gather(z[:n]), self.gather(z[n:]), self.gather(y)
-        n = len(y)
-        if cfg.method == "simclr":
-            return losses.nt_xent(z1, z2, cfg.temperature)
-        if cfg.method == "supcon":
-            return losses.supcon(torch.stack([z1, z2], dim=1), y, cfg.temperature)
-        if cfg.method == "triplet":
-            return losses.triplet_loss(torch.cat([z1, z2]), torch.cat([y, y]), cfg.margin, mining=cfg.mining)
-        # margin: view 1 of each image against view 2 of itself (first half) or of a random other image.
-        perm = torch.randperm(n, generator=self._gen).to(self.device)
-        partner = torch.where(torch.arange(n, device=self.device) < n // 2, torch.arange(n, device=self.device), perm)
-        return losses.margin_contrastive(z1, z2[partner], y == y[partner], cfg.margin)
-
-    def _clip_param_groups(self) -> list[dict]:
-        """AdamW groups as open_clip's training script builds them: weight decay on weight matrices only;
-        none on anything with fewer than two dimensions or named bn/ln/bias/logit_scale (biases, BatchNorm
-        and LayerNorm gains, the logit scale)."""
-        named = list(self.model.named_parameters(prefix="image"))
-        if self.text_model is not None:
-            named += list(self.text_model.named_parameters(prefix="text"))
-        if self.logit_scale is not None:  # not inside either tower, also for an open_clip CLIP
-            named.append(("logit_scale", self.logit_scale))
-        decay, no_decay, seen = [], [], set()
-        for name, p in named:
-            if id(p) in seen or not p.requires_grad:
-                continue
-            seen.add(id(p))
-            exclude = p.ndim < 2 or any(k in name for k in ("bn", "ln", "bias", "logit_scale"))
-            (no_decay if exclude else decay).append(p)
-        return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": self.cfg.weight_decay}]
-
-    def _tokens(self, rows: np.ndarray) -> torch.Tensor:
-        """Tokens of one caption per image (see :meth:`_captions`)."""
-        return self._tokenizer(self._captions(rows)).to(self.device)
+        return self.method.loss(self, idx, self._views(self._images[idx]))
 
     def _captions(self, rows: np.ndarray) -> list[str]:
         """One caption per image, drawn from its caption pool when it has one (prompt variety)."""
@@ -501,10 +396,7 @@ class Trainer:
             if not torch.isfinite(grad_norm):
                 self._diverge("the gradients became infinite")
             self.optimizer.step()
-            if self.logit_scale is not None:
-                # As open_clip: clamp the parameter itself, so past ln(100) its gradient never goes dead.
-                with torch.no_grad():
-                    self.logit_scale.clamp_(0.0, math.log(_LOGIT_SCALE_MAX))
+            self.method.after_step(self)
             self.step_count += 1
             self.seconds += time.perf_counter() - t0
             record = StepRecord(self.step_count, loss.item(), lr, self.current_logit_scale, self.seconds)
@@ -512,7 +404,7 @@ class Trainer:
             return record
 
     def _hint(self) -> str:
-        if self.cfg.method in ("simclr", "moco", "supcon") and self.cfg.temperature < 0.02:
+        if self.method.uses_temperature and self.cfg.temperature < 0.02:
             return f"The temperature {self.cfg.temperature:g} is very low; try 0.1–0.5."
         if self.cfg.lr >= 0.02:
             return f"The learning rate {self.cfg.lr:g} is high; try 0.002."
@@ -640,7 +532,7 @@ class Trainer:
 
     def describe(self) -> str:
         return (
-            f"{METHOD_NAMES[self.cfg.method]} · {self.cfg.clip_model or self.cfg.encoder.arch} on {self.dataset.name}, "
+            f"{self.method.name} · {self.cfg.clip_model or self.cfg.encoder.arch} on {self.dataset.name}, "
             f"step {self.step_count}"
         )
 
@@ -648,13 +540,7 @@ class Trainer:
     def _tensors(self) -> dict[str, torch.Tensor]:
         """Everything a resumed run needs, as named tensors (safetensors holds tensors and strings only)."""
         out = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        if self.text_model is not None:
-            out.update({f"text.{k}": v for k, v in self.text_model.state_dict().items()})
-            out["logit_scale"] = self.logit_scale.detach()
-        if self.key_model is not None:
-            out.update({f"key.{k}": v for k, v in self.key_model.state_dict().items()})
-        if self.queue is not None:
-            out["queue.buffer"] = self.queue._buffer
+        out.update(self.method.checkpoint_tensors(self))  # e.g. MoCo's key.* and queue.buffer, CLIP's text.*
         # AdamW's moments and step per parameter: a resumed run continues the same optimisation.
         for pid, state in self.optimizer.state_dict()["state"].items():
             for name, value in state.items():
@@ -676,8 +562,7 @@ class Trainer:
             "evals": json.dumps([{"step": e.step, "knn": e.knn, "alignment": e.alignment,
                                   "uniformity": e.uniformity, "seconds": e.seconds} for e in self.evals]),
         }
-        if self.queue is not None:
-            meta["queue"] = json.dumps({"next": self.queue._next, "count": self.queue._count})
+        meta.update(self.method.checkpoint_meta(self))
         return meta
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -798,19 +683,7 @@ class Trainer:
             return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
         self.model.load_state_dict(part("model."))
-        if self.text_model is not None:
-            self.text_model.load_state_dict(part("text."))
-            with torch.no_grad():
-                self.logit_scale.copy_(tensors["logit_scale"])
-        if self.key_model is not None:
-            self.key_model.load_state_dict(part("key."))
-        if self.queue is not None:
-            q = json.loads(meta.get("queue", "null")) or {"next": 0, "count": self.queue.size}
-            nxt, count = int(q["next"]), int(q["count"])
-            if not (0 <= nxt < self.queue.size and 0 <= count <= self.queue.size):
-                raise ValueError("the MoCo queue's position is out of range")
-            self.queue._buffer.copy_(tensors["queue.buffer"].to(self.device))
-            self.queue._next, self.queue._count = nxt, count
+        self.method.load_checkpoint(self, tensors, meta)
         if "optimizer" in meta:
             saved = json.loads(meta["optimizer"])
             state = {int(pid): {name: tensors[f"optim.{pid}.{name}"] for name in names}
@@ -874,15 +747,6 @@ _FUSED_ADAMW_DEVICES = ("cpu", "cuda")
 _PROBE_VIEWS_KEPT_BYTES = 32 << 20
 
 
-def _split_batch_forward(model: nn.Module, x: torch.Tensor, splits: int = MOCO_BN_SPLITS) -> torch.Tensor:
-    """``model`` over ``x`` in ``splits`` consecutive sub-batches, so BatchNorm sees each sub-batch alone.
-
-    Shape: x (N, C, H, W) -> (N, D). Sub-batches smaller than 2 images are merged (BatchNorm needs two).
-    """
-    splits = max(1, min(splits, x.shape[0] // 2))
-    return torch.cat([model(chunk) for chunk in x.chunk(splits)])
-
-
 def _local_rows(x: torch.Tensor) -> torch.Tensor:
     return x
 
@@ -896,29 +760,3 @@ def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-class _TextTower(nn.Module):
-    """open_clip's TextTransformer with a context sized for short captions."""
-
-    def __init__(self, embed_dim: int):
-        super().__init__()
-        from open_clip.transformer import TextTransformer
-
-        self.transformer = TextTransformer(
-            context_length=_TEXT_CONTEXT,
-            width=_TEXT_WIDTH,
-            heads=_TEXT_HEADS,
-            layers=_TEXT_LAYERS,
-            output_dim=embed_dim,
-        )
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.transformer(tokens)
-
-
-def _build_text_tower(embed_dim: int, device: torch.device):
-    from open_clip.tokenizer import SimpleTokenizer
-
-    tokenizer = SimpleTokenizer(context_length=_TEXT_CONTEXT)
-    return _TextTower(embed_dim).to(device), tokenizer

@@ -80,7 +80,7 @@ _TABLE: list[Setting] = [
     _s("train.n", 5000, "int", "Images to use", "A subset of the dataset: 20% of it is held out for evaluation.",
        options=(200, 500, 1000, 2000, 5000, 10000, 20000, 50000)),
     _s("train.method", "simclr", "str", "Method",
-       options=("simclr", "moco", "triplet", "margin", "supcon", "clip")),
+       options=("simclr", "moco", "triplet", "margin", "supcon", "clip", "vicreg")),  # core.train.METHODS
     _s("train.arch", "fast_cnn", "str", "Encoder", options=("small_cnn", "fast_cnn", "resnet18")),
     _s("train.width", 32, "int", "Encoder width",
        "Channels of the small CNN: its five blocks use w/2, w, 2w, 2w and 4w, so its features have 4w numbers. "

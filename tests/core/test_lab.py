@@ -180,6 +180,49 @@ def test_collapse_preset_collapses_without_negatives():
     assert r.numbers["uniformity_align"] > -0.05 > r.numbers["uniformity_nt_xent"]
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_no_negatives_preset_collapses_with_the_pull_alone_and_vicreg_keeps_it_spread(seed):
+    """The lesson "collapse without negatives": VICReg's invariance term alone puts every point of the toy in one
+    place (effective rank near 1 or every pair's cosine near 1); the full VICReg loss, still with no negatives,
+    keeps the points spread over the sphere. The verdict quotes the run's own numbers."""
+    r = lab.run_preset("no_negatives", steps=150, seed=seed)
+    n = r.numbers
+    assert n["effective_rank_invariance"] < 1.2 or n["mean_cosine_invariance"] > 0.95
+    assert n["effective_rank_vicreg"] > 2.0 and n["mean_cosine_vicreg"] < 0.5
+    assert r.reproduced
+    assert f"{n['effective_rank_invariance']:.2f}" in r.verdict and f"{n['effective_rank_vicreg']:.2f}" in r.verdict
+    # The figures are the trained points' own: recompute the mean cosine from a toy trained the same way.
+    t = lab.ToyTrainer(lab.ToyConfig(loss="vicreg", dim=3, steps=150, eval_every=10, seed=seed))
+    t.run()
+    p = t.points().astype(np.float64)
+    off = (p @ p.T)[~np.eye(len(p), dtype=bool)]
+    assert n["mean_cosine_vicreg"] == pytest.approx(off.mean(), abs=1e-5)
+
+
+def test_toy_losses_of_a_training_method_are_that_method_s_loss():
+    """The toy trains nt_xent, supcon, triplet, margin and vicreg through the method classes: its loss on a step
+    equals the core.losses function on the same embeddings (same partner draw for margin)."""
+    from core import losses
+
+    for loss, direct in [
+        ("nt_xent", lambda z1, z2, y, cfg, g: losses.nt_xent(z1, z2, cfg.temperature)),
+        ("supcon", lambda z1, z2, y, cfg, g: losses.supcon(torch.stack([z1, z2], 1), y, cfg.temperature)),
+        ("triplet", lambda z1, z2, y, cfg, g: losses.triplet_loss(torch.cat([z1, z2]), torch.cat([y, y]),
+                                                                  cfg.margin, mining=cfg.mining)),
+        ("vicreg", lambda z1, z2, y, cfg, g: losses.vicreg(z1, z2)),
+        ("invariance", lambda z1, z2, y, cfg, g: ((z1 - z2) ** 2).mean() * 25.0),
+    ]:
+        t = lab.ToyTrainer(lab.ToyConfig(loss=loss, steps=1, batch_size=32))
+        idx = torch.arange(32)
+        gen_state = t._gen.get_state()
+        got = t._loss(idx)
+        t._gen.set_state(gen_state)
+        v1, v2 = t._views(idx)
+        z1, z2 = t.model(v1), t.model(v2)
+        want = direct(z1, z2, t.labels[idx], t.cfg, t._gen)
+        assert got.item() == pytest.approx(want.item(), rel=1e-6, abs=1e-7), loss
+
+
 def test_unknown_preset_is_refused():
     with pytest.raises(PlaygroundError, match="preset"):
         lab.run_preset("nope")

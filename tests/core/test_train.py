@@ -356,7 +356,7 @@ def test_checkpoint_settings_out_of_bounds_are_refused_before_anything_is_built(
                                                                              monkeypatch):
     path, trainer = saved
     _tamper(path, meta={"config": _config(trainer, **changes)})
-    monkeypatch.setattr("core.train.build_model", lambda *a, **k: pytest.fail("a model was built"))
+    monkeypatch.setattr("core.models.build_model", lambda *a, **k: pytest.fail("a model was built"))
     with pytest.raises(PlaygroundError, match=message):
         Trainer.load(path)
 
@@ -483,7 +483,7 @@ def test_moco_key_encoder_is_an_ema_and_the_queue_holds_real_keys(shapes_small, 
 def test_moco_keys_use_shuffled_sub_batches(shapes_small):
     """Shuffling BN: the key encoder sees the batch in MOCO_BN_SPLITS sub-batches of a shuffled order, so a
     query and its key do not share BatchNorm statistics."""
-    from core.train import MOCO_BN_SPLITS
+    from core.methods.moco import MOCO_BN_SPLITS
 
     identity = AugmentConfig(crop=False, flip=False, color_jitter=False, grayscale=False)
     trainer = Trainer(TrainConfig(method="moco", queue_size=64, augment=identity, **TINY), shapes_small)
