@@ -250,3 +250,15 @@ def test_shapes_presets_direction_of_effect():
     assert shortcut.numbers["colour_hue0.1"] > shortcut.numbers["colour_hue0.5"]
     negatives = lab.run_preset("negatives", batches=(16, 64))
     assert negatives.numbers["knn_shape_batch64"] > negatives.numbers["knn_shape_batch16"]
+
+
+def test_the_page_s_knob_lists_come_from_the_methods_traits():
+    """Which toy losses read the temperature or the margin, and which compared losses depend on the temperature,
+    follow the method classes (core.methods), not lists written by hand."""
+    from core.methods import METHODS
+
+    assert lab.TOY_USES_TEMPERATURE == ("nt_xent", "info_nce", "supcon")
+    assert lab.TOY_USES_MARGIN == ("triplet", "margin")
+    assert lab.TEMPERATURE_KEYS == ("nt_xent", "info_nce", "supcon")
+    assert set(lab.TOY_METHODS) <= set(lab.TOY_LOSSES) and set(lab.TOY_METHODS.values()) <= set(METHODS)
+    assert set(lab.TOY_LOSS_NAMES) == set(lab.TOY_LOSSES)
