@@ -106,8 +106,8 @@ def _ready_spare(runner, timeout: float = 300.0) -> float:
     runner.prewarm()
     spare = runner._spare
     deadline = time.monotonic() + timeout
-    while spare is not None and not spare.conn.poll(0.05) and time.monotonic() < deadline:
-        pass
+    while spare is not None and not spare.ready and time.monotonic() < deadline:
+        time.sleep(0.05)
     return time.perf_counter() - t0
 
 

@@ -314,9 +314,6 @@ class _Forward:
     def on_step(self, trainer: Any, record: Any) -> None:
         self.flush(trainer)
 
-    def on_run_end(self, trainer: Any, finished: bool) -> None:
-        self.flush(trainer, force=True)
-
 
 def _drive(trainer: Any, steps: int, callbacks: list, stop: Callable[[], bool]) -> None:
     """``trainer.run(steps, callbacks=..., stop=...)``: the one loop. Trainers whose ``run`` takes no callbacks
@@ -359,7 +356,9 @@ def worker_main(conn: Any, threads: int, memory_mb: int, warm: tuple[str, ...]) 
             trainer = kind.build(recipe)
             known = recipe.get("known") or known_steps(trainer)
             forward = _Forward(conn, trainer, kind, known)
-            callbacks = [*(getattr(trainer, "default_callbacks", lambda: [])()), forward]
+            # First: a step's record leaves before that step's evaluation runs (the chart's first point is not held
+            # back by the evaluation after step 1); what the others add goes with the next flush.
+            callbacks = [forward, *(getattr(trainer, "default_callbacks", lambda: [])())]
         except BaseException as err:  # noqa: BLE001 - one sentence on the page, then this worker ends
             conn.send(("error", _error_sentence(err, memory_mb)))
             return
@@ -381,6 +380,7 @@ def _serve(conn: Any, trainer: Any, kind: type[Kind], forward: _Forward, callbac
             if trainer.step_count < target:
                 try:
                     _drive(trainer, target - trainer.step_count, callbacks, conn.poll)
+                    forward.flush(trainer, force=True)  # what the run's end added (its last evaluation)
                 except BaseException as err:  # noqa: BLE001
                     forward.flush(trainer, force=True)
                     conn.send(("error", _error_sentence(err, memory_mb)))
@@ -416,6 +416,7 @@ def _serve(conn: Any, trainer: Any, kind: type[Kind], forward: _Forward, callbac
         elif what == "step":
             try:
                 _drive(trainer, 1, callbacks, lambda: False)
+                forward.flush(trainer, force=True)
             except BaseException as err:  # noqa: BLE001
                 forward.flush(trainer, force=True)
                 conn.send(("error", _error_sentence(err, memory_mb)))
