@@ -344,6 +344,8 @@ def worker_main(conn: Any, threads: int, memory_mb: int, warm: tuple[str, ...]) 
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - the job's own import reports it
             pass
+    if warm:  # the process's first torch.optim optimizer imports torch._dynamo (~2.5 s): not on Play's path
+        torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=1e-3)
     _memory_cap(memory_mb)
     try:
         conn.send(("ready", os.getpid()))
