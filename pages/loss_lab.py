@@ -77,7 +77,7 @@ with settings_col, st.container(border=True):
     st.radio("Where the points live", (2, 3), key="loss_lab.dim", horizontal=True,
              format_func=lambda d: "circle (2-D)" if d == 2 else "sphere (3-D)",
              help="The embedding dimension. Real models use 64-2048, but the maths is the same.")
-    if loss_key in ("nt_xent", "info_nce", "supcon"):
+    if loss_key in lab.TOY_USES_TEMPERATURE:
         st.select_slider("Temperature τ", (0.05, 0.1, 0.2, 0.5, 1.0), value=0.2, key="loss_lab.temperature",
                          format_func=lambda t: f"{t:g}", help=gloss("temperature"))
     st.select_slider("Batch size", (8, 16, 32, 64, 128, 256), value=64, key="loss_lab.batch",
@@ -88,7 +88,7 @@ with settings_col, st.container(border=True):
     if loss_key == "triplet":
         st.selectbox("Mining", tuple(MINING_NAMES), index=2, format_func=MINING_NAMES.get, key="loss_lab.mining",
                      help=gloss("mining"))
-    if loss_key in ("triplet", "margin"):
+    if loss_key in lab.TOY_USES_MARGIN:
         st.slider("Margin", 0.1, 2.0, 0.5, 0.1, key="loss_lab.margin",
                   help="How far apart (on the unit sphere, distances 0-2) negatives must be before they stop "
                        "being pushed.")

@@ -47,7 +47,6 @@ METHOD_HELP = {
     "clip": "Images and their captions are embedded by two encoders; each image must pick out its own caption "
             "among the batch's (Radford et al. 2021). Needs a dataset with captions, such as shapes.",
 }
-USES_TEMPERATURE = ("simclr", "moco", "supcon")
 # Short names: the full text is the help tooltip.
 ARCH_LABELS = {"small_cnn": "Small CNN", "fast_cnn": "Fast CNN", "resnet18": "ResNet-18"}
 MAX_CHECKPOINT_BYTES = 300 * 1024 * 1024
@@ -185,7 +184,7 @@ with settings_col:
     with st.container(border=True):
         st.markdown("**Method**")
         method = W.select("train.method", format_func=lambda m: T.METHOD_NAMES.get(m, m))
-        st.caption(METHOD_HELP[method])
+        st.caption(METHOD_HELP.get(method) or T.METHOD_HELP.get(method, ""))
         if method == "moco":
             queue = W.select_slider("train.queue_size", format_func=lambda v: f"{v:,}" if v else "none")
             W.select_slider("train.momentum")
@@ -213,7 +212,7 @@ with settings_col:
             W.select_slider("train.width")
         W.select_slider("train.projection_dim")
         W.select_slider("train.batch_size")
-        if method in USES_TEMPERATURE:
+        if method in T.USES_TEMPERATURE:
             W.select_slider("train.temperature", format_func=lambda t: f"{t:g}", help=gloss("temperature"))
         elif method == "clip":
             W.select("train.clip_model", format_func=lambda m: {"": "Small CNN + text transformer",
