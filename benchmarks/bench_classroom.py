@@ -1,8 +1,9 @@
 """A classroom on one server: throughput and fairness of training jobs, side by side in one run.
 
-(jobs)    In-process, no browser: steps/s of the bare ``Trainer``, of one ``ui.jobs.TrainingJob``, and the
-          total of N jobs under the old policy (every job its own thread with torch's default threads, all
-          stepping at once) beside the new one (``ui.jobs.StepGate``: round-robin turns, threads split).
+(jobs)    No browser: steps/s of the bare ``Trainer`` in this process, of one job through ``core.runner`` (its
+          own worker process; the rate the page sees: records in the server's mirror) and the total of N jobs;
+          Play to the first step in the mirror (a warm spare worker waiting, and a cold start) and Stop to the
+          worker process gone.
 (browser) N Chromium contexts (one per pupil) against one ``streamlit run app.py`` on 127.0.0.1: the first
           opens the first lesson alone (its steps/s is "one job alone", beside the bare Trainer on the same
           settings measured first in this process), then the others join. Reports each
@@ -16,7 +17,8 @@
 Bounded: at most 12 contexts, every wait has a timeout, the server and browser are always closed.
 Absolute figures depend on the machine's load (printed); the ratios are measured in the same run.
 
-    .venv/bin/python benchmarks/bench_classroom.py --part jobs --jobs 2 --seconds 15
+    .venv/bin/python benchmarks/bench_classroom.py --part jobs --jobs 2 --seconds 15 --batch 64
+    .venv/bin/python benchmarks/bench_classroom.py --part jobs --jobs 2 --seconds 15 --batch 0   # the lesson
     .venv/bin/python benchmarks/bench_classroom.py --part browser --sessions 10 --seconds 90
 """
 from __future__ import annotations
@@ -98,73 +100,110 @@ def _steps_per_s(trainers: list, seconds: float, start) -> float:
     return (s1 - s0) / (t1 - t0)
 
 
-def _off_main(build):
-    """``build()`` on a short-lived thread, as the served app builds trainers on its script threads: the main
-    thread then owns no OpenMP team while the jobs train (a second long-lived team slows every two-thread
-    team; see ``_bare_on_this_thread``), and the bare reference, last, still steps on the main thread."""
-    out: list = []
-    th = threading.Thread(target=lambda: out.append(build()))
-    th.start()
-    th.join()
-    return out[0]
+def _ready_spare(runner, timeout: float = 300.0) -> float:
+    """Start the runner's spare worker and wait until it has imported everything (seconds it took)."""
+    t0 = time.perf_counter()
+    runner.prewarm()
+    spare = runner._spare
+    deadline = time.monotonic() + timeout
+    while spare is not None and not spare.ready and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return time.perf_counter() - t0
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def bench_jobs(n_jobs: int, seconds: float, batch: int, bare_thread: bool = False) -> None:
+    """Jobs through ``core.runner`` (each in its own worker process) against the bare Trainer in this process."""
     import torch
 
-    from ui import jobs
+    from core import runner as R
 
     print(f"\n(jobs) shapes, SimCLR lesson settings at batch {batch or 'of the lesson'}, {seconds:.0f} s per phase, "
-          f"{os.cpu_count()} cores, torch default {torch.get_num_threads()} threads")
+          f"{os.cpu_count()} cores, torch default {torch.get_num_threads()} threads here; a worker gets "
+          f"cores // jobs training threads (CP_WORKER_THREADS fixes it)")
+    runner = R.Runner(capacity=max(8, n_jobs), quantum_s=None)
 
-    def with_jobs(slots, gate, started=None):
-        def start(trainers):
-            js = [jobs.TrainingJob(t, target_steps=10**9, slots=slots, gate=gate) for t in trainers]
+    class _Count:  # a job's steps, as _steps_per_s reads them
+        def __init__(self, job):
+            self.job = job
+
+        @property
+        def step_count(self):
+            return self.job.steps_done
+
+    def run_jobs(n: int) -> float:
+        mirrors = [_trainer(batch, i) for i in range(n)]
+        js = [R.Job(t, target_steps=10**9, runner=runner) for t in mirrors]
+
+        def start(_):
             for j in js:
                 j.play()
+            deadline = time.monotonic() + 300
+            while not all(j.steps_done > 0 or j.state == R.FAILED for j in js) and time.monotonic() < deadline:
+                time.sleep(0.05)
 
             def stop():
-                if started is not None:  # what the gate's tuner chose, read before the jobs leave it
-                    started.extend(gate.tuner(j.id) for j in js)
                 for j in js:
                     j.pause()
                 for j in js:
                     j.wait(60)
+                    j.close()
             return stop
-        return start
+        rate = _steps_per_s([_Count(j) for j in js], seconds, start)
+        failed = [j.error for j in js if j.state == R.FAILED]
+        if failed:
+            print(f"  a job failed: {failed[0]}")
+        return rate
 
-    def trainers(n):
-        return _off_main(lambda: [_trainer(batch, i) for i in range(n)])
-
-    cores = jobs.CORES
-    default_threads = torch.get_num_threads()
-    print(f"  new policy = the server's gate: {jobs.STEP_CONCURRENCY} step at a time, up to "
-          f"{cores - jobs.RESERVED_CORES} threads a step ({jobs.RESERVED_CORES} of {cores} cores kept for the pages), "
-          f"a lone job's thread count measured by its ThreadTuner ({jobs.GATE.make_tuner is not None}), "
-          f"one thread while the load average ({os.getloadavg()[0]:.1f}) exceeds the cores")
-    rows = {}
-    tuners: list = []
-    rows["1 job (new policy)"] = _steps_per_s(trainers(1), seconds, with_jobs(jobs.Slots(8), jobs.GATE, tuners))
-    rows["1 job, one thread a step (policy before)"] = _steps_per_s(
-        trainers(1), seconds, with_jobs(jobs.Slots(8), jobs.StepGate(jobs.STEP_CONCURRENCY, reserve=cores - 1)))
-    # Old policy: every job steps at once, each with torch's default thread count.
-    old_gate = jobs.StepGate(concurrency=n_jobs, cores=default_threads * n_jobs)
-    rows[f"{n_jobs} jobs, old policy (total)"] = _steps_per_s(
-        trainers(n_jobs), seconds, with_jobs(jobs.Slots(8), old_gate))
-    rows[f"{n_jobs} jobs, new policy (total)"] = _steps_per_s(
-        trainers(n_jobs), seconds, with_jobs(jobs.Slots(8), jobs.GATE))
-    rows[f"{n_jobs} jobs, 1 thread each in parallel (total)"] = _steps_per_s(
-        trainers(n_jobs), seconds, with_jobs(jobs.Slots(8), jobs.StepGate(cores, cores)))
-    if bare_thread:
-        rows["bare Trainer on a thread (before)"] = _steps_per_s(trainers(1), seconds, _bare_loop)
-    rows["bare Trainer"] = _bare_on_this_thread(_trainer(batch, 0), seconds)  # last: see _off_main
-    bare, one = rows["bare Trainer"], rows["1 job (new policy)"]
-    for k, v in rows.items():
-        print(f"  {k:<44} {v:6.2f} steps/s   {v / bare:.2f}x bare, {v / one:.2f}x one job")
-    for t in tuners:
-        if t is not None:
-            means = ", ".join(f"{n} threads {1000 * m:.0f} ms" for n, m in sorted(t.means.items()))
-            print(f"  the lone job's tuner chose {t.choice} threads (mean step: {means or 'no trial ended'})")
+    try:
+        warm_s = _ready_spare(runner)
+        print(f"  a spare worker was ready {warm_s:.1f} s after it was started (imports torch, core.train)")
+        rows = {}
+        rows["1 job through the runner"] = run_jobs(1)
+        rows[f"{n_jobs} jobs through the runner (total)"] = run_jobs(n_jobs)
+        if bare_thread:
+            rows["bare Trainer on a thread"] = _steps_per_s([_trainer(batch, 0)], seconds, _bare_loop)
+        rows["bare Trainer (this process)"] = _bare_on_this_thread(_trainer(batch, 0), seconds)
+        bare, one = rows["bare Trainer (this process)"], rows["1 job through the runner"]
+        for k, v in rows.items():
+            print(f"  {k:<44} {v:6.2f} steps/s   {v / bare:.2f}x bare, {v / one:.2f}x one job")
+        # Play to the first step in the mirror (what the chart draws), with a warm spare waiting and without.
+        for label, warm in (("warm spare", True), ("no spare (cold start)", False)):
+            runner.keep_spare = warm
+            if warm:
+                _ready_spare(runner)
+            else:
+                with runner._lock:
+                    spare, runner._spare = runner._spare, None
+                if spare is not None:
+                    spare.close()
+            job = R.Job(_trainer(batch, 7), target_steps=10**9, runner=runner)
+            t0 = time.perf_counter()
+            job.play()
+            while not job.trainer.history and job.state != R.FAILED and time.perf_counter() - t0 < 300:
+                time.sleep(0.005)
+            first = time.perf_counter() - t0
+            time.sleep(1.0)
+            pid = job.pid
+            t1 = time.perf_counter()
+            job.stop()
+            while pid is not None and not _process_gone(pid) and time.perf_counter() - t1 < 30:
+                time.sleep(0.005)
+            gone = time.perf_counter() - t1
+            print(f"  Play -> first step in the mirror ({label}): {first:.2f} s (goal <= 2 s); "
+                  f"Stop -> worker process gone: {gone:.2f} s (goal <= 1 s); state {job.state}")
+    finally:
+        runner.shutdown()
 
 
 # --------------------------------------------------------------------------------------------- server side
@@ -182,99 +221,19 @@ def serve(log_path: str, streamlit_args: list[str]) -> None:
                     # seconds would count as slow training. Keep every running job's target ahead of it.
                     if j.state == jobs.RUNNING and j.target_steps - j.steps_done < 300:
                         j.extend(1000)
-                log.write(json.dumps({"t": time.time(), "running": jobs.SLOTS.running,
-                                      "waiting": jobs.SLOTS.waiting,
+                slots = jobs.default_runner().slots
+                log.write(json.dumps({"t": time.time(), "running": slots.running, "waiting": slots.waiting,
                                       "steps": {str(j.id): j.steps_done for j in live},
-                                      "states": {str(j.id): j.state for j in live},
-                                      "tuners": {str(j.id): _tuner_state(t) for j in live
-                                                 if (t := jobs.GATE.tuner(j.id)) is not None}}) + "\n")
+                                      "states": {str(j.id): j.state for j in live}}) + "\n")
                 time.sleep(1.0)
 
     threading.Thread(target=sample, daemon=True, name="classroom-sampler").start()
     if os.environ.get("CP_BENCH_THREADS"):
         threading.Thread(target=_sample_thread_cpu, args=(log_path + ".threads",), daemon=True,
                          name="thread-cpu-sampler").start()
-        _time_steps(log_path + ".steps")
     import bench_app
 
     bench_app.serve_timed(log_path + ".runs", streamlit_args)
-
-
-def _tuner_state(tuner: Any) -> dict[str, Any]:
-    """A job's ThreadTuner as the sampler logs it: its choice, trials so far and the last trial's mean steps."""
-    return {"choice": tuner.choice, "trials": tuner.trials,
-            "mean_ms": {str(n): round(1000 * m, 1) for n, m in sorted(tuner.means.items())}}
-
-
-def _tuner_line(samples: list[dict[str, Any]]) -> str:
-    """What the last sample says about the lone job's thread tuner, in words."""
-    tuners = next((s["tuners"] for s in reversed(samples) if s.get("tuners")), None)
-    if not tuners:
-        return "no thread tuner (CP_RESERVED_CORES leaves one thread, or no trial yet)"
-    t = next(iter(tuners.values()))
-    means = ", ".join(f"{n} thread{'s' if n != '1' else ''} {m:.0f} ms" for n, m in t["mean_ms"].items())
-    return (f"{t['choice']} thread{'s' if t['choice'] != 1 else ''} after {t['trials']} trial(s) "
-            f"(last trial's mean step: {means})")
-
-
-def _step_times_line(steps: list[dict[str, Any]], t0: float, t1: float) -> str:
-    """Steps of the window by thread count: how many, median and slowest wall time, and the share of the
-    window's step time spent in steps over 0.3 s."""
-    parts = []
-    for n in sorted({s["threads"] for s in steps}):
-        walls = sorted(s["wall"] for s in steps if s["threads"] == n and t0 <= s.get("at", 0.0) <= t1)
-        if walls:
-            slow = sum(w for w in walls if w > 0.3) / sum(walls)
-            parts.append(f"{n} thread{'s' if n > 1 else ''}: {len(walls)} steps, median "
-                         f"{1000 * statistics.median(walls):.0f} ms, max {1000 * walls[-1]:.0f} ms, "
-                         f"{slow:.0%} of their time in steps over 0.3 s")
-    return "; ".join(parts) or "none timed"
-
-
-def _time_steps(path: str) -> None:
-    """Wrap ``Trainer.step`` to log each step's wall time, the thread's CPU time and torch's thread count: wall
-    well above CPU means the step waited (for the GIL, or for a core), not computed."""
-    import torch
-
-    from core.train import Trainer
-
-    original = Trainer.step
-    out = open(path, "a", buffering=1)  # noqa: SIM115 - lives as long as the server
-
-    current = {"t": None, "dumped": False}
-
-    def watchdog() -> None:  # what the other threads do while a step takes long
-        import sys as _sys
-        import traceback
-
-        dump = open(path + ".slow", "a", buffering=1)  # noqa: SIM115
-        while True:
-            time.sleep(0.05)
-            t = current["t"]
-            if t is not None and not current["dumped"] and time.perf_counter() - t > 0.4:
-                current["dumped"] = True
-                names = {th.ident: th.name for th in threading.enumerate()}
-                dump.write(f"--- step running {time.perf_counter() - t:.2f} s\n")
-                for ident, frame in _sys._current_frames().items():
-                    if ident == threading.get_ident():
-                        continue
-                    st = traceback.extract_stack(frame)[-7:]
-                    dump.write(f"  [{names.get(ident, ident)}] " + " < ".join(
-                        f"{Path(f.filename).name}:{f.name}:{f.lineno}" for f in reversed(st)) + "\n")
-
-    threading.Thread(target=watchdog, daemon=True, name="slow-step-watchdog").start()
-
-    def step(self: Any) -> Any:
-        w0, c0 = time.perf_counter(), time.thread_time()
-        current["t"], current["dumped"] = w0, False
-        record = original(self)
-        current["t"] = None
-        out.write(json.dumps({"t": w0, "at": time.time(), "wall": time.perf_counter() - w0,
-                              "cpu": time.thread_time() - c0,
-                              "threads": torch.get_num_threads(), "step": self.step_count}) + "\n")
-        return record
-
-    Trainer.step = step  # type: ignore[method-assign]
 
 
 def _sample_thread_cpu(path: str, every_s: float = 5.0) -> None:
@@ -367,7 +326,7 @@ def bench_browser(n: int, seconds: float, alone_s: float, args_timeout: float = 
     OUT.mkdir(parents=True, exist_ok=True)
     log = OUT / "bench_classroom_jobs.jsonl"
     log.write_text("")
-    for extra in (".steps", ".steps.slow", ".threads"):  # CP_BENCH_THREADS=1 logs: never a previous run's
+    for extra in (".threads",):  # CP_BENCH_THREADS=1 logs: never a previous run's
         Path(f"{log}{extra}").unlink(missing_ok=True)
     # bench_app's timed server (it logs every script and fragment run), launched through --serve here so
     # the server also samples its jobs' steps
@@ -434,10 +393,6 @@ def bench_browser(n: int, seconds: float, alone_s: float, args_timeout: float = 
             print(f"  one job alone in the app: {alone:.2f} steps/s (server-side, over {alone_s:.0f} s) = "
                   f"{alone / max(bare, 1e-9):.2f}x the bare Trainer (goal >= 0.8x); CPU used: "
                   f"{_cpu_line(cpu_a, cpu_a1, time.time() - t_a)}")
-            print(f"  its thread tuner: {_tuner_line(_samples(log))}")
-            steps_log = Path(f"{log}.steps")
-            if steps_log.exists():  # CP_BENCH_THREADS=1: every step's wall time, by torch thread count
-                print(f"  its steps: {_step_times_line(_samples(steps_log), t_a, time.time())}")
             server_cores = (cpu_a1["server"] - cpu_a["server"]) / (time.time() - t_a)
             print(f"  steps per core-second: app {alone / max(server_cores, 1e-9):.2f} vs bare "
                   f"{bare / max(bare_cores, 1e-9):.2f} (the browser runs on the same cores here, unlike a classroom)")
@@ -506,7 +461,7 @@ def bench_browser(n: int, seconds: float, alone_s: float, args_timeout: float = 
             if frags:
                 print(f"  live-panel fragment runs: median {statistics.median(frags) * 1000:.0f} ms, "
                       f"max {max(frags) * 1000:.0f} ms over {len(frags)}")
-            print(f"  server RSS peak {rss_peak[0] / 2**30:.2f} GB (goal < 8 GB)")
+            print(f"  server + worker processes RSS peak {rss_peak[0] / 2**30:.2f} GB (goal < 8 GB)")
             print(f"  what the pages say: {sorted(set(lines))[:4]}")
         finally:
             halt.set()

@@ -50,22 +50,22 @@ def _rank(rank: int, port: int, seed: int, target: float, max_s: float, t_spawn:
         cfg, data_opts = lesson_config()
         cfg = replace(cfg, seed=seed, batch_size=cfg.batch_size // WORLD)
         trainer = distributed.make_distributed(Trainer(cfg, load_dataset("shapes", **data_opts), device="cpu"), ctx)
-        reached, best = None, 0.0
+        state = {"reached": None, "best": 0.0}
         flag = torch.zeros(1)
-        while True:
-            trainer.step()
-            if trainer.step_count == 1:  # the page's job evaluates right after the first step
-                trainer.evaluate()
-            ev = trainer.evals[-1] if trainer.evals else None
-            if rank == 0:
-                if ev is not None and ev.step == trainer.step_count:
-                    best = max(best, ev.knn["shape"])
-                    if ev.knn["shape"] >= target:
-                        reached = time.time()
-                flag[0] = 1.0 if reached is not None or time.time() - t_ready > max_s else 0.0
-            dist.broadcast(flag, 0)
-            if flag[0] > 0:
-                break
+
+        class Goal:  # after the page's own callbacks; rank 0 decides, every rank stops at the same step
+            def on_step(self, t, record) -> None:
+                ev = t.evals[-1] if t.evals else None
+                if rank == 0:
+                    if ev is not None and ev.step == t.step_count:
+                        state["best"] = max(state["best"], ev.knn["shape"])
+                        if ev.knn["shape"] >= target:
+                            state["reached"] = time.time()
+                    flag[0] = 1.0 if state["reached"] is not None or time.time() - t_ready > max_s else 0.0
+                dist.broadcast(flag, 0)
+
+        trainer.run(10**9, callbacks=[*trainer.default_callbacks(), Goal()], stop=lambda: bool(flag[0] > 0))
+        reached, best = state["reached"], state["best"]
         if rank == 0:
             Path(out).write_text(json.dumps({
                 "from_spawn": None if reached is None else reached - t_spawn,

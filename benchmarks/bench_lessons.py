@@ -54,20 +54,29 @@ def train_lesson(goal: LessonGoal, cfg, data_opts: dict, max_seconds: float, *, 
 def _train_lesson(goal: LessonGoal, cfg, data_opts: dict, max_seconds: float) -> dict:
     t0 = time.perf_counter()
     trainer = Trainer(cfg, load_dataset("shapes", **data_opts))
-    shown, what = None, ""
-    while time.perf_counter() - t0 < max_seconds and trainer.step_count < max(cfg.steps, 1) * 4:
-        trainer.step()
-        if trainer.step_count == 1:
-            trainer.evaluate()  # the page's job evaluates right after the first step
-        if trainer.step_count == cfg.steps and trainer.evals[-1].step != cfg.steps:
-            trainer.evaluate()  # ... and at the end of the run
-        if trainer.evals and trainer.evals[-1].step == trainer.step_count:
-            ok, what = _point(goal, trainer)
-            if ok:
-                shown = time.perf_counter() - t0
-                break
-        if trainer.step_count >= cfg.steps and goal.kind != "knn_at_least":
-            break
+    state = {"shown": None, "what": ""}
+
+    class Judge:  # after the page's own callbacks: judges each new evaluation as the Train page does
+        def on_step(self, t, record) -> None:
+            if t.evals and t.evals[-1].step == t.step_count:
+                ok, state["what"] = _point(goal, t)
+                if ok and state["shown"] is None:
+                    state["shown"] = time.perf_counter() - t0
+
+        def on_run_end(self, t, finished) -> None:
+            self.on_step(t, None)  # the end-of-run evaluation lands after the last on_step
+
+    callbacks = [*trainer.default_callbacks(), Judge()]
+
+    def stop() -> bool:
+        return state["shown"] is not None or time.perf_counter() - t0 >= max_seconds
+
+    # The run the page starts (cfg.steps, evaluated at its end); a kNN goal not reached yet keeps training, up to
+    # 4x cfg.steps in all, as a user may extend the run.
+    trainer.run(max(cfg.steps, 1), callbacks=callbacks, stop=stop)
+    if goal.kind == "knn_at_least":
+        trainer.run(3 * max(cfg.steps, 1), callbacks=callbacks, stop=stop)
+    shown, what = state["shown"], state["what"]
     return {"seconds": shown, "what": what, "step": trainer.step_count,
             "width": cfg.encoder.width, "size": data_opts["size"], "batch": cfg.batch_size}
 

@@ -46,7 +46,7 @@ def main() -> None:
     trainers = {k: Trainer(c, d) for k, (c, d) in levers.items()}
     for t in trainers.values():
         t.step()
-        t.step()  # warm-up (first step takes the initial snapshot)
+        t.step()  # warm-up: the process's first optimizer step and convolutions
     times: dict[str, list[float]] = {k: [] for k in trainers}
     for _ in range(args.repeats):
         for k, t in trainers.items():

@@ -120,6 +120,22 @@ def blas_pools(as_is: bool):
         core.device.SMALL_BLAS_THREADS = committed
 
 
+class Goal:
+    """A run callback: the best shape kNN so far, and the seconds since ``t_start`` when it first reached
+    ``target``."""
+
+    def __init__(self, target: float, t_start: float) -> None:
+        self.target, self.t_start = target, t_start
+        self.best, self.reached = 0.0, None
+
+    def on_step(self, trainer, record) -> None:
+        ev = trainer.evals[-1] if trainer.evals else None
+        if ev is not None and ev.step == trainer.step_count:
+            self.best = max(self.best, ev.knn["shape"])
+            if ev.knn["shape"] >= self.target and self.reached is None:
+                self.reached = time.perf_counter() - self.t_start
+
+
 def run(name: str, cfg: TrainConfig, data_opts: dict, target: float, max_seconds: float, seed: int) -> dict:
     with blas_pools(name.endswith(AS_IS)):
         return _run(name, cfg, data_opts, target, max_seconds, seed)
@@ -136,18 +152,12 @@ def _run(name: str, cfg: TrainConfig, data_opts: dict, target: float, max_second
     untrained = knn_accuracy(trainer._features(trainer._knn_ref), trainer._knn_ref.labels["shape"],
                              trainer._features(trainer.heldout), trainer.heldout.labels["shape"], k=cfg.knn_k)
     t_start += time.perf_counter() - t_u
-    reached, best, last_step = None, 0.0, 0
-    while time.perf_counter() - t_start < max_seconds:
-        trainer.step()
-        if trainer.step_count == 1:  # the page's job evaluates right after the first step
-            trainer.evaluate()
-        ev = trainer.evals[-1] if trainer.evals else None
-        if ev is not None and ev.step == trainer.step_count:
-            best = max(best, ev.knn["shape"])
-            if ev.knn["shape"] >= target:
-                reached = time.perf_counter() - t_start
-                break
-    last_step = trainer.step_count
+    goal = Goal(target, t_start)
+    # The page's schedule (Trainer.default_callbacks: an evaluation after step 1 and every eval_every steps), until
+    # the goal or the time limit.
+    trainer.run(10**9, callbacks=[*trainer.default_callbacks(), goal],
+                stop=lambda: goal.reached is not None or time.perf_counter() - t_start >= max_seconds)
+    reached, best, last_step = goal.reached, goal.best, trainer.step_count
     steps_s = last_step / max(trainer.seconds, 1e-9)
     result = {"name": name, "seconds": reached, "step": last_step, "setup": setup, "untrained": untrained,
               "best": best, "steps_per_s": steps_s, "loss": trainer.history[-1].loss,

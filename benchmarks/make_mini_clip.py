@@ -48,7 +48,11 @@ def train(seed: int, steps: int, n: int, batch_size: int = 128, target: float | 
     t0 = time.perf_counter()
     done = []
 
-    def on_step(record) -> None:
+    class Check:  # a run callback: progress on the check set every 25 steps, and the early stop
+        def on_step(self, t, record) -> None:
+            _check(record)
+
+    def _check(record) -> None:
         if record.step % 25 == 0 or record.step == steps:
             acc = _tower_accuracy(trainer, check)
             print(f"  step {record.step:4d}  loss {record.loss:.3f}  logit scale {record.logit_scale:.1f}  "
@@ -57,7 +61,7 @@ def train(seed: int, steps: int, n: int, batch_size: int = 128, target: float | 
             if target is not None and min(acc.values()) >= target:  # early stop on the check set (seed 12346)
                 done.append(record.step)
 
-    trainer.run(on_step=on_step, stop=lambda: bool(done))
+    trainer.run(callbacks=[*trainer.default_callbacks(), Check()], stop=lambda: bool(done))
     return trainer, time.perf_counter() - t0
 
 

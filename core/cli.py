@@ -68,11 +68,16 @@ def train(args: argparse.Namespace) -> Path | None:
             if ctx.is_main and (record.step % args.log_every == 0 or record.step == cfg.steps):
                 print(f"step {record.step}/{cfg.steps} loss {record.loss:.4f} ({record.seconds:.1f} s)", flush=True)
 
-        trainer.run(on_step=report)
+        class Report:  # a run callback beside the default evaluations and snapshots
+            def on_step(self, t, record) -> None:
+                report(record)
+
+        trainer.run(callbacks=[*trainer.default_callbacks(), Report()])
         path = None
         if ctx.is_main:
             path = trainer.save(args.out)
-            knn = trainer.evaluate().knn
+            last = trainer.evals[-1] if trainer.evals else None  # the run's own end-of-run evaluation
+            knn = (last if last is not None and last.step == trainer.step_count else trainer.evaluate()).knn
             print(f"saved {path} (world size {ctx.world_size}); held-out kNN "
                   + ", ".join(f"{k} {v:.3f}" for k, v in knn.items()), flush=True)
         distributed.barrier()
@@ -112,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="dataset option, e.g. n=2000 or size=64 (repeatable)")
     t.add_argument("--config", help="a TrainConfig JSON file (e.g. a checkpoint's .json sidecar's 'config')")
-    t.add_argument("--method", help="simclr | moco | triplet | margin | supcon | clip")
+    t.add_argument("--method", help="simclr | moco | triplet | margin | supcon | clip | vicreg")
     t.add_argument("--steps", type=int)
     t.add_argument("--batch-size", type=int, help="images per rank per step (global batch = ranks x this)")
     t.add_argument("--lr", type=float)

@@ -133,23 +133,6 @@ _blas_controller = None
 
 
 @contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """Run the body with ``torch.set_num_threads(threads)`` in this thread, then restore the old count.
-
-    Under OpenMP the count is per thread: a training job's setting (``ui.jobs``) or a trainer's helper thread's
-    (``core.train``) does not leak to the page's threads or to other jobs.
-    """
-    before = torch.get_num_threads()
-    if before != threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
-
-
-@contextmanager
 def small_blas() -> Iterator[None]:
     """Run the block with numpy's and scipy's BLAS on ``SMALL_BLAS_THREADS`` threads (torch is untouched).
 

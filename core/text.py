@@ -765,8 +765,8 @@ class TextFineTuner:
     otherwise ``cfg.heldout_fraction`` of ``pairs`` is set aside (seeded). With ``cfg.match == "topic"`` a
     held-out query is answered by any passage of its topic (``passage_topics``), itself excluded. Pairs with
     topics are batched at most one per topic, so no in-batch negative is secretly a positive.
-    ``history`` / ``evals`` only grow by append, so a page may read them while a background thread
-    (``ui.jobs.TrainingJob``) steps. The first step evaluates the untouched model first, so ``evals[0]`` is
+    ``history`` / ``evals`` only grow by append; a job (``core.runner``) trains it in a worker process and
+    fills its page's copy from the worker's records. The first step evaluates the untouched model first, so ``evals[0]`` is
     "before". The base model is deep-copied, never changed.
     Shapes: each step embeds batch_size queries and batch_size (x2 with hard negatives) passages.
     """
@@ -914,14 +914,22 @@ class TextFineTuner:
             self.evaluate()
         return record
 
-    def run(self, steps: int | None = None, on_step: Callable[[FineTuneStep], None] | None = None) -> None:
-        """``steps`` (default cfg.steps) steps in this thread, then a final evaluation."""
-        for _ in range(int(steps if steps is not None else self.cfg.steps)):
-            rec = self.step()
-            if on_step is not None:
-                on_step(rec)
-        if not self.evals or self.evals[-1].step != self.step_count:
-            self.evaluate()
+    def default_callbacks(self) -> list:
+        """An evaluation before the first step ("before"), every ``cfg.eval_every`` steps and at the end of a
+        finished run (:class:`core.loop.EvaluateEvery`; :meth:`step` itself also measures "before" once)."""
+        from core.loop import EvaluateEvery
+
+        return [EvaluateEvery(self.cfg.eval_every, first=False, start=True)]
+
+    def run(self, steps: int | None = None, callbacks: Sequence[object] | None = None,
+            stop: Callable[[], bool] | None = None) -> list[FineTuneStep]:
+        """``steps`` (default cfg.steps) steps in this thread through :func:`core.loop.run_loop`, the loop a job's
+        worker process drives too; ``callbacks`` None means :meth:`default_callbacks`, ``stop`` is checked
+        before each step."""
+        from core.loop import run_loop
+
+        n = int(steps if steps is not None else self.cfg.steps)
+        return run_loop(self, n, self.default_callbacks() if callbacks is None else callbacks, stop)
 
     def evaluate(self) -> FineTuneEval:
         """Recall@k and MRR of the held-out queries over ``passages`` with the model as it is now."""

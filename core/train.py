@@ -1,84 +1,65 @@
 """One training loop for every contrastive method the app teaches.
 
-``Trainer`` knows nothing about the UI (minGPT style): the Streamlit page, a test and a benchmark all
-drive the same ``step()`` / ``run(on_step=...)``. A step is safe to call from a background thread;
-what it records (``history``, ``evals``, ``snapshots``) only ever grows by ``append``, so a reader in
-another thread sees a consistent prefix.
+``Trainer`` knows nothing about the UI (minGPT style): the app's worker process, a test and a benchmark all
+drive the same ``run(steps, callbacks, stop)`` (:mod:`core.loop`). ``step()`` is one optimisation step and
+nothing else; evaluation and snapshots are callbacks (:meth:`Trainer.default_callbacks`). What a trainer
+records (``history``, ``evals``, ``snapshots``) only ever grows by ``append``.
 
-Methods
+Methods (one class each in :mod:`core.methods`)
 -------
 - ``simclr``  NT-Xent over two augmented views (Chen et al. 2020).
 - ``moco``    InfoNCE against a FIFO queue of keys from a momentum encoder (He et al. 2020).
-- ``triplet`` triplet loss on one view, labels from ``label_factor`` (Schroff et al. 2015).
+- ``triplet`` triplet loss on both views, labels from ``label_factor`` (Schroff et al. 2015).
 - ``margin``  margin contrastive loss on view pairs, half same-image, half random (Hadsell et al. 2006).
 - ``supcon``  supervised contrastive loss over both views (Khosla et al. 2020).
-- ``clip``    image-text contrastive loss with a learnable logit scale (Radford et al. 2021); the text
-              tower is open_clip's ``TextTransformer`` with its own BPE tokenizer, sized for captions.
+- ``clip``    image-text contrastive loss with a learnable logit scale (Radford et al. 2021).
+- ``vicreg``  invariance + variance + covariance terms, no negatives (Bardes et al. 2022).
 """
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import math
 import os
 import tempfile
 import threading
 import time
-import zlib
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from core import losses
 from core.augment import PRESETS as AUGMENT_PRESETS
 from core.augment import AugmentConfig, augment, recipe_for
 from core.data import OWN_DATA, ImageSet, dataset_identity, describe_identity, heldout_stratify, load_dataset
-from core.device import pick_device, resolve_precision, small_blas, torch_threads
+from core.device import pick_device, resolve_precision, small_blas
 from core.embed import EmbeddingSet, embed_imageset
 from core.errors import PlaygroundError, TrainingDiverged
+from core.loop import EvaluateEvery, SnapshotEvery, run_loop
 from core.metrics import alignment, effective_rank, knn_accuracies, uniformity
-from core.models import ContrastiveModel, EncoderConfig, build_model, momentum_copy, momentum_update
+from core.methods import METHODS as METHOD_CLASSES
+from core.methods import Method, method_for
+from core.methods.clip import LOGIT_SCALE_MAX as _LOGIT_SCALE_MAX
+from core.models import ContrastiveModel, EncoderConfig
 from core.projection import align_to, project
 
-METHODS = ("simclr", "moco", "triplet", "margin", "supcon", "clip")
-METHOD_NAMES = {
-    "simclr": "SimCLR (NT-Xent)",
-    "moco": "MoCo (InfoNCE + queue)",
-    "triplet": "Triplet",
-    "margin": "Margin contrastive",
-    "supcon": "SupCon",
-    "clip": "CLIP-style (image-text)",
-}
-SUPERVISED = ("triplet", "margin", "supcon")
-# Methods whose loss draws nothing at random after the batch and its two views, so the next step's batch can be
-# drawn ahead of time (Trainer.views_ahead) without changing what any step draws.
-AHEAD_METHODS = ("simclr", "supcon", "triplet")
+# The methods' keys in the app's order, and what pages ask of them: derived from the method classes
+# (core.methods.METHODS), which are the one place a method's traits are written.
+METHODS: tuple[str, ...] = tuple(METHOD_CLASSES)
+METHOD_NAMES: dict[str, str] = {k: m.name for k, m in METHOD_CLASSES.items()}
+METHOD_HELP: dict[str, str] = {k: m.description for k, m in METHOD_CLASSES.items()}
+SUPERVISED: tuple[str, ...] = tuple(k for k, m in METHOD_CLASSES.items() if m.needs_labels)
+USES_TEMPERATURE: tuple[str, ...] = tuple(k for k, m in METHOD_CLASSES.items() if m.uses_temperature)
 MINING = ("all", "hard", "semihard")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("fp32", "bf16", "auto")  # auto: core.device.resolve_precision
 CHECKPOINT_FORMAT = "contrastive-playground/1"
 # The default preset ("SimCLR on shapes", the home page's first lesson): DEFAULT_PRESET on this dataset.
 DEFAULT_DATASET = {"name": "shapes", "options": {"n": 5000, "size": 32, "seed": 0}}
-
-# Text tower for the CLIP-style method: tiny, because captions are short and the machine is a CPU.
-_TEXT_CONTEXT = 16
-_TEXT_WIDTH = 128
-_TEXT_LAYERS = 2
-_TEXT_HEADS = 4
-_LOGIT_SCALE_INIT = 1 / 0.07  # CLIP's initial temperature 0.07
-_LOGIT_SCALE_MAX = 100.0  # CLIP clamps the learned multiplier here so training stays stable
-# MoCo's shuffling BatchNorm on one device: the batch is run through each encoder in this many sub-batches, the
-# key encoder's in a shuffled order, so a query and its key never share BatchNorm statistics (He et al. 2020,
-# section 3.3; the single-device form of the split-batch substitute that Chen et al. 2020 describe for SimCLR's
-# global BN).
-MOCO_BN_SPLITS = 2
 
 # Upper and lower bounds for every number in a TrainConfig. A configuration can come from outside (a checkpoint's
 # metadata, a settings file, a URL): these keep memory and time bounded whatever it asks for.
@@ -288,9 +269,10 @@ class Trainer:
                 f"The dataset {dataset.name!r} has no factor {self.label_factor!r}; "
                 f"it has {', '.join(dataset.factors)}."
             )
-        if cfg.method == "clip" and not dataset.captions:
+        self.method: Method = method_for(cfg.method)  # the method's class: its traits, state and loss
+        if self.method.needs_captions and not dataset.captions:
             raise PlaygroundError(
-                f"CLIP-style training needs captions, and {dataset.name!r} has none; use 'shapes' "
+                f"{self.method.name} training needs captions, and {dataset.name!r} has none; use 'shapes' "
                 "or a CSV/JSONL of images with captions."
             )
         if len(dataset) < 20:
@@ -304,44 +286,22 @@ class Trainer:
         n_ref = min(cfg.knn_reference, len(self.train_set))
         self._knn_ref = self.train_set.subset(np.sort(g.permutation(len(self.train_set))[:n_ref]))
 
+        # What a method may add (core.methods): MoCo's key encoder and queue, CLIP's text tower and logit scale.
+        self.clip = None  # clip with cfg.clip_model: the open_clip CLIP whose two towers are trained
+        self.text_model: nn.Module | None = None
+        self.logit_scale: nn.Parameter | None = None
+        self.key_model: ContrastiveModel | None = None
+        self.queue: losses.FeatureQueue | None = None
         # Model init under its own seed, leaving the caller's global RNG untouched.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            self.clip = None  # clip with cfg.clip_model: the open_clip CLIP whose two towers are trained
-            if cfg.method == "clip" and cfg.clip_model:
-                from core.clip import build_trainable_clip
-
-                self.clip = build_trainable_clip(cfg.clip_model, embed_dim=cfg.projection_dim, device=self.device)
-                self.model = self.clip.image_tower
-            else:
-                self.model: ContrastiveModel = build_model(cfg.encoder_config, device=self.device)
-            self.text_model: nn.Module | None = None
-            self.logit_scale: nn.Parameter | None = None
-            if self.clip is not None:
-                self.text_model, self._tokenizer = self.clip.text_tower, self.clip.tokenizer
-                self.logit_scale = self.clip.clip.logit_scale  # CLIP's own parameter, log(1 / 0.07) at init
-            elif cfg.method == "clip":
-                self.text_model, self._tokenizer = _build_text_tower(cfg.projection_dim, self.device)
-                self.logit_scale = nn.Parameter(torch.tensor(math.log(_LOGIT_SCALE_INIT), device=self.device))
-        self.key_model: ContrastiveModel | None = None
-        self.queue: losses.FeatureQueue | None = None
-        if cfg.method == "moco":
-            self.key_model = momentum_copy(self.model)
-            # queue_size 0: no queue; the other keys of the batch are the only negatives (see _loss).
-            if cfg.queue_size:
-                self.queue = losses.FeatureQueue(cfg.projection_dim, cfg.queue_size, device=self.device)
-                # As in the MoCo paper, start from random unit keys so the first steps have negatives.
-                init = torch.randn(cfg.queue_size, cfg.projection_dim, generator=torch.Generator().manual_seed(cfg.seed))
-                self.queue.enqueue(F.normalize(init, dim=1).to(self.device))
+            self.model: ContrastiveModel = self.method.build_encoder(self)
+            self.method.setup(self)
 
         # fused: one kernel for all parameters instead of a loop of small ops per parameter (on the CPU 0.32 against
         # 0.99 ms an optimizer step for the lesson's encoder, ~3% of its training step; benchmarks/bench_step_parts.py)
         fused = {"fused": True} if self.device.type in _FUSED_ADAMW_DEVICES else {}
-        if cfg.method == "clip":
-            self.optimizer = torch.optim.AdamW(self._clip_param_groups(), lr=cfg.lr, **fused)
-        else:
-            self.optimizer = torch.optim.AdamW(list(self.model.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                               **fused)
+        self.optimizer = torch.optim.AdamW(self.method.param_groups(self), lr=cfg.lr, **fused)
 
         # Training images live on the device as uint8 (4000 x 3 x 32 x 32 is 12 MB).
         self._images = self.train_set.images.to(self.device)
@@ -350,13 +310,6 @@ class Trainer:
         self._aug_gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
         self._probe_gen_seed = cfg.seed + 2
         self._probe_views: tuple[torch.Tensor, torch.Tensor] | None = None  # drawn once: see _fixed_probe_views
-        # views_ahead: the next batch and its views are drawn on a helper thread during this step's forward and
-        # backward passes (see the property). _ahead_rng: the generators' states before that draw, for save().
-        self._views_ahead = False
-        self._ahead: Future | None = None
-        self._ahead_rng: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._pools: dict[str, ThreadPoolExecutor] = {}  # "views-ahead" and "evaluations", one worker each
-        self._background: list[Future] = []  # evaluations and snapshots on their helper, oldest first
         # Hooks for core.distributed (no-ops in one process): the modules the loss runs through (DDP wrappers
         # under torchrun), a gather of every rank's rows with gradient, and (rank, world size) of the shard.
         self.forward_model: nn.Module = self.model
@@ -372,10 +325,6 @@ class Trainer:
         self.diverged: str | None = None
 
     # ------------------------------------------------------------------ training
-    @property
-    def method(self) -> str:
-        return self.cfg.method
-
     @property
     def current_logit_scale(self) -> float | None:
         if self.logit_scale is None:
@@ -398,149 +347,17 @@ class Trainer:
         idx = torch.randperm(len(self.train_set), generator=self._gen)[: self.batch_size * world]
         return idx[rank * self.batch_size:(rank + 1) * self.batch_size].to(self.device)
 
-    def _views(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        v1 = augment(x, self.cfg.augment, self._aug_gen)
-        v2 = augment(x, self.cfg.augment, self._aug_gen)
-        return v1, v2
-
-    @property
-    def views_ahead(self) -> bool:
-        """Draw each next batch and its two augmented views on a helper thread while the current step's forward
-        and backward passes run (default False). Every step trains on exactly the batch and views it would have
-        drawn anyway (same generators, same order), so this changes the speed, not the run; it applies to
-        :data:`AHEAD_METHODS` only (the others draw more at random inside the loss).
-
-        Worth it on a CPU when the step runs on fewer torch threads than there are free cores: the views took a
-        third of a one-thread lesson step (10.5 of 30.8 ms), and the helper does them on another core without
-        the lock-step of a second OpenMP thread, which stalls whenever a browser or the page takes that core
-        (``ui.jobs`` turns it on when a lone job's tuner chose one thread). The helper runs one torch thread.
-
-        While it is on, evaluations and snapshots run on a second helper, on a copy of the model as of their step
-        (:meth:`_later`): the training thread goes on meanwhile, and their records land a few steps later, in
-        order, with the same numbers. :meth:`run`, :meth:`evaluate` and :meth:`save` wait for them first."""
-        return self._views_ahead
-
-    @views_ahead.setter
-    def views_ahead(self, on: bool) -> None:
-        # Turning it off keeps a batch already drawn: the next step trains on it, as it would have anyway.
-        self._views_ahead = bool(on) and self.cfg.method in AHEAD_METHODS
-
-    def _draw(self) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
-        """The next batch's indices, with its two augmented views for :data:`AHEAD_METHODS` (None for the others,
-        which augment inside the loss). Under the step's precision, so a drawn-ahead batch is the same."""
-        with self._autocast():
-            idx = self._sample()
-            return idx, (self._views(self._images[idx]) if self.cfg.method in AHEAD_METHODS else None)
-
-    def _on_helper(self, fn: Callable[[], object], helper: str = "views-ahead") -> Future:
-        """Run ``fn`` on one of this trainer's helper threads (one worker each: its jobs run in the order given).
-
-        Two helpers, so that the next batch never waits behind an evaluation: on one helper, step k + 2's views
-        queued behind step k's evaluation (170 ms on one thread), and the training thread stalled for it every 25
-        steps. The evaluations' helper runs at a lower priority (nice 10): it takes what the training thread and
-        the page leave of the cores, and :meth:`_later` bounds how far it may fall behind."""
-        pool = self._pools.get(helper)
-        if pool is None:
-            pool = self._pools[helper] = ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix=helper, initializer=_lower_priority if helper == "evaluations"
-                else None)
-        return pool.submit(_one_torch_thread, fn)
-
-    def _next_batch(self) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
-        ahead, self._ahead, self._ahead_rng = self._ahead, None, None
-        batch = ahead.result() if ahead is not None else self._draw()
-        if self._views_ahead:
-            self._ahead_rng = (self._gen.get_state(), self._aug_gen.get_state())
-            self._ahead = self._on_helper(self._draw)
-        return batch
-
-    def _later(self, work: Callable[[ContrastiveModel, int, float], object]) -> None:
-        """``work(model, step, seconds)`` on the evaluations' helper, on a copy of the model as it is now (weights and
-        BatchNorm statistics), while training goes on: how evaluations and snapshots run when views_ahead is on.
-        Their records land in ``evals`` / ``snapshots`` a few steps later, in order, with this step's number."""
-        while len(self._background) >= _BACKGROUND_BEHIND:  # never more than a few records late
-            self._background.pop(0).result()
-        model = copy.deepcopy(self.model)
-        step, seconds = self.step_count, self.seconds
-        self._background.append(self._on_helper(lambda: work(model, step, seconds), "evaluations"))
-
-    def _settle_background(self, wait: bool) -> None:
-        """Collect finished background evaluations and snapshots (all of them when ``wait``), raising their
-        errors here, on the training thread."""
-        while self._background and (wait or self._background[0].done()):
-            self._background.pop(0).result()
+    def _views(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The method's ``views`` augmented views of the batch ``x``, drawn one after the other."""
+        return tuple(augment(x, self.cfg.augment, self._aug_gen) for _ in range(self.method.views))
 
     def _autocast(self):
         if self.precision == "bf16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _loss(self, idx: torch.Tensor, views: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        cfg = self.cfg
-        x = self._images[idx]
-        y = self._labels[idx]
-        n = len(idx)
-        if cfg.method == "clip":
-            img = self.forward_model(augment(x, cfg.augment, self._aug_gen))
-            texts = self._captions(idx.cpu().numpy())
-            txt = self.forward_text(self._tokenizer(texts).to(self.device))
-            # Rows that drew the same caption text are not each other's negatives (multi-positive batch). The id
-            # is a checksum of the text, so equal captions on different ranks get equal ids once gathered.
-            text_ids = torch.tensor([zlib.crc32(t.encode("utf-8")) for t in texts], device=img.device)
-            return losses.clip_loss(self.gather(img), self.gather(txt),
-                                    self.logit_scale.exp().clamp(max=_LOGIT_SCALE_MAX),
-                                    text_ids=self.gather(text_ids))
-        v1, v2 = views if views is not None else self._views(x)
-        if cfg.method == "moco":
-            q = _split_batch_forward(self.forward_model, v1)
-            with torch.no_grad():
-                momentum_update(self.key_model, self.model, cfg.momentum)
-                # Shuffling BN: keys are computed on sub-batches of a shuffled order, then put back in place.
-                perm = torch.randperm(n, generator=self._gen).to(self.device)
-                k = torch.empty_like(q)
-                k[perm] = _split_batch_forward(self.key_model, v2[perm])
-            q, k = self.gather(q), self.gather(k)  # the queue takes every rank's keys
-            if self.queue is None:
-                return losses.info_nce(q, k, None, cfg.temperature, batch_negatives=True)
-            loss = losses.info_nce(q, k, self.queue.tensor, cfg.temperature)
-            self.queue.enqueue(k)
-            return loss
-        # One forward over both views: BatchNorm sees 2N images, as in SimCLR.
-        z = self.forward_model(torch.cat([v1, v2]))
-        z1, z2, y = self.gather(z[:n]), self.gather(z[n:]), self.gather(y)
-        n = len(y)
-        if cfg.method == "simclr":
-            return losses.nt_xent(z1, z2, cfg.temperature)
-        if cfg.method == "supcon":
-            return losses.supcon(torch.stack([z1, z2], dim=1), y, cfg.temperature)
-        if cfg.method == "triplet":
-            return losses.triplet_loss(torch.cat([z1, z2]), torch.cat([y, y]), cfg.margin, mining=cfg.mining)
-        # margin: view 1 of each image against view 2 of itself (first half) or of a random other image.
-        perm = torch.randperm(n, generator=self._gen).to(self.device)
-        partner = torch.where(torch.arange(n, device=self.device) < n // 2, torch.arange(n, device=self.device), perm)
-        return losses.margin_contrastive(z1, z2[partner], y == y[partner], cfg.margin)
-
-    def _clip_param_groups(self) -> list[dict]:
-        """AdamW groups as open_clip's training script builds them: weight decay on weight matrices only;
-        none on anything with fewer than two dimensions or named bn/ln/bias/logit_scale (biases, BatchNorm
-        and LayerNorm gains, the logit scale)."""
-        named = list(self.model.named_parameters(prefix="image"))
-        if self.text_model is not None:
-            named += list(self.text_model.named_parameters(prefix="text"))
-        if self.logit_scale is not None:  # not inside either tower, also for an open_clip CLIP
-            named.append(("logit_scale", self.logit_scale))
-        decay, no_decay, seen = [], [], set()
-        for name, p in named:
-            if id(p) in seen or not p.requires_grad:
-                continue
-            seen.add(id(p))
-            exclude = p.ndim < 2 or any(k in name for k in ("bn", "ln", "bias", "logit_scale"))
-            (no_decay if exclude else decay).append(p)
-        return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": self.cfg.weight_decay}]
-
-    def _tokens(self, rows: np.ndarray) -> torch.Tensor:
-        """Tokens of one caption per image (see :meth:`_captions`)."""
-        return self._tokenizer(self._captions(rows)).to(self.device)
+    def _loss(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.method.loss(self, idx, self._views(self._images[idx]))
 
     def _captions(self, rows: np.ndarray) -> list[str]:
         """One caption per image, drawn from its caption pool when it has one (prompt variety)."""
@@ -556,13 +373,12 @@ class Trainer:
         return texts
 
     def step(self) -> StepRecord:
-        """One optimisation step. Raises :class:`TrainingDiverged` if the loss or gradients blow up."""
+        """One optimisation step, nothing else: evaluations and snapshots are :meth:`run`'s callbacks
+        (:meth:`default_callbacks`). Raises :class:`TrainingDiverged` if the loss or gradients blow up."""
         with self._lock:
             if self.diverged:
                 raise TrainingDiverged(self.diverged)
             t0 = time.perf_counter()
-            if self.step_count == 0 and not self.snapshots:
-                self._snapshot()
             self.model.train()
             if self.text_model is not None:
                 self.text_model.train()
@@ -570,7 +386,7 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             with self._autocast():
-                loss = self._loss(*self._next_batch()).float()
+                loss = self._loss(self._sample()).float()
             if not torch.isfinite(loss):
                 self._diverge(f"the loss became {loss.item()}")
             self.optimizer.zero_grad(set_to_none=True)
@@ -581,31 +397,15 @@ class Trainer:
             if not torch.isfinite(grad_norm):
                 self._diverge("the gradients became infinite")
             self.optimizer.step()
-            if self.logit_scale is not None:
-                # As open_clip: clamp the parameter itself, so past ln(100) its gradient never goes dead.
-                with torch.no_grad():
-                    self.logit_scale.clamp_(0.0, math.log(_LOGIT_SCALE_MAX))
+            self.method.after_step(self)
             self.step_count += 1
-            background = self._views_ahead
-            self._settle_background(wait=not background)
-            if self.step_count % self.cfg.snapshot_every == 0:
-                if background:
-                    self._later(lambda model, step, _: self._snapshot(model, step))
-                else:
-                    self._snapshot()
-            if self.step_count % self.cfg.eval_every == 0:
-                if background:
-                    self._later(lambda model, step, seconds: self._evaluate_locked(model, step, seconds))
-                else:
-                    self._evaluate_locked()
             self.seconds += time.perf_counter() - t0
             record = StepRecord(self.step_count, loss.item(), lr, self.current_logit_scale, self.seconds)
             self.history.append(record)
-            self._stop_if_collapsed()
             return record
 
     def _hint(self) -> str:
-        if self.cfg.method in ("simclr", "moco", "supcon") and self.cfg.temperature < 0.02:
+        if self.method.uses_temperature and self.cfg.temperature < 0.02:
             return f"The temperature {self.cfg.temperature:g} is very low; try 0.1–0.5."
         if self.cfg.lr >= 0.02:
             return f"The learning rate {self.cfg.lr:g} is high; try 0.002."
@@ -626,51 +426,43 @@ class Trainer:
         if len(recent) == 2 and all(collapse_reason(e) for e in recent):
             self._diverge(collapse_reason(recent[-1]), at_step=recent[-1].step)
 
+    def default_callbacks(self) -> list:
+        """What the app, the CLI and the benchmarks run with: a snapshot before the first step and every
+        ``cfg.snapshot_every`` steps; an evaluation after step 1, every ``cfg.eval_every`` steps and at the end
+        of a finished run."""
+        return [SnapshotEvery(self.cfg.snapshot_every), EvaluateEvery(self.cfg.eval_every)]
+
     def run(
         self,
         steps: int | None = None,
-        on_step: Callable[[StepRecord], None] | None = None,
+        callbacks: Sequence[object] | None = None,
         stop: threading.Event | Callable[[], bool] | None = None,
     ) -> list[StepRecord]:
-        """Run ``steps`` steps (default: until ``cfg.steps`` in total). ``stop`` is checked before each step."""
+        """Run ``steps`` steps (default: until ``cfg.steps`` in total) through :func:`core.loop.run_loop`.
+
+        ``callbacks``: objects with optional ``on_run_start(trainer)``, ``on_step(trainer, record)`` and
+        ``on_run_end(trainer, finished)``; None means :meth:`default_callbacks` (pass ``[]`` for bare steps).
+        ``stop`` (an Event or a callable) is checked before each step."""
         target = steps if steps is not None else max(self.cfg.steps - self.step_count, 0)
-        should_stop = stop.is_set if isinstance(stop, threading.Event) else stop
-        done: list[StepRecord] = []
-        for _ in range(target):
-            if should_stop is not None and should_stop():
-                break
-            record = self.step()
-            done.append(record)
-            if on_step is not None:
-                on_step(record)
-        with self._lock:
-            self._settle_background(wait=True)
-        return done
+        return run_loop(self, target, self.default_callbacks() if callbacks is None else callbacks, stop)
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> EvalRecord:
-        """kNN accuracy per factor on the held-out split, alignment/uniformity and pair similarities.
-
-        Raises :class:`TrainingDiverged` when this and the previous evaluation find the embedding collapsed."""
+        """kNN accuracy per factor on the held-out split, alignment/uniformity and pair similarities; appended to
+        ``evals``. Raises :class:`TrainingDiverged` when this and the previous evaluation find the embedding
+        collapsed."""
         with self._lock:
-            self._settle_background(wait=True)  # evaluations stay in step order
             t0 = time.perf_counter()
-            record = self._evaluate_locked()
+            with small_blas():  # the effective rank's SVD must not leave BLAS workers spinning on torch's cores
+                record = self._evaluate_now()
             self.seconds += time.perf_counter() - t0
             self._stop_if_collapsed()
             return record
 
-    def _evaluate_locked(self, model: ContrastiveModel | None = None, step: int | None = None,
-                         seconds: float | None = None) -> EvalRecord:
-        with small_blas():  # the effective rank's SVD must not leave BLAS workers spinning on torch's cores
-            return self._evaluate_now(model, step, seconds)
-
-    def _evaluate_now(self, model: ContrastiveModel | None = None, step: int | None = None,
-                      seconds: float | None = None) -> EvalRecord:
-        """Evaluate ``model`` (default: the one training) as of ``step`` (default: now); appended to ``evals``."""
-        model = model or self.model
-        ref = self._features(self._knn_ref, model=model)
-        test = self._features(self.heldout, model=model)
+    def _evaluate_now(self) -> EvalRecord:
+        model = self.model
+        ref = self._features(self._knn_ref)
+        test = self._features(self.heldout)
         factors = self.dataset.factors  # one neighbour search, one vote per factor
         knn = knn_accuracies(ref, {f: self._knn_ref.labels[f] for f in factors}, test,
                              {f: self.heldout.labels[f] for f in factors}, k=self.cfg.knn_k)
@@ -682,14 +474,14 @@ class Trainer:
         if len(neg) > 5000:
             neg = np.random.default_rng(0).choice(neg, 5000, replace=False)
         record = EvalRecord(
-            step=self.step_count if step is None else step,
+            step=self.step_count,
             knn=knn,
             alignment=float(alignment(z1, z2)),
             uniformity=float(uniformity(z1)),
             effective_rank=float(effective_rank(z1)),
             pos_sims=np.asarray(pos, dtype=np.float32),
             neg_sims=np.asarray(neg, dtype=np.float32),
-            seconds=self.seconds if seconds is None else seconds,
+            seconds=self.seconds,
         )
         self.evals.append(record)
         return record
@@ -701,7 +493,7 @@ class Trainer:
         two (probe_size, C, H, W) float tensors on the trainer's device; 2 x 400 x 3 x 24 x 24 floats is 5.5 MB, and
         views larger than :data:`_PROBE_VIEWS_KEPT_BYTES` are drawn again each time instead of kept."""
         views = self._probe_views
-        if views is None:  # two threads (a background evaluation, a page's evaluate) may both draw: the same views
+        if views is None:
             gen = torch.Generator(device="cpu").manual_seed(self._probe_gen_seed)
             x = self.probe.images.to(self.device)
             views = (augment(x, self.cfg.augment, gen), augment(x, self.cfg.augment, gen))
@@ -709,18 +501,26 @@ class Trainer:
                 self._probe_views = views
         return views
 
-    def _features(self, imageset: ImageSet, space: str = "encoder",
-                  model: ContrastiveModel | None = None) -> np.ndarray:
+    def _features(self, imageset: ImageSet, space: str = "encoder") -> np.ndarray:
         x = imageset.images.to(self.device)
-        return (model or self.model).embed(x, space=space).float().cpu().numpy()
+        return self.model.embed(x, space=space).float().cpu().numpy()
 
-    def _snapshot(self, model: ContrastiveModel | None = None, step: int | None = None) -> Snapshot:
-        vectors = self._features(self.probe, model=model)
+    def snapshot(self) -> Snapshot:
+        """The probe set's encoder vectors and their 2-D PCA, rotated onto the previous snapshot; appended to
+        ``snapshots``."""
+        with self._lock:
+            t0 = time.perf_counter()
+            snap = self._snapshot()
+            self.seconds += time.perf_counter() - t0
+            return snap
+
+    def _snapshot(self) -> Snapshot:
+        vectors = self._features(self.probe)
         with small_blas():
             coords = project(vectors, method="pca", dim=2)
             if self.snapshots:
                 coords = align_to(coords, self.snapshots[-1].coords)
-        snap = Snapshot(self.step_count if step is None else step, vectors, np.asarray(coords, dtype=np.float32))
+        snap = Snapshot(self.step_count, vectors, np.asarray(coords, dtype=np.float32))
         self.snapshots.append(snap)
         return snap
 
@@ -733,7 +533,7 @@ class Trainer:
 
     def describe(self) -> str:
         return (
-            f"{METHOD_NAMES[self.cfg.method]} · {self.cfg.clip_model or self.cfg.encoder.arch} on {self.dataset.name}, "
+            f"{self.method.name} · {self.cfg.clip_model or self.cfg.encoder.arch} on {self.dataset.name}, "
             f"step {self.step_count}"
         )
 
@@ -741,22 +541,14 @@ class Trainer:
     def _tensors(self) -> dict[str, torch.Tensor]:
         """Everything a resumed run needs, as named tensors (safetensors holds tensors and strings only)."""
         out = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        if self.text_model is not None:
-            out.update({f"text.{k}": v for k, v in self.text_model.state_dict().items()})
-            out["logit_scale"] = self.logit_scale.detach()
-        if self.key_model is not None:
-            out.update({f"key.{k}": v for k, v in self.key_model.state_dict().items()})
-        if self.queue is not None:
-            out["queue.buffer"] = self.queue._buffer
+        out.update(self.method.checkpoint_tensors(self))  # e.g. MoCo's key.* and queue.buffer, CLIP's text.*
         # AdamW's moments and step per parameter: a resumed run continues the same optimisation.
         for pid, state in self.optimizer.state_dict()["state"].items():
             for name, value in state.items():
                 if isinstance(value, torch.Tensor):
                     out[f"optim.{pid}.{name}"] = value
         # Where the batch sampler and the augmentation draws are, so step k + 1 draws what it would have drawn.
-        # A batch drawn ahead (views_ahead) is not trained on yet: save the states from before it was drawn.
-        ahead_rng = self._ahead_rng
-        out["rng.sample"], out["rng.augment"] = ahead_rng or (self._gen.get_state(), self._aug_gen.get_state())
+        out["rng.sample"], out["rng.augment"] = self._gen.get_state(), self._aug_gen.get_state()
         if self.evals:  # the last evaluation's similarity histograms, so the resumed page shows them
             out["eval.pos_sims"] = torch.from_numpy(np.ascontiguousarray(self.evals[-1].pos_sims))
             out["eval.neg_sims"] = torch.from_numpy(np.ascontiguousarray(self.evals[-1].neg_sims))
@@ -771,8 +563,7 @@ class Trainer:
             "evals": json.dumps([{"step": e.step, "knn": e.knn, "alignment": e.alignment,
                                   "uniformity": e.uniformity, "seconds": e.seconds} for e in self.evals]),
         }
-        if self.queue is not None:
-            meta["queue"] = json.dumps({"next": self.queue._next, "count": self.queue._count})
+        meta.update(self.method.checkpoint_meta(self))
         return meta
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -781,8 +572,6 @@ class Trainer:
         never leaves half a file. :meth:`load` resumes the run exactly where it stopped."""
         from safetensors.torch import save_file
 
-        with self._lock:
-            self._settle_background(wait=True)  # the file records every evaluation made so far
         path = Path(path)
         if path.suffix != ".safetensors":
             path = path.with_suffix(".safetensors")
@@ -895,19 +684,7 @@ class Trainer:
             return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
         self.model.load_state_dict(part("model."))
-        if self.text_model is not None:
-            self.text_model.load_state_dict(part("text."))
-            with torch.no_grad():
-                self.logit_scale.copy_(tensors["logit_scale"])
-        if self.key_model is not None:
-            self.key_model.load_state_dict(part("key."))
-        if self.queue is not None:
-            q = json.loads(meta.get("queue", "null")) or {"next": 0, "count": self.queue.size}
-            nxt, count = int(q["next"]), int(q["count"])
-            if not (0 <= nxt < self.queue.size and 0 <= count <= self.queue.size):
-                raise ValueError("the MoCo queue's position is out of range")
-            self.queue._buffer.copy_(tensors["queue.buffer"].to(self.device))
-            self.queue._next, self.queue._count = nxt, count
+        self.method.load_checkpoint(self, tensors, meta)
         if "optimizer" in meta:
             saved = json.loads(meta["optimizer"])
             state = {int(pid): {name: tensors[f"optim.{pid}.{name}"] for name in names}
@@ -972,31 +749,6 @@ _FUSED_ADAMW_DEVICES = ("cpu", "cuda")
 # A trainer keeps its probe's two evaluation views up to this size (the lesson's: 5.5 MB; ten sessions of the largest
 # settings, 5,000 probe images of 64 px, would otherwise hold ~490 MB each for their whole life).
 _PROBE_VIEWS_KEPT_BYTES = 32 << 20
-_BACKGROUND_BEHIND = 3  # evaluations and snapshots a views_ahead trainer may have in flight before it waits
-
-
-def _lower_priority() -> None:
-    """Nice 10 for the calling thread (Linux: a thread id is a process id to setpriority); elsewhere nothing."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError):
-        pass
-
-
-def _one_torch_thread(fn: Callable[[], object]) -> object:
-    """``fn()`` on one torch thread (a Trainer's helper thread), so the helper never forms an OpenMP team that
-    competes with the training step's threads."""
-    with torch_threads(1):
-        return fn()
-
-
-def _split_batch_forward(model: nn.Module, x: torch.Tensor, splits: int = MOCO_BN_SPLITS) -> torch.Tensor:
-    """``model`` over ``x`` in ``splits`` consecutive sub-batches, so BatchNorm sees each sub-batch alone.
-
-    Shape: x (N, C, H, W) -> (N, D). Sub-batches smaller than 2 images are merged (BatchNorm needs two).
-    """
-    splits = max(1, min(splits, x.shape[0] // 2))
-    return torch.cat([model(chunk) for chunk in x.chunk(splits)])
 
 
 def _local_rows(x: torch.Tensor) -> torch.Tensor:
@@ -1012,29 +764,3 @@ def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-class _TextTower(nn.Module):
-    """open_clip's TextTransformer with a context sized for short captions."""
-
-    def __init__(self, embed_dim: int):
-        super().__init__()
-        from open_clip.transformer import TextTransformer
-
-        self.transformer = TextTransformer(
-            context_length=_TEXT_CONTEXT,
-            width=_TEXT_WIDTH,
-            heads=_TEXT_HEADS,
-            layers=_TEXT_LAYERS,
-            output_dim=embed_dim,
-        )
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.transformer(tokens)
-
-
-def _build_text_tower(embed_dim: int, device: torch.device):
-    from open_clip.tokenizer import SimpleTokenizer
-
-    tokenizer = SimpleTokenizer(context_length=_TEXT_CONTEXT)
-    return _TextTower(embed_dim).to(device), tokenizer

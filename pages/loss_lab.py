@@ -1,7 +1,8 @@
 """Loss & Temperature Lab: watch a loss train a toy, take one batch apart, reproduce classic results.
 
 All maths lives in :mod:`core.lab` (on top of :mod:`core.losses`); this page reads widgets, calls it and draws.
-The toy trains in a background job (``ui.jobs.TrainingJob``), polled by a fragment, like the Train page.
+The toy trains in a job in its own worker process (``core.runner`` via ``ui.jobs``), polled by a fragment, like the
+Train page; the page's toy is the job's mirror, whose weights come back from the worker several times a second.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from ui import charts, jobs
+from ui import charts, jobs, session
 from ui.glossary import TERMS
 from ui.glossary import help as gloss
 from ui.widgets import user_errors
@@ -35,7 +36,7 @@ with st.spinner("Loading the maths…"):
 
 JOB_KEY = "loss_lab._job"
 SIG_KEY = "loss_lab._sig"
-PAUSE_SETTLE_S = 1.0  # how long Pause waits for the toy's thread to finish its step (a step takes milliseconds)
+PAUSE_SETTLE_S = 1.0  # how long Pause waits for the toy's worker to finish its step (a step takes milliseconds)
 COLOURS = charts.PALETTE
 POS, NEG, FALSE_NEG = "rgba(0,150,110,0.9)", "rgba(239,85,59,0.75)", "rgba(255,161,90,0.95)"
 MINING_NAMES = {"all": "all valid triplets", "hard": "hardest only", "semihard": "semi-hard (FaceNet)"}
@@ -64,7 +65,8 @@ def _new_job(cfg: lab.ToyConfig) -> jobs.TrainingJob:
     if old is not None:
         old.pause()
         old.wait(5.0)
-    job = jobs.TrainingJob(lab.ToyTrainer(cfg), target_steps=cfg.steps)
+        old.close()  # its worker process ends
+    job = session.own(jobs.TrainingJob(lab.ToyTrainer(cfg), target_steps=cfg.steps))
     st.session_state[JOB_KEY] = job
     st.session_state[SIG_KEY] = _signature(cfg)
     return job
@@ -81,7 +83,7 @@ with settings_col, st.container(border=True):
     st.radio("Where the points live", (2, 3), key="loss_lab.dim", horizontal=True,
              format_func=lambda d: "circle (2-D)" if d == 2 else "sphere (3-D)",
              help="The embedding dimension. Real models use 64-2048, but the maths is the same.")
-    if loss_key in ("nt_xent", "info_nce", "supcon"):
+    if loss_key in lab.TOY_USES_TEMPERATURE:
         st.select_slider("Temperature τ", S.options("loss_lab.temperature"), **bind("loss_lab.temperature"),
                          format_func=lambda t: f"{t:g}", help=gloss("temperature"))
     st.select_slider("Batch size", S.options("loss_lab.batch"), **bind("loss_lab.batch"),
@@ -92,7 +94,7 @@ with settings_col, st.container(border=True):
     if loss_key == "triplet":
         st.selectbox("Mining", S.options("loss_lab.mining"), format_func=MINING_NAMES.get, **bind("loss_lab.mining", "index"),
                      help=gloss("mining"))
-    if loss_key in ("triplet", "margin"):
+    if loss_key in lab.TOY_USES_MARGIN:
         st.slider("Margin", 0.1, 2.0, step=0.1, **bind("loss_lab.margin"),
                   help="How far apart (on the unit sphere, distances 0-2) negatives must be before they stop "
                        "being pushed.")
@@ -110,21 +112,20 @@ job: jobs.TrainingJob | None = st.session_state.get(JOB_KEY)
 sig = _signature(cfg)
 with toy_col, user_errors("controlling the toy"):
     if action == "reset" or (job is not None and job.steps_done == 0 and st.session_state.get(SIG_KEY) != sig):
-        if job is not None:
-            job.pause()
-            job.wait(5.0)
         job = _new_job(cfg)
     if job is None:
         job = _new_job(cfg)
+    if job is not None:
+        job.touch()
     if action == "play":
-        if job.state == jobs.FAILED:
+        if job.state == jobs.FAILED and not job.crashed:  # a crashed worker: play goes on from its last weights
             job = _new_job(cfg)
         elif job.state == jobs.FINISHED:
             job.extend(cfg.steps)
         job.play()
     elif action == "pause":
         job.pause()
-        # Wait for the thread to end its step, so this rerun draws Play. Without the wait the rerun still saw the
+        # Wait for the worker to end its step, so this rerun draws Play. Without the wait the rerun still saw the
         # job running and drew Pause again, and the live panel's rerun replaced it a moment later: a click on it
         # in that moment hit a button that was being taken away (a browser test failed that way on CI).
         job.wait(PAUSE_SETTLE_S)
@@ -198,6 +199,7 @@ def toy_panel() -> None:
     job = st.session_state.get(JOB_KEY)
     if job is None:
         return
+    job.touch()  # watched: a job nobody polls pauses after its lease (core.runner)
     if ACTIVE_AT_RENDER and not job.active:
         st.rerun()  # finished or paused: a full rerun redraws the buttons and the batch below
     with user_errors("drawing the toy"):

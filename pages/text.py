@@ -1,8 +1,8 @@
 """Text: semantic search over sentences, why a result ranks where it does, and contrastive fine-tuning.
 
 A sentence model (core.text; the bundled all-MiniLM-L6-v2 by default) turns texts into unit vectors; search is
-exact faiss inner product; fine-tuning runs sentence-transformers' MultipleNegativesRankingLoss in a
-background job (ui.jobs.TrainingJob) that a fragment polls.
+exact faiss inner product; fine-tuning runs sentence-transformers' MultipleNegativesRankingLoss in a job with its
+own worker process (core.runner via ui.jobs) that a fragment polls; the page's tuner is the job's mirror.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from ui import charts, jobs, loaders, registry
+from ui import charts, jobs, loaders, registry, session
 from ui.widgets import user_errors
 from ui import settings as S
 from ui.urlstate import bind
@@ -360,13 +360,22 @@ with tune_tab:
     job = st.session_state.get(JOB_KEY)
     with user_errors("fine-tuning"):
         if action == "play" and model is not None:
-            if job is None or job.state in (jobs.FAILED, jobs.FINISHED, jobs.STOPPED):
+            ended = job is not None and (job.state in (jobs.FINISHED, jobs.STOPPED)
+                                         or job.state == jobs.FAILED and not job.crashed)
+            if job is None or ended:
                 if job is not None:
                     _register_job(job)
+                    job.close()
                 with st.spinner("Preparing the fine-tuning run…"):
-                    job = jobs.TrainingJob(_make_tuner())
+                    # The worker loads the shared model itself from its spec (None: this session's own model,
+                    # whose weights travel to it).
+                    job = session.own(jobs.TrainingJob(_make_tuner(),
+                                                       options={"text_spec": st.session_state.get(SPEC_KEY)}))
                 st.session_state[JOB_KEY] = job
-            job.play()
+            job.play()  # a paused run goes on; a crashed worker restarts from the last weights it sent
+        elif action == "pause" and job is not None:
+            job.pause()
+            job.wait(2.0)
         elif action == "stop" and job is not None:
             job.stop()
             job.wait(30.0)
@@ -375,15 +384,22 @@ with tune_tab:
             job.pause()
             job.wait(30.0)
             _register_job(job)
+            job.close()
             st.session_state.pop(JOB_KEY, None)
             job = None
     active = job is not None and job.active
+    paused = job is not None and job.state == jobs.PAUSED
     with st.container(horizontal=True, gap="small"):
-        st.button("Fine-tune", key="text.play", on_click=_ask, args=("play",), type="primary",
-                  icon=":material/play_arrow:", disabled=active or model is None,
-                  help="Start a run with these settings in the background (a finished run starts afresh).")
+        if active:
+            st.button("Pause", key="text.pause", on_click=_ask, args=("pause",), type="primary",
+                      icon=":material/pause:", help="Pause after this step; Fine-tune goes on from here.")
+        else:
+            st.button("Go on" if paused else "Fine-tune", key="text.play", on_click=_ask, args=("play",),
+                      type="primary", icon=":material/play_arrow:", disabled=model is None,
+                      help="Go on from where the run paused." if paused else
+                      "Start a run with these settings in the background (a finished run starts afresh).")
         st.button("Stop", key="text.stop", on_click=_ask, args=("stop",), icon=":material/stop:",
-                  disabled=job is None or not active, help="Stop and keep the model as it is now.")
+                  disabled=job is None or not (active or paused), help="Stop and keep the model as it is now.")
         st.button("Reset", key="text.reset", on_click=_ask, args=("reset",), icon=":material/restart_alt:",
                   disabled=job is None, help="Clear the run; a model that trained is kept in your session.")
 
@@ -394,6 +410,8 @@ active_at_render = st.session_state.get(JOB_KEY) is not None and st.session_stat
 def tune_panel() -> None:
     """Progress, live loss and recall before vs after, redrawn each second while the run is active."""
     job = st.session_state.get(JOB_KEY)
+    if job is not None:
+        job.touch()  # watched: a job nobody polls pauses after its lease (core.runner)
     if active_at_render and (job is None or not job.active):
         st.rerun()  # the run ended: a full rerun registers the model and redraws the buttons
     if job is None:

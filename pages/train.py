@@ -1,7 +1,7 @@
 """Train: pick a method, press play, watch the embedding space organise itself.
 
-Training runs in a background job owned by this session (``ui.jobs``); a fragment redraws the live panel
-about once a second while it runs, and stops polling when it does not.
+Training runs in a job owned by this session, in its own worker process (``core.runner`` via ``ui.jobs``); a
+fragment redraws the live panel about once a second while it runs, and stops polling when it does not.
 """
 from __future__ import annotations
 
@@ -51,7 +51,6 @@ METHOD_HELP = {
     "clip": "Images and their captions are embedded by two encoders; each image must pick out its own caption "
             "among the batch's (Radford et al. 2021). Needs a dataset with captions, such as shapes.",
 }
-USES_TEMPERATURE = ("simclr", "moco", "supcon")
 # Short names: the full text is the help tooltip.
 ARCH_LABELS = {"small_cnn": "Small CNN", "fast_cnn": "Fast CNN", "resnet18": "ResNet-18"}
 MAX_CHECKPOINT_BYTES = 300 * 1024 * 1024
@@ -93,7 +92,10 @@ def _build_config(method: str):
 
 
 def _new_job(cfg, dataset) -> jobs.TrainingJob:
-    return session.new_job(lambda: T.Trainer(cfg, dataset), target_steps=cfg.steps, sig=_signature(cfg, dataset))
+    # The page's trainer is the job's mirror (core.runner): it holds the records and, once paused, the weights; the
+    # worker process trains on the best device, so the mirror stays on the CPU.
+    return session.new_job(lambda: T.Trainer(cfg, dataset, device="cpu"), target_steps=cfg.steps,
+                           sig=_signature(cfg, dataset))
 
 
 def _checkpoint_bytes(trainer, suffix: str):
@@ -187,7 +189,7 @@ with settings_col:
     with st.container(border=True):
         st.markdown("**Method**")
         method = W.select("train.method", format_func=lambda m: T.METHOD_NAMES.get(m, m))
-        st.caption(METHOD_HELP[method])
+        st.caption(METHOD_HELP.get(method) or T.METHOD_HELP.get(method, ""))
         if method == "moco":
             queue = W.select_slider("train.queue_size", format_func=lambda v: f"{v:,}" if v else "none")
             W.select_slider("train.momentum")
@@ -215,7 +217,7 @@ with settings_col:
             W.select_slider("train.width")
         W.select_slider("train.projection_dim")
         W.select_slider("train.batch_size")
-        if method in USES_TEMPERATURE:
+        if method in T.USES_TEMPERATURE:
             W.select_slider("train.temperature", format_func=lambda t: f"{t:g}", help=gloss("temperature"))
         elif method == "clip":
             W.select("train.clip_model", format_func=lambda m: {"": "Small CNN + text transformer",
@@ -270,7 +272,8 @@ with main_col, user_errors("controlling the training"):
         pass  # the reason is shown beside the buttons
     elif action in ("play", "step", "autoplay"):
         stale = job is not None and job.steps_done == 0 and st.session_state.get(SIG_KEY) != sig
-        if job is None or stale or action == "autoplay" or job.state == jobs.FAILED and action == "step":
+        failed = job is not None and job.state == jobs.FAILED and not job.crashed  # a crash restarts (play)
+        if job is None or stale or action == "autoplay" or failed and action == "step":
             job = _new_job(cfg, dataset)
         if action == "step":
             if not job.step_now() and job.state != jobs.FAILED:
@@ -279,7 +282,7 @@ with main_col, user_errors("controlling the training"):
         else:
             if job.state == jobs.FINISHED:
                 job.extend(job.trainer.cfg.steps)
-            if job.state == jobs.FAILED:
+            if job.state == jobs.FAILED and not job.crashed:
                 job = _new_job(cfg, dataset)
             job.play()
     elif action == "pause" and job is not None:

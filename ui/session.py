@@ -1,16 +1,19 @@
 """Per-session glue run by ``app.py`` on every page: the session's training job and its life cycle
 (install, retire, build), registering finished jobs, and a status line.
 
-The training thread never touches ``st.*``; it only flags ``job.needs_registration``. Whichever page the
-user is on next picks that up here and puts the model in the registry, with a toast.
+A job trains in its own worker process (``core.runner``); it only flags ``job.needs_registration``. Whichever
+page the user is on next picks that up here and puts the model in the registry, with a toast.
 
-A job belongs to its browser session. When that session goes away (the tab closed or reloaded) the job
-pauses itself and frees its training slot (``TrainingJob.attach_owner``). The job's token sits in the URL
-(``?job=...``): the reloaded page, a new session, adopts the paused job again, so the user finds it paused,
-not lost. A job is adopted only once its own session has gone, so an open page never loses its job.
+A job belongs to the browser that started it. When its session goes away (the tab closed or reloaded) the job
+pauses itself and frees its training slot and process (``Job.attach_owner``). The job's token sits in the URL
+(``?job=...``) so that a reload finds it; but the token alone hands nothing over: the job also records a secret of
+its browser that a copied link does not carry (:func:`browser_secret`, from Streamlit's own XSRF cookie), and only
+a session of that browser, once the job's own session has gone, adopts it. Whoever opens a shared link gets the
+page's settings, never its job.
 """
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 import time
@@ -62,6 +65,35 @@ def _session_alive() -> Callable[[], bool] | None:
     return lambda: runtime.is_active_session(session_id)
 
 
+XSRF_COOKIE = "_streamlit_xsrf"  # set by Streamlit's server in every browser (server.enableXsrfProtection)
+
+
+def browser_secret() -> str | None:
+    """A digest of this browser's XSRF token (None when there is none: AppTest, XSRF protection off).
+
+    Streamlit's server (tornado) gives each browser a random XSRF token in a cookie and keeps it across reloads;
+    the cookie goes with every request of that browser and never with a copied link. Tornado writes it masked
+    ("2|mask|masked token|time", a new mask each time it is written), so the token itself is unmasked first."""
+    try:
+        raw = st.context.cookies.get(XSRF_COOKIE)
+    except Exception:  # noqa: BLE001 - no request context (AppTest, a bare script)
+        return None
+    if not raw:
+        return None
+    from urllib.parse import unquote
+
+    raw = unquote(str(raw)).strip('"')
+    parts = raw.split("|")
+    token = raw.encode()
+    if len(parts) == 4 and parts[0] == "2":
+        try:
+            mask, masked = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
+            token = bytes(b ^ mask[i % len(mask)] for i, b in enumerate(masked)) if mask else masked
+        except ValueError:
+            pass
+    return hashlib.sha256(b"contrastive-playground job owner|" + token).hexdigest()
+
+
 def _prune_tokens() -> None:
     """Drop paused jobs nobody came back to: older than KEEP_ORPHANS_S, or beyond the MAX_ORPHANS newest."""
     now = time.monotonic()
@@ -72,10 +104,14 @@ def _prune_tokens() -> None:
             else:
                 _gone_since.setdefault(token, now)
         orphans = sorted(((since, t) for t, since in _gone_since.items()), reverse=True)
+        dropped = []
         for k, (since, token) in enumerate(orphans):
             if k >= MAX_ORPHANS or now - since > KEEP_ORPHANS_S:
-                _tokens.pop(token, None)
+                dropped.append(_tokens.pop(token, None))
                 _gone_since.pop(token, None)
+    for job in dropped:
+        if job is not None:
+            job.close()  # its worker process, if it still has one
 
 
 def _remember(job: jobs.TrainingJob) -> str:
@@ -96,17 +132,22 @@ def _forget(job: jobs.TrainingJob) -> None:
 
 
 def _adopt() -> jobs.TrainingJob | None:
-    """The job named by the URL's token, if its own session has gone (a reload): it becomes this session's."""
+    """The job named by the URL's token, if it was started in this browser and its own session has gone (a
+    reload): it becomes this session's. A link opened in another browser never adopts it."""
     token = st.query_params.get(JOB_PARAM)
     if not token:
         return None
     with _tokens_lock:
         job = _tokens.get(str(token))
-    if job is None or not job.owner_disconnected():
-        if job is None:
-            del st.query_params[JOB_PARAM]  # unknown or expired token: drop it from the URL
+    secret = browser_secret()
+    if job is None or secret is None or getattr(job, "owner_secret", None) != secret:
+        del st.query_params[JOB_PARAM]  # unknown, expired or someone else's: drop it from the URL
         return None
-    job.pause()  # it pauses by itself; this settles a job still winding down
+    if not job.owner_disconnected():
+        return None
+    if job.active:
+        job.orphaned = True  # its page went away while it trained: the page says why it is paused
+    job.pause()  # it pauses by itself after a grace period; this settles it now
     job.wait(10.0)
     _attach(job)
     st.session_state[JOB_KEY] = job
@@ -116,6 +157,13 @@ def _adopt() -> jobs.TrainingJob | None:
 
 def _attach(job: jobs.TrainingJob) -> None:
     job.attach_owner(_session_alive(), lease_s=LEASE_S, grace_s=GRACE_S)
+
+
+def own(job: jobs.TrainingJob) -> jobs.TrainingJob:
+    """Tie a page's own job (the Loss Lab's toy, the Text page's fine-tuning) to this browser session: it pauses
+    and frees its process when the session goes away (``core.runner``'s orphan rule)."""
+    _attach(job)
+    return job
 
 
 def current_job() -> jobs.TrainingJob | None:
@@ -132,11 +180,12 @@ def current_job() -> jobs.TrainingJob | None:
 
 
 def retire_job(job: jobs.TrainingJob) -> None:
-    """Stop a job for good; what it trained is kept in the registry."""
+    """Stop a job for good (its worker process ends); what it trained is kept in the registry."""
     job.pause()
     job.wait(30.0)
     register_job(job)
     _forget(job)
+    job.close()
 
 
 def install_job(job: jobs.TrainingJob, sig: str | None = None) -> jobs.TrainingJob:
@@ -145,6 +194,7 @@ def install_job(job: jobs.TrainingJob, sig: str | None = None) -> jobs.TrainingJ
     if old is not None and old is not job:
         retire_job(old)
     _attach(job)
+    job.owner_secret = browser_secret()  # type: ignore[attr-defined]
     st.session_state[JOB_KEY] = job
     st.session_state[SIG_KEY] = sig
     _prune_tokens()

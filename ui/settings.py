@@ -81,7 +81,7 @@ _TABLE: list[Setting] = [
     _s("train.n", 5000, "int", "Images to use", "A subset of the dataset: 20% of it is held out for evaluation.",
        options=(200, 500, 1000, 2000, 5000, 10000, 20000, 50000)),
     _s("train.method", "simclr", "str", "Method",
-       options=("simclr", "moco", "triplet", "margin", "supcon", "clip")),
+       options=("simclr", "moco", "triplet", "margin", "supcon", "clip", "vicreg")),  # core.train.METHODS
     _s("train.arch", "fast_cnn", "str", "Encoder", options=("small_cnn", "fast_cnn", "resnet18")),
     _s("train.width", 32, "int", "Encoder width",
        "Channels of the small CNN: its five blocks use w/2, w, 2w, 2w and 4w, so its features have 4w numbers. "
@@ -122,7 +122,8 @@ _TABLE: list[Setting] = [
     _s("train.color_by", "", "str", "Colour the points by"),
     # ---- Loss & Temperature Lab (options mirror core.lab; tests/app/test_settings.py compares them) ---------
     _s("loss_lab.loss", "nt_xent", "str", "Loss",
-       options=("nt_xent", "info_nce", "triplet", "margin", "supcon", "align", "align_uniform")),
+       options=("nt_xent", "info_nce", "triplet", "margin", "supcon", "vicreg", "align", "invariance",
+                "align_uniform")),
     _s("loss_lab.dim", 2, "int", "Where the points live", options=(2, 3)),
     _s("loss_lab.temperature", 0.2, "float", "Temperature τ", options=(0.05, 0.1, 0.2, 0.5, 1.0)),
     _s("loss_lab.batch", 64, "int", "Batch size", options=(8, 16, 32, 64, 128, 256)),
@@ -135,7 +136,7 @@ _TABLE: list[Setting] = [
     _s("loss_lab.anatomy_batch", 32, "int", "Batch size", options=(8, 16, 32, 64, 128, 256)),
     _s("loss_lab.tau", 0.2, "float", "Temperature τ", options=(0.02, 0.05, 0.07, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 2.0)),
     _s("loss_lab.preset", "temperature", "str", "Experiment",
-       options=("temperature", "collapse", "color_jitter", "negatives", "head", "shortcut")),
+       options=("temperature", "collapse", "color_jitter", "negatives", "head", "shortcut", "no_negatives")),
     # ---- Embedding Explorer --------------------------------------------------------------------------------
     _s("explorer.source", "Demo", "str", "Look at", options=("Demo", "Your models", "Your images", "Upload a file")),
     _s("explorer.method", "umap", "str", "Method", options=("umap", "pca", "tsne")),

@@ -2,8 +2,10 @@
 
 The home page must be interactive within seconds of a cold start, and importing torch alone takes about two.
 So the page renders first, and this thread imports pandas (see :func:`plotly_ready`), ``core.device`` (torch)
-and then ``core.train`` (kornia, models, losses) while the user reads. The device line on the home page polls :func:`device_description`.
-By the time someone clicks a preset, the imports are done. Module-level state here is process-wide on
+and then ``core.train`` (kornia, models, losses) while the user reads, and starts a spare training worker
+(``core.runner``: a process that imports torch and the trainers, so the first Play does not wait for them). The
+device line on the home page polls :func:`device_description`. By the time someone clicks a preset, the imports
+are done. Module-level state here is process-wide on
 purpose: it holds no user data, only "is torch loaded yet" and the device's description.
 """
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,12 @@ def _work() -> None:
         log.exception("Could not describe the device")
         _error = f"could not check the device ({type(err).__name__}: {err})"
         return
+    try:  # a spare worker process for the first Play (core.runner); it imports torch on its own
+        from core.runner import default_runner
+
+        default_runner().prewarm()
+    except Exception:  # noqa: BLE001 - Play then starts its worker itself
+        log.exception("Starting a spare training worker failed")
     try:  # pre-import the training stack; failures surface later on the page that needs it
         import core.train  # noqa: F401
 
@@ -49,45 +56,24 @@ def _work() -> None:
         try:  # compile umap's numba code now, so a user's first map does not wait for it (~13 s cold)
             from core.projection import warm_up
 
-            _wait_for_idle_training()
             warm_up()
         except Exception:  # noqa: BLE001
             log.exception("Warming up UMAP failed")
 
 
 def _first_step_ready() -> None:
-    """Pay now what the first lesson's Play would otherwise pay: the first ``torch.optim`` optimizer of a process
-    imports ``torch._dynamo`` (~2.5 s on this 2-core machine), and the trainer's first snapshot imports threadpoolctl
-    and finds the BLAS libraries (``core.device.small_blas``)."""
+    """Pay now what the first lesson's Play would otherwise pay in the server: building the job's mirror trainer
+    makes the process's first ``torch.optim`` optimizer, which imports ``torch._dynamo`` (~2.5 s on a 2-core
+    machine)."""
     import torch
 
-    from core.device import small_blas
-
     torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=1e-3)
-    with small_blas():
-        pass
-
-
-def _wait_for_idle_training(quiet_s: float = 2.0, poll_s: float = 0.5) -> None:
-    """Return once no training job has run for ``quiet_s`` seconds. numba's compiler is Python and holds the
-    GIL for seconds at a time: compiling UMAP while the first lesson trains slowed its steps (measured in the
-    served app: the first 50 steps took 0.5 s each instead of 0.07 s). A map made before this has run
-    compiles UMAP itself, as it would without a warm-up."""
-    from ui import jobs
-
-    quiet_since = time.monotonic()
-    while True:
-        if jobs.SLOTS.running:
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since >= quiet_s:
-            return
-        time.sleep(poll_s)
 
 
 def _freeze_imports() -> None:
     """Move every object alive now (modules, classes and functions of torch, streamlit, plotly ...) into the
     garbage collector's permanent generation: they live as long as the server, and a full collection that
-    walks them holds the GIL for ~0.4 s, stalling training threads. Collected objects made later are unaffected."""
+    walks them holds the GIL for ~0.4 s, stalling every page's rerun. Collected objects made later are unaffected."""
     import gc
 
     gc.collect()

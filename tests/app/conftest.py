@@ -67,6 +67,8 @@ def make_app() -> Callable[..., AppTest]:
 
     yield make
     jobs.stop_all(timeout=30)
+    for job in jobs.live_jobs():
+        job.close()  # its worker process ends
 
 
 def errors(at: AppTest) -> list[str]:
@@ -83,7 +85,7 @@ def wait_for_job(at: AppTest, timeout: float = 60.0):
     deadline = time.monotonic() + timeout
     job = at.session_state["train._job"]
     while job.active and time.monotonic() < deadline:
-        job.wait(0.5)
+        job.wait(0.5)  # returns at once only when the job settled
     assert not job.active, f"training still {job.state} after {timeout} s"
     at.run()
     return job

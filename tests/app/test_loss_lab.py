@@ -61,18 +61,10 @@ def test_play_moves_within_a_second_and_pause_stops(make_app):
     assert_clean(at)
 
 
-def test_pause_draws_play_in_the_same_rerun(make_app, monkeypatch):
-    """The rerun that handles Pause shows Play (it waits for the thread's step); the old page drew Pause again
-    while the step finished, and its live panel swapped the button a moment later."""
-    from core import lab
-
-    step = lab.ToyTrainer.step
-
-    def slow_step(self):  # a step long enough that the pause always lands in the middle of one
-        time.sleep(0.2)
-        return step(self)
-
-    monkeypatch.setattr(lab.ToyTrainer, "step", slow_step)
+def test_pause_draws_play_in_the_same_rerun(make_app):
+    """The rerun that handles Pause shows Play (it waits for the worker's answer); the old page drew Pause again
+    while the step finished, and its live panel swapped the button a moment later. The page's toy steps at
+    least 40 ms (its pace), so the pause lands in the middle of one."""
     at = make_app(page=PAGE)
     job = _play_until(at, 2)
     at.button(key="loss_lab.pause").click().run()
@@ -80,6 +72,22 @@ def test_pause_draws_play_in_the_same_rerun(make_app, monkeypatch):
     keys = {b.key for b in at.button}
     assert "loss_lab.play" in keys and "loss_lab.pause" not in keys
     assert_clean(at)
+
+
+def test_the_points_move_while_the_toy_trains_in_its_worker(make_app):
+    """The page's toy is the job's mirror: the worker's weights come back while it plays, so the drawn points
+    move before any pause."""
+    at = make_app(page=PAGE)
+    job = at.session_state["loss_lab._job"]
+    before = job.trainer.points().copy()
+    job = _play_until(at, 20, timeout=60)
+    deadline = time.monotonic() + 30
+    while abs(job.trainer.points() - before).max() < 1e-3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert job.active or job.steps_done >= 20
+    assert abs(job.trainer.points() - before).max() > 1e-3
+    job.pause()
+    assert job.wait(30)
 
 
 def test_temperature_slider_changes_weights_and_formula(make_app):

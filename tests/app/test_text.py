@@ -90,9 +90,17 @@ def test_fine_tuning_runs_in_the_background_and_joins_the_registry(make_app):
     assert_clean(at)
     job = at.session_state["text._job"]
     deadline = time.monotonic() + 600
+    while job.steps_done < 2 and job.active and time.monotonic() < deadline:
+        time.sleep(0.1)
+    at.button(key="text.pause").click().run()  # it trains in its own process; Pause holds it there
+    assert job.wait(60) and job.state == "paused", (job.state, job.error)
+    held = job.steps_done
+    assert 2 <= held < 10 and at.button(key="text.play").label == "Go on"
+    at.button(key="text.play").click().run()
     while job.active and time.monotonic() < deadline:
         job.wait(0.5)
     assert job.state == "finished", (job.state, job.error)
+    assert [r.step for r in job.trainer.history] == list(range(1, 11))  # went on from where it paused
     at.run()
     assert_clean(at)
     tuned = [e for e in at.session_state["registry"].values() if e.kind == "text" and "fine-tuned" in e.name]

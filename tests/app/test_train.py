@@ -40,13 +40,16 @@ def test_width_and_image_size_reach_the_trainer(make_app):
     assert "train.width" not in [w.key for w in at.select_slider]
 
 
-def test_reload_finds_the_job_paused_not_lost(make_app):
+def test_reload_finds_the_job_paused_not_lost(make_app, monkeypatch):
     """Issue 6.7: a reload (a new session) while a long run trains. The old session is gone, so its job
-    pauses and frees its slot; the reloaded page, carrying the job's token in its URL, adopts it paused."""
+    pauses and frees its slot and its worker process; the reloaded page, carrying the job's token in its URL,
+    adopts it paused. Issue 29 goal 4: the same link opened in another browser never hands it over."""
     import time
 
     from ui import jobs, session
 
+    browser = {"secret": "browser A"}  # AppTest has no cookies: say which browser each session runs in
+    monkeypatch.setattr(session, "browser_secret", lambda: browser["secret"])
     at = make_app(query_params={**TINY, "train.steps": "5000"}, page=TRAIN)
     at.button(key="train.play").click().run()
     assert_clean(at)
@@ -61,17 +64,30 @@ def test_reload_finds_the_job_paused_not_lost(make_app):
     job.attach_owner(lambda: False, lease_s=None, grace_s=0.0)
     assert job.wait(30)
     assert job.state == jobs.PAUSED and job.orphaned and job.slots.running == 0
+    deadline = time.monotonic() + 10
+    while job.pid is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert job.pid is None  # its process ended: an orphan holds no worker
     kept = job.steps_done
-    # Another user's fresh page does not get it (no token in its URL).
+    # Another user's fresh page does not get it (no token in its URL) ...
     stranger = make_app(query_params=TINY, page=TRAIN)
     assert "train._job" not in stranger.session_state
-    # The user reloads: a new session whose URL carries the token.
+    # ... nor does another browser that opens the copied link, token and all.
+    browser["secret"] = "browser B"
+    shared = make_app(query_params={**TINY, "train.steps": "5000", session.JOB_PARAM: token}, page=TRAIN)
+    assert_clean(shared)
+    assert "train._job" not in shared.session_state
+    # The user reloads in their own browser: a new session whose URL carries the token.
+    browser["secret"] = "browser A"
     back = make_app(query_params={**TINY, "train.steps": "5000", session.JOB_PARAM: token}, page=TRAIN)
     assert_clean(back)
     assert back.session_state["train._job"] is job and job.steps_done == kept
     assert any("while this page was closed" in i.value for i in back.info)
-    back.button(key="train.play").click().run()  # and goes on
-    assert job.active or job.steps_done > kept
+    back.button(key="train.play").click().run()  # and goes on, in a fresh worker from the paused state
+    deadline = time.monotonic() + 60
+    while job.steps_done <= kept and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert job.steps_done > kept and job.trainer.history[kept].step == kept + 1
     job.pause()
     assert job.wait(30)
 
@@ -154,9 +170,14 @@ def test_pause_draws_play_in_the_same_rerun(make_app):
     """Pressing Pause shows Play at once: the page waits for the step in progress (before, it drew Pause again
     and a busy classroom server showed Play only at the next status tick)."""
     at = make_app(query_params={**TINY, "train.steps": "100000"}, page=TRAIN)
+    import time
+
     at.button(key="train.play").click().run()
     job = at.session_state["train._job"]
     assert job.active
+    deadline = time.monotonic() + 60
+    while job.steps_done == 0 and time.monotonic() < deadline:  # its worker trains
+        time.sleep(0.05)
     at.button(key="train.pause").click().run()
     assert_clean(at)
     assert job.state == "paused" and not job.active
@@ -194,22 +215,17 @@ def test_clip_needs_captions(make_app):
 
 
 def test_divergence_stops_and_explains(make_app, monkeypatch):
-    from core import train as T
-    from core.errors import TrainingDiverged
+    """A step that raises in the worker process: the job fails with the trainer's own sentence on the page."""
+    from core import runner
+    from tests.runner_fakes import DIVERGED, DivergingImageKind
 
-    message = ("Training stopped at step 1: the loss became nan. The temperature 0.001 is very low; "
-               "try 0.1–0.5.")
-
-    def diverge(self):
-        raise TrainingDiverged(message)
-
-    monkeypatch.setattr(T.Trainer, "step", diverge)
+    monkeypatch.setattr(runner, "kind_of", lambda trainer: DivergingImageKind)
     at = make_app(query_params={**TINY, "train.temperature": "0.001"}, page=TRAIN)
     at.button(key="train.play").click().run()
     job = wait_for_job(at)
     assert job.state == "failed"
     assert not at.exception
-    assert message in errors(at)
+    assert DIVERGED in errors(at)
 
 
 def test_checkpoint_upload_refuses_other_formats(make_app):

@@ -87,3 +87,53 @@ def test_play_button_trains_and_pause_holds(app: Any) -> None:
     finally:
         _stop_training(app)
     assert app.problems() == []
+
+
+TINY = "/train?train.n=200&train.batch_size=32&train.steps=100000"
+
+
+def test_a_reload_finds_its_job_and_a_copied_link_in_another_browser_does_not(app: Any, browser: Any) -> None:
+    """Issue 29 goal 4: the job's token in the URL finds the job again in the browser that started it (a reload
+    after its tab closed), and never in another browser that opens the same link."""
+    import re
+    import time
+
+    from tests.browser.conftest import harness
+
+    app.goto(TINY)
+    app.click("train.play")
+    try:
+        app.wait_for_plot_points(LOSS_CHART_KEY, 2, timeout=FIRST_POINTS_TIMEOUT)
+        deadline = time.monotonic() + 30
+        while "job=" not in app.page.url and time.monotonic() < deadline:
+            time.sleep(0.2)
+        link = app.page.url
+        assert re.search(r"[?&]job=", link), link
+        context = app.page.context
+        app.page.close()  # the tab closes: the job pauses and frees its place (after a short grace)
+        # Another browser (its own cookies) opens the copied link, token and all: no job of anyone's.
+        other_ctx = browser.new_context(viewport=harness.VIEWPORT)
+        try:
+            other = harness.AppPage(other_ctx.new_page(), app.server)
+            other.goto(link)
+            other.wait_idle(timeout=60)
+            text = other.main_text()
+            assert "Press Play to train" in text, text[:500]
+            assert "while this page was closed" not in text
+        finally:
+            other_ctx.close()
+        # The same browser reloads the link once the job paused: it finds its own job, paused.
+        mine = harness.AppPage(context.new_page(), app.server)
+        deadline = time.monotonic() + 90
+        found = ""
+        while time.monotonic() < deadline:
+            mine.goto(link)
+            mine.wait_idle(timeout=60)
+            found = mine.main_text()
+            if "while this page was closed" in found:
+                break
+            time.sleep(3)
+        assert "while this page was closed" in found, found[:800]
+        app = mine
+    finally:
+        _stop_training(app)

@@ -114,8 +114,7 @@ def test_the_trainers_snapshots_and_evaluations_do_their_linear_algebra_on_one_b
     monkeypatch.setattr(core.train, "effective_rank", spy("svd", core.train.effective_rank))
     cfg = TrainConfig(batch_size=16, steps=2, snapshot_every=1, eval_every=2, probe_size=32, knn_reference=64)
     trainer = Trainer(cfg, load_dataset("shapes", n=160, size=16, seed=0))
-    trainer.step()
-    trainer.step()
+    trainer.run(2)  # its default callbacks take the snapshots and evaluations
     assert {name for name, _ in seen} == {"pca", "procrustes", "svd"}
     assert all(threads == {1} for _, threads in seen), seen
     assert blas_threads() == {2}  # the pools get their threads back between the trainer's steps

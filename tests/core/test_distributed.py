@@ -100,7 +100,7 @@ def _reference(method: str, shards: list[torch.Tensor]):
     from core import losses
     from core.augment import augment
     from core.models import momentum_update
-    from core.train import _LOGIT_SCALE_MAX
+    from core.methods.clip import LOGIT_SCALE_MAX as _LOGIT_SCALE_MAX
 
     t = _trainer(method, _dataset())
     cfg = t.cfg
@@ -115,7 +115,7 @@ def _reference(method: str, shards: list[torch.Tensor]):
         loss = losses.clip_loss(img, t.text_model(t._tokenizer(texts)), t.logit_scale.exp().clamp(max=_LOGIT_SCALE_MAX),
                                 text_ids=[ids[text] for text in texts])
     elif method == "moco":
-        from core.train import _split_batch_forward
+        from core.methods.moco import split_batch_forward as _split_batch_forward
 
         # Each rank runs its shard through the encoders in sub-batches, the keys in an order shuffled by its
         # sampler's generator (shuffling BN). Both ranks' generators are in the same state after the step's draw.

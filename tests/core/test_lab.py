@@ -152,15 +152,18 @@ def test_every_toy_loss_trains_and_moves_points(loss):
     np.testing.assert_allclose(np.linalg.norm(t.points(), axis=1), 1.0, rtol=1e-5)
 
 
-def test_toy_runs_as_a_training_job():
-    from ui import jobs
-
-    t = lab.ToyTrainer(lab.ToyConfig(steps=12, eval_every=4))
-    job = jobs.TrainingJob(t, slots=jobs.Slots(1))
-    job.play()
-    assert job.wait(30)
-    assert job.state == jobs.FINISHED and t.step_count == 12
-    assert t.evals[-1].step == 12
+def test_toy_runs_through_the_one_loop_with_its_evaluations_as_callbacks():
+    """The app's job drives the toy as it drives the Trainer: run() with default callbacks evaluates at step 0,
+    every eval_every steps and at the end of a finished run; a stopped run gets no end evaluation; step() alone
+    evaluates nothing."""
+    t = lab.ToyTrainer(lab.ToyConfig(steps=10, eval_every=4))
+    assert len(t.run()) == 10 and t.step_count == 10
+    assert [e.step for e in t.evals] == [0, 4, 8, 10]
+    stopped = lab.ToyTrainer(lab.ToyConfig(steps=10, eval_every=4))
+    stopped.run(stop=lambda: stopped.step_count >= 5)
+    assert stopped.step_count == 5 and [e.step for e in stopped.evals] == [0, 4]
+    stopped.step()
+    assert [e.step for e in stopped.evals] == [0, 4]
 
 
 def test_toy_config_refuses_bad_values():
@@ -175,6 +178,49 @@ def test_collapse_preset_collapses_without_negatives():
     assert r.reproduced
     assert r.numbers["effective_rank_align"] < 1.2 < 2.5 < r.numbers["effective_rank_nt_xent"]
     assert r.numbers["uniformity_align"] > -0.05 > r.numbers["uniformity_nt_xent"]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_no_negatives_preset_collapses_with_the_pull_alone_and_vicreg_keeps_it_spread(seed):
+    """The lesson "collapse without negatives": VICReg's invariance term alone puts every point of the toy in one
+    place (effective rank near 1 or every pair's cosine near 1); the full VICReg loss, still with no negatives,
+    keeps the points spread over the sphere. The verdict quotes the run's own numbers."""
+    r = lab.run_preset("no_negatives", steps=150, seed=seed)
+    n = r.numbers
+    assert n["effective_rank_invariance"] < 1.2 or n["mean_cosine_invariance"] > 0.95
+    assert n["effective_rank_vicreg"] > 2.0 and n["mean_cosine_vicreg"] < 0.5
+    assert r.reproduced
+    assert f"{n['effective_rank_invariance']:.2f}" in r.verdict and f"{n['effective_rank_vicreg']:.2f}" in r.verdict
+    # The figures are the trained points' own: recompute the mean cosine from a toy trained the same way.
+    t = lab.ToyTrainer(lab.ToyConfig(loss="vicreg", dim=3, steps=150, eval_every=10, seed=seed))
+    t.run()
+    p = t.points().astype(np.float64)
+    off = (p @ p.T)[~np.eye(len(p), dtype=bool)]
+    assert n["mean_cosine_vicreg"] == pytest.approx(off.mean(), abs=1e-5)
+
+
+def test_toy_losses_of_a_training_method_are_that_method_s_loss():
+    """The toy trains nt_xent, supcon, triplet, margin and vicreg through the method classes: its loss on a step
+    equals the core.losses function on the same embeddings (same partner draw for margin)."""
+    from core import losses
+
+    for loss, direct in [
+        ("nt_xent", lambda z1, z2, y, cfg, g: losses.nt_xent(z1, z2, cfg.temperature)),
+        ("supcon", lambda z1, z2, y, cfg, g: losses.supcon(torch.stack([z1, z2], 1), y, cfg.temperature)),
+        ("triplet", lambda z1, z2, y, cfg, g: losses.triplet_loss(torch.cat([z1, z2]), torch.cat([y, y]),
+                                                                  cfg.margin, mining=cfg.mining)),
+        ("vicreg", lambda z1, z2, y, cfg, g: losses.vicreg(z1, z2)),
+        ("invariance", lambda z1, z2, y, cfg, g: ((z1 - z2) ** 2).mean() * 25.0),
+    ]:
+        t = lab.ToyTrainer(lab.ToyConfig(loss=loss, steps=1, batch_size=32))
+        idx = torch.arange(32)
+        gen_state = t._gen.get_state()
+        got = t._loss(idx)
+        t._gen.set_state(gen_state)
+        v1, v2 = t._views(idx)
+        z1, z2 = t.model(v1), t.model(v2)
+        want = direct(z1, z2, t.labels[idx], t.cfg, t._gen)
+        assert got.item() == pytest.approx(want.item(), rel=1e-6, abs=1e-7), loss
 
 
 def test_unknown_preset_is_refused():
@@ -204,3 +250,15 @@ def test_shapes_presets_direction_of_effect():
     assert shortcut.numbers["colour_hue0.1"] > shortcut.numbers["colour_hue0.5"]
     negatives = lab.run_preset("negatives", batches=(16, 64))
     assert negatives.numbers["knn_shape_batch64"] > negatives.numbers["knn_shape_batch16"]
+
+
+def test_the_page_s_knob_lists_come_from_the_methods_traits():
+    """Which toy losses read the temperature or the margin, and which compared losses depend on the temperature,
+    follow the method classes (core.methods), not lists written by hand."""
+    from core.methods import METHODS
+
+    assert lab.TOY_USES_TEMPERATURE == ("nt_xent", "info_nce", "supcon")
+    assert lab.TOY_USES_MARGIN == ("triplet", "margin")
+    assert lab.TEMPERATURE_KEYS == ("nt_xent", "info_nce", "supcon")
+    assert set(lab.TOY_METHODS) <= set(lab.TOY_LOSSES) and set(lab.TOY_METHODS.values()) <= set(METHODS)
+    assert set(lab.TOY_LOSS_NAMES) == set(lab.TOY_LOSSES)

@@ -16,8 +16,6 @@ import torch.nn.functional as F
 from core import losses
 from core.errors import PlaygroundError
 from core.losses import (
-    LOSS_MODULES,
-    LOSSES,
     ClipLoss,
     FeatureQueue,
     InfoNCELoss,
@@ -25,6 +23,7 @@ from core.losses import (
     NTXentLoss,
     SupConLoss,
     TripletLoss,
+    VICRegLoss,
     clip_loss,
     info_nce,
     margin_contrastive,
@@ -32,6 +31,8 @@ from core.losses import (
     positive_negative_similarities,
     supcon,
     triplet_loss,
+    vicreg,
+    vicreg_terms,
 )
 
 torch.set_num_threads(1)
@@ -569,10 +570,78 @@ def test_clip_module_scale_starts_at_one_over_0_07_and_is_capped():
     assert fixed(z, z).item() == pytest.approx(clip_loss(z, z, 10.0).item(), abs=1e-6)
 
 
-def test_registries_cover_every_training_method():
-    methods = ("simclr", "moco", "triplet", "margin", "supcon", "clip")  # core.train.METHODS in the contract
-    assert tuple(LOSSES) == methods and tuple(LOSS_MODULES) == methods
-    assert LOSSES["simclr"] is nt_xent and LOSS_MODULES["clip"] is ClipLoss
+def test_every_training_method_names_a_loss_of_this_module():
+    """The registry moved to the method classes (core.methods): each names its function and module here."""
+    from core.methods import METHODS
+
+    assert {k: m.loss_function for k, m in METHODS.items()} == {
+        "simclr": nt_xent, "moco": info_nce, "triplet": triplet_loss, "margin": margin_contrastive,
+        "supcon": supcon, "clip": clip_loss, "vicreg": vicreg}
+    assert METHODS["clip"].loss_module is ClipLoss and METHODS["vicreg"].loss_module is VICRegLoss
+
+
+# ---------------------------------------------------------------------------------------------
+# VICReg (Bardes, Ponce & LeCun 2022), against the paper's Algorithm 1 in NumPy
+# ---------------------------------------------------------------------------------------------
+
+
+def vicreg_numpy(z_a: np.ndarray, z_b: np.ndarray, lam=25.0, mu=25.0, nu=1.0, gamma=1.0, eps=1e-4):
+    """The paper's pseudocode, line by line: mse, std with unbiased variance, relu(1 - std) means, centred
+    covariance over N - 1, off-diagonal squares summed and divided by D, for each branch."""
+    n, d = z_a.shape
+    sim_loss = np.mean((z_a - z_b) ** 2)
+    std_a = np.sqrt(z_a.var(axis=0, ddof=1) + eps)
+    std_b = np.sqrt(z_b.var(axis=0, ddof=1) + eps)
+    std_loss = np.mean(np.maximum(gamma - std_a, 0)) + np.mean(np.maximum(gamma - std_b, 0))
+    za, zb = z_a - z_a.mean(axis=0), z_b - z_b.mean(axis=0)
+    cov_a, cov_b = za.T @ za / (n - 1), zb.T @ zb / (n - 1)
+    off = ~np.eye(d, dtype=bool)
+    cov_loss = 0.0
+    for cov in (cov_a, cov_b):
+        total = 0.0
+        for i in range(d):  # off_diagonal(cov).pow(2).sum(), as a loop
+            for j in range(d):
+                if off[i, j]:
+                    total += cov[i, j] ** 2
+        cov_loss += total / d
+    return lam * sim_loss + mu * std_loss + nu * cov_loss, (sim_loss, std_loss, cov_loss)
+
+
+@pytest.mark.parametrize("n,d", [(2, 1), (4, 8), (9, 5), (32, 16)])
+@pytest.mark.parametrize("scale", [0.1, 1.0, 3.0])  # below, at and above the target standard deviation
+def test_vicreg_matches_the_paper_pseudocode_in_numpy(n, d, scale):
+    z1, z2 = randn(n, d, seed=n) * scale, randn(n, d, seed=n + 100) * scale
+    want, (s, v, c) = vicreg_numpy(z1.numpy(), z2.numpy())
+    assert vicreg(z1, z2).item() == pytest.approx(want, rel=1e-9, abs=1e-12)
+    got = [t.item() for t in vicreg_terms(z1, z2)]
+    assert got == pytest.approx([s, v, c], rel=1e-9, abs=1e-12)
+    weighted, _ = vicreg_numpy(z1.numpy(), z2.numpy(), lam=1.0, mu=0.5, nu=3.0, gamma=2.0)
+    assert vicreg(z1, z2, 1.0, 0.5, 3.0, gamma=2.0).item() == pytest.approx(weighted, rel=1e-9)
+    assert VICRegLoss(1.0, 0.5, 3.0, gamma=2.0)(z1, z2).item() == pytest.approx(weighted, rel=1e-9)
+
+
+def test_vicreg_known_values():
+    z = randn(16, 6, seed=3)
+    s, _, _ = vicreg_terms(z, z.clone())
+    assert s.item() == 0.0  # identical views: no invariance term
+    s, v, c = vicreg_terms(torch.ones(5, 4), torch.ones(5, 4))  # collapse: only the variance term is left
+    assert (s.item(), c.item()) == (0.0, 0.0) and v.item() == pytest.approx(2 * (1 - math.sqrt(1e-4)))
+    # Decorrelated dimensions with std >= 1 (+-2 in a balanced pattern): no variance and no covariance term.
+    signs = torch.tensor([[1, 1], [1, -1], [-1, 1], [-1, -1]], dtype=torch.float64) * 2
+    _, v, c = vicreg_terms(signs, signs)
+    assert v.item() == 0.0 and c.item() == pytest.approx(0.0, abs=1e-15)
+    assert vicreg(signs, signs).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_vicreg_variance_term_pushes_a_collapsed_batch_apart():
+    """No negatives, yet gradient flows out of collapse: from nearly equal rows, a step on the loss spreads them."""
+    z = (torch.ones(8, 3, dtype=torch.float64) + 1e-3 * randn(8, 3, seed=5)).requires_grad_(True)
+    before = z.detach().std(dim=0)
+    (g,) = torch.autograd.grad(vicreg(z, z), z)
+    after = (z - 0.01 * g).detach().std(dim=0)
+    assert torch.all(after > before)
+    (g_inv,) = torch.autograd.grad(vicreg(z, z, variance=0.0, covariance=0.0), z)
+    assert torch.all(g_inv == 0)  # the pull alone has nothing to do: collapse is its minimum
 
 
 def test_docstring_examples_run():
@@ -649,6 +718,12 @@ BAD_CALLS = {
     "module distance": lambda: TripletLoss(distance="manhattan"),
     "module clip scale": lambda: ClipLoss(init_scale=0),
     "module clip cap": lambda: ClipLoss(init_scale=200.0, clamp_max=100.0),
+    "vicreg batch of one": lambda: vicreg(Z[:1], Z[:1]),
+    "vicreg negative weight": lambda: vicreg(Z, Z, variance=-1.0),
+    "vicreg nan weight": lambda: vicreg(Z, Z, covariance=float("nan")),
+    "vicreg gamma zero": lambda: vicreg(Z, Z, gamma=0.0),
+    "vicreg shapes differ": lambda: vicreg(Z, Z[:, :2]),
+    "module vicreg weight": lambda: VICRegLoss(invariance=-25.0),
 }
 
 

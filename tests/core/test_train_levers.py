@@ -1,4 +1,4 @@
-"""Speed levers of core.train (issue 10): cosine schedule, bf16, views ahead, fused AdamW, kept probe views."""
+"""Speed levers of core.train (issue 10): cosine schedule, bf16, fused AdamW, kept probe views."""
 from __future__ import annotations
 
 import math
@@ -143,104 +143,6 @@ def test_a_trainer_on_auto_steps_in_the_arithmetic_the_cpu_is_fast_at(monkeypatc
     assert np.isfinite([r.loss for r in t.history]).all()
     # the first step's snapshot and the evaluation embed in fp32 either way
     assert {dtype for training, dtype in seen if not training} == {torch.float32}
-
-
-# ---- views ahead: the next batch (and evaluations, snapshots) on a helper thread -----------------------------
-def _ahead_cfg(**kw) -> TrainConfig:
-    return TrainConfig(batch_size=32, steps=30, eval_every=10, snapshot_every=5, probe_size=40, knn_reference=100,
-                       encoder=replace(TrainConfig().encoder, arch="fast_cnn", width=8), **kw)
-
-
-def _ahead_data():
-    return load_dataset("shapes", n=300, size=16, seed=0)
-
-
-def test_views_ahead_trains_exactly_the_same_run_with_its_evaluations_on_the_helper(monkeypatch):
-    """Same seed with and without views_ahead: the same losses, evaluations at the same steps with the same
-    scores and the same 2-D snapshots, though the batches, evaluations and snapshots of the second run were made
-    on its helper thread (one torch thread there) while the training thread went on."""
-    torch.set_num_threads(1)  # reductions split the same way on both threads: results equal to the last bit
-    data = _ahead_data()
-    plain, ahead = Trainer(_ahead_cfg(), data, device="cpu"), Trainer(_ahead_cfg(), data, device="cpu")
-    ahead.views_ahead = True
-    where: list[tuple[str, str, int]] = []
-    real_eval, real_snap, real_draw = ahead._evaluate_now, ahead._snapshot, ahead._draw
-
-    def spy(kind, fn):
-        def wrapped(*a, **k):
-            import threading
-            where.append((kind, threading.current_thread().name, torch.get_num_threads()))
-            return fn(*a, **k)
-        return wrapped
-
-    monkeypatch.setattr(ahead, "_evaluate_now", spy("eval", real_eval))
-    monkeypatch.setattr(ahead, "_snapshot", spy("snapshot", real_snap))
-    monkeypatch.setattr(ahead, "_draw", spy("draw", real_draw))
-    plain.run(30)
-    ahead.run(30)
-    assert [h.loss for h in ahead.history] == [h.loss for h in plain.history]
-    assert [e.step for e in ahead.evals] == [e.step for e in plain.evals] == [10, 20, 30]
-    for a, p in zip(ahead.evals, plain.evals):
-        assert a.knn == p.knn and a.alignment == p.alignment and a.uniformity == p.uniformity
-        np.testing.assert_array_equal(a.pos_sims, p.pos_sims)
-    assert [s.step for s in ahead.snapshots] == [s.step for s in plain.snapshots] == [0, 5, 10, 15, 20, 25, 30]
-    for a, p in zip(ahead.snapshots, plain.snapshots):
-        np.testing.assert_array_equal(a.coords, p.coords)
-    on_helper = [w for w in where if w[1].startswith(("views-ahead", "evaluations"))]
-    assert {k for k, name, _ in on_helper if name.startswith("views-ahead")} == {"draw"}
-    # evaluations and snapshots on their own helper, so the next batch never waits behind one
-    assert {k for k, name, _ in on_helper if name.startswith("evaluations")} == {"eval", "snapshot"}
-    assert all(n == 1 for _, _, n in on_helper)  # one torch thread on the helper
-    assert [w[0] for w in where if not w[1].startswith(("views-ahead", "evaluations"))] == ["snapshot", "draw"]
-    assert torch.get_num_threads() == 1  # the training thread's count untouched by the helper's
-
-
-def test_a_run_saved_with_a_batch_drawn_ahead_resumes_as_if_it_never_stopped(tmp_path: Path):
-    """The helper has already drawn step k + 1's batch when step k ends; the checkpoint records where the
-    generators were before that draw, so a resumed run draws the same batches as one that never stopped."""
-    torch.set_num_threads(1)
-    data = _ahead_data()
-    whole = Trainer(_ahead_cfg(), data, device="cpu")
-    whole.run(20)
-    first = Trainer(_ahead_cfg(), data, device="cpu")
-    first.views_ahead = True
-    first.run(12)
-    behind = Trainer(_ahead_cfg(), data, device="cpu")
-    behind.run(12)
-    first._ahead.result()
-    assert not torch.equal(first._gen.get_state(), behind._gen.get_state())  # step 13's batch is drawn already
-    first.save(tmp_path / "run.safetensors")
-    resumed = Trainer.load(tmp_path / "run.safetensors", data, device="cpu")
-    resumed.run(8)
-    assert [h.loss for h in resumed.history] == [h.loss for h in whole.history]
-
-
-def test_views_ahead_applies_only_where_the_loss_draws_nothing_after_the_views():
-    data = _ahead_data()
-    for method, applies in (("simclr", True), ("supcon", True), ("triplet", True), ("moco", False),
-                            ("margin", False)):
-        t = Trainer(_ahead_cfg(method=method), data, device="cpu")
-        t.views_ahead = True
-        assert t.views_ahead is applies, method
-
-
-def test_a_trainer_s_helper_threads_end_with_it():
-    """A classroom's sessions come and go: a dropped trainer must not leave its helper threads behind."""
-    import gc
-    import threading
-    import time
-
-    t = Trainer(_ahead_cfg(), _ahead_data(), device="cpu")
-    t.views_ahead = True
-    t.run(12)
-    names = lambda: {th.name.split("_")[0] for th in threading.enumerate()}  # noqa: E731
-    assert {"views-ahead", "evaluations"} <= names()
-    del t
-    gc.collect()
-    deadline = time.monotonic() + 10
-    while {"views-ahead", "evaluations"} & names() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not {"views-ahead", "evaluations"} & names()
 
 
 def _small_run(**over) -> TrainConfig:
