@@ -152,7 +152,7 @@ _TABLE: list[Setting] = [
     _s("explorer.dup_thr", 0.98, "float", "Similarity threshold", low=0.8, high=1.0),
     # ---- CLIP ----------------------------------------------------------------------------------------------
     _s("clip.source", "mini", "str", "Where the model comes from", options=("mini", "tag", "hub", "local")),
-    _s("clip.dataset", "shapes", "str", "Images", options=("shapes", "photos", "digits", "upload")),
+    _s("clip.dataset", "shapes", "str", "Images", options=("shapes", "photos", "digits", "upload", "yours")),
     _s("clip.n", 200, "int", "How many", options=(50, 100, 200, 500, 1000)),
     _s("clip.factor", "shape", "str", "Label", "Which known factor the class names describe."),
     _s("clip.names_from", "dataset", "str", "Class names", options=("dataset", "preset", "typed")),
