@@ -45,7 +45,7 @@ from core.embed import EmbeddingSet, embed_imageset
 from core.errors import PlaygroundError, TrainingDiverged
 from core.metrics import alignment, effective_rank, knn_accuracies, uniformity
 from core.models import ContrastiveModel, EncoderConfig, build_model, momentum_copy, momentum_update
-from core.projection import align_to, project
+from core.projection import LIVE_METHODS, live_map
 
 METHODS = ("simclr", "moco", "triplet", "margin", "supcon", "clip")
 METHOD_NAMES = {
@@ -141,12 +141,15 @@ class TrainConfig:
     # clip only: an open_clip model config from core.clip.TRAINABLE_CONFIGS (e.g. "mini-rn") to train as one
     # open_clip CLIP that core.clip.export_local_dir can save as a local-dir; None: encoder + TextTransformer.
     clip_model: str | None = None
+    map_method: str = "tsne"  # the live 2-D map (core.projection.live_map): "tsne" | "umap" | "pca"
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"Unknown lr_schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}.")
         if self.precision not in PRECISIONS:
             raise ValueError(f"Unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}.")
+        if self.map_method not in LIVE_METHODS:
+            raise ValueError(f"Unknown map_method {self.map_method!r}; choose one of {', '.join(LIVE_METHODS)}.")
         if self.method not in METHODS:
             raise ValueError(f"Unknown method {self.method!r}; choose one of {', '.join(METHODS)}.")
         if self.mining not in MINING:
@@ -238,8 +241,8 @@ class EvalRecord:
 @dataclass
 class Snapshot:
     step: int
-    vectors: np.ndarray  # (probe, feature_dim) encoder features
-    coords: np.ndarray  # (probe, 2) PCA, rotated onto the previous snapshot so points move smoothly
+    vectors: np.ndarray  # (probe, projection_dim) projection-head outputs, the vectors the map is made of
+    coords: np.ndarray  # (probe, 2) what the page draws: cfg.map_method's live_map, following the previous snapshot
 
 
 # Collapse: different images as similar as two views of one image, and all of them close together. Checked from
@@ -714,11 +717,11 @@ class Trainer:
         return (model or self.model).embed(x, space=space).float().cpu().numpy()
 
     def _snapshot(self, model: ContrastiveModel | None = None, step: int | None = None) -> Snapshot:
-        vectors = self._features(self.probe, model=model)
+        # the projection space: what the loss organises, and where the probe's shape neighbourhoods are purest
+        vectors = self._features(self.probe, space="projection", model=model)
         with small_blas():
-            coords = project(vectors, method="pca", dim=2)
-            if self.snapshots:
-                coords = align_to(coords, self.snapshots[-1].coords)
+            previous = self.snapshots[-1].coords if self.snapshots else None
+            coords = live_map(vectors, previous, method=self.cfg.map_method, seed=self.cfg.seed)
         snap = Snapshot(self.step_count if step is None else step, vectors, np.asarray(coords, dtype=np.float32))
         self.snapshots.append(snap)
         return snap
