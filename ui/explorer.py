@@ -275,14 +275,14 @@ def _some(snapshots: list, most: int = 12) -> list:
 
 
 def snapshot_space(entry: Any, snap: Any) -> Space:
-    """A training snapshot of a registry run: the encoder features of its probe images at that step, so a
+    """A training snapshot of a registry run: the projection vectors of its probe images at that step, so a
     Compare against the finished model (matched by id) shows which neighbourhoods training changed."""
     from core.embed import EmbeddingSet
 
     probe = entry.payload.probe
     es = EmbeddingSet(vectors=np.asarray(snap.vectors, dtype=np.float32), ids=list(probe.ids),
                       labels=dict(probe.labels), classes=dict(probe.classes),
-                      source=f"{entry.source}, encoder space at step {snap.step} (probe images)")
+                      source=f"{entry.source}, projection space at step {snap.step} (probe images)")
     return Space(f"{entry.name} · step {snap.step}", es, images=images_hwc(probe), texts=probe.captions)
 
 

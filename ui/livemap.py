@@ -76,7 +76,7 @@ def show(trainer: Any, snapshots: Sequence[Any], snap: Any, factor: str,
     def build():
         return charts.embedding_scatter(coords, probe.labels[factor], probe.classes[factor],
                                         title=f"{len(probe)} held-out images at step {snap.step} ({name} of the "
-                                              "encoder features)", hover=hover,
+                                              "projection head's outputs)", hover=hover,
                                         ranges=charts.padded_ranges(every))
 
     fig = cached("embedding", (trainer, snap.step, factor, len(snapshots), method), build)
@@ -93,5 +93,6 @@ def show(trainer: Any, snapshots: Sequence[Any], snap: Any, factor: str,
                    "little. Each snapshot starts from the previous map, so the dots move instead of jumping.",
            "umap": "UMAP places each dot near the dots whose vectors are nearest; each snapshot starts from the "
                    "previous map."}.get(method, "")
-    st.caption("Each dot is one image the model never trains on. Colour them by another factor to see what the "
+    st.caption("Each dot is one image the model never trains on, placed by the projection head's output (the "
+               "vectors the loss pulls together and pushes apart). Colour them by another factor to see what the "
                "model groups together; slide the timeline to watch the same dots move as training goes on. " + how)
