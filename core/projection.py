@@ -29,7 +29,8 @@ from core.errors import PlaygroundError
 from core.similarity import _as_matrix, _chunked_topk, _device, _rows_per_chunk, _unit_rows
 
 __all__ = ["METHODS", "MAP_METRICS", "LIVE_METHODS", "project", "align_to", "warm_up", "build_metric",
-           "neighbour_preservation", "neighbour_preservation_per_point", "trustworthiness", "live_map", "tsne_exact",
+           "neighbour_preservation", "neighbour_preservation_per_point", "trustworthiness", "live_map", "live_method",
+           "LIVE_TSNE_MAX", "tsne_exact",
            "loo_knn_accuracy", "MapTrust", "map_trust"]
 
 METHODS: dict[str, str] = {
@@ -335,6 +336,19 @@ _PERPLEXITY = 20.0  # t-SNE's effective number of neighbours; 400 probe images h
 _EXAGGERATION = 12.0  # early exaggeration of a fresh t-SNE (van der Maaten 2014; sklearn's default)
 _FRESH_ITERS = (100, 300)  # a fresh map: iterations with exaggeration, then without
 _FOLLOW_ITERS = 60  # a map started from the previous snapshot's: iterations, no exaggeration
+# The exact t-SNE holds (N, N) arrays: 2,000 points are 16 MB a buffer and stay live; the Train page's largest probe
+# (5,000) would cost seconds a snapshot, so larger sets are drawn with PCA (see live_method).
+LIVE_TSNE_MAX = 2000
+
+
+def live_method(method: str, n: int) -> str:
+    """The method :func:`live_map` really uses for ``n`` points: PCA for sets too small for t-SNE / UMAP, and
+    for t-SNE above :data:`LIVE_TSNE_MAX` points; otherwise ``method``."""
+    if method not in LIVE_METHODS:
+        raise PlaygroundError(f"Unknown live map method {method!r}; use one of {', '.join(LIVE_METHODS)}.")
+    if n < _MIN_POINTS_NONLINEAR or (method == "tsne" and n > LIVE_TSNE_MAX):
+        return "pca"
+    return method
 
 
 def _tsne_affinities(x: np.ndarray, perplexity: float, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -484,16 +498,15 @@ def live_map(vectors, previous=None, *, method: str = "tsne", seed: int = 0, met
     >>> a = live_map(x); b = live_map(x + 1e-3, previous=a); float(np.abs(a - b).max()) < 1.0
     True
     """
-    if method not in LIVE_METHODS:
-        raise PlaygroundError(f"Unknown live map method {method!r}; use one of {', '.join(LIVE_METHODS)}.")
     x = _check_vectors(vectors)
     n = x.shape[0]
+    method = live_method(method, n)
     prev = None
     if previous is not None:
         prev = np.asarray(previous, dtype=np.float64)
         if prev.shape != (n, 2) or not np.isfinite(prev).all():
             prev = None  # another probe, or a broken map: start afresh rather than fail a training step
-    if method == "pca" or n < _MIN_POINTS_NONLINEAR:
+    if method == "pca":
         coords = _pca(x, 2)
     elif method == "tsne":
         perplexity = min(_PERPLEXITY, (n - 1) / 3.0)

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import streamlit as st
 
-from core.projection import MapTrust, live_map, map_trust
+from core.projection import MapTrust, live_map, live_method, map_trust
 from ui import charts
 
 _METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
@@ -30,8 +30,9 @@ def pca_timeline(vectors: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 def method_of(trainer: Any) -> str:
-    """The live map's method of a trainer (checkpoints from before the setting existed drew PCA)."""
-    return str(getattr(trainer.cfg, "map_method", "pca"))
+    """The method of a trainer's live map: its setting (PCA for trainers from before it existed), or PCA where
+    ``core.projection.live_method`` says the probe is too small or too large for it."""
+    return live_method(str(getattr(trainer.cfg, "map_method", "pca")), len(trainer.probe))
 
 
 def trust_sentence(trust: MapTrust, *, dims: int) -> str:
@@ -53,8 +54,8 @@ def dominant_hint(trust: MapTrust, method: str) -> str | None:
 
 def show(trainer: Any, snapshots: Sequence[Any], snap: Any, factor: str,
          cached: Callable[[str, tuple, Callable[[], Any]], Any]) -> None:
-    """Draw ``snap``'s map of ``trainer.probe`` coloured by ``factor``, axes fixed over all ``snapshots``, with its
-    trust sentence. ``cached(name, version, build)`` is the page's per-session figure cache (the first item of
+    """Draw ``snap``'s map of ``trainer.probe`` coloured by ``factor`` (the trainer's live map, or PCA of the same
+    vectors), with its trust sentence and, when another factor dominates the map, a hint to colour by it. ``cached(name, version, build)`` is the page's per-session figure cache (the first item of
     ``version`` identifies the trainer), so a redraw between snapshots costs nothing."""
     probe = trainer.probe
     live = method_of(trainer)
@@ -67,17 +68,21 @@ def show(trainer: Any, snapshots: Sequence[Any], snap: Any, factor: str,
     method = live if view == "live" else "pca"
     name = _METHOD_NAMES.get(method, method)
     hover = probe.captions if probe.captions else probe.ids
+    i = list(snapshots).index(snap)
     if method == live:
-        coords, every = snap.coords, [s.coords for s in snapshots]
+        every = [s.coords for s in snapshots]
     else:  # PCA of every snapshot, each rotated onto the one before: cheap, made once per new snapshot
         every = cached("pca_maps", (trainer, len(snapshots)), lambda: pca_timeline([s.vectors for s in snapshots]))
-        coords = every[list(snapshots).index(snap)]
+    coords = every[i]
+    # PCA's spread means something: one frame for the whole run. A t-SNE / UMAP map's scale does not, and it changes
+    # as the map settles; framing the last few snapshots keeps the map shown large, and still moves smoothly.
+    frame = every if method == "pca" else every[max(0, i - 5):i + 1]
 
     def build():
         return charts.embedding_scatter(coords, probe.labels[factor], probe.classes[factor],
                                         title=f"{len(probe)} held-out images at step {snap.step} ({name} of the "
                                               "projection head's outputs)", hover=hover,
-                                        ranges=charts.padded_ranges(every))
+                                        ranges=charts.padded_ranges(frame))
 
     fig = cached("embedding", (trainer, snap.step, factor, len(snapshots), method), build)
     st.plotly_chart(fig, key="train.chart.embedding")

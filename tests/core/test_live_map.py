@@ -147,6 +147,15 @@ def test_live_map_rejects_unknown_methods_and_handles_tiny_sets():
     assert live_map(np.random.default_rng(0).normal(size=(3, 4))).shape == (3, 2)  # too few for t-SNE: PCA
 
 
+def test_large_sets_are_drawn_with_pca(monkeypatch):
+    import core.projection as P
+
+    monkeypatch.setattr(P, "LIVE_TSNE_MAX", 50)
+    x, _, _ = blobs_with_nuisance(n=60)
+    assert P.live_method("tsne", 60) == "pca" and P.live_method("tsne", 50) == "tsne"
+    assert np.array_equal(live_map(x, method="tsne"), live_map(x, method="pca"))
+
+
 def test_tsne_is_deterministic_for_a_seed():
     x, _, _ = blobs_with_nuisance(n=100)
     assert np.array_equal(live_map(x, seed=3), live_map(x, seed=3))
