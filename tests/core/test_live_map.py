@@ -203,3 +203,23 @@ def test_map_trust_rejects_bad_input():
         map_trust(x, np.zeros((9, 2)), {"a": np.zeros(10)})
     with pytest.raises(ValueError, match="one label per point"):
         loo_knn_accuracy(np.zeros((10, 2)), np.zeros(9))
+
+
+# ------------------------------------------------------------------------------------------ the trainer's snapshots
+def test_trainer_snapshots_draw_the_live_map_of_the_projection_space():
+    """Snapshot.coords is what the page draws: live_map of the probe's projection vectors, following the previous
+    snapshot's map (core.train's _snapshot); TrainConfig refuses a method it does not know."""
+    from core.data import load_dataset
+    from core.train import TrainConfig, Trainer
+
+    with pytest.raises(ValueError, match="map_method"):
+        TrainConfig(map_method="mds")
+    cfg = TrainConfig(batch_size=32, steps=4, snapshot_every=2, eval_every=1000, probe_size=40, knn_reference=100,
+                      warmup_steps=0)
+    trainer = Trainer(cfg, load_dataset("shapes", n=200, size=16, seed=0))
+    trainer.run()
+    before, last = trainer.snapshots[-2], trainer.snapshots[-1]
+    assert last.vectors.shape == (40, cfg.projection_dim)
+    expected = trainer.model.embed(trainer.probe.images, space="projection").numpy()
+    assert np.allclose(last.vectors, expected, atol=1e-5)
+    assert np.allclose(last.coords, live_map(last.vectors, before.coords, method="tsne", seed=cfg.seed), atol=1e-3)
