@@ -45,7 +45,7 @@ from core.methods import METHODS as METHOD_CLASSES
 from core.methods import Method, method_for
 from core.methods.clip import LOGIT_SCALE_MAX as _LOGIT_SCALE_MAX
 from core.models import ContrastiveModel, EncoderConfig
-from core.projection import align_to, project
+from core.projection import LIVE_METHODS, live_map
 
 # The methods' keys in the app's order, and what pages ask of them: derived from the method classes
 # (core.methods.METHODS), which are the one place a method's traits are written.
@@ -122,12 +122,15 @@ class TrainConfig:
     # clip only: an open_clip model config from core.clip.TRAINABLE_CONFIGS (e.g. "mini-rn") to train as one
     # open_clip CLIP that core.clip.export_local_dir can save as a local-dir; None: encoder + TextTransformer.
     clip_model: str | None = None
+    map_method: str = "tsne"  # the live 2-D map (core.projection.live_map): "tsne" | "umap" | "pca"
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"Unknown lr_schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}.")
         if self.precision not in PRECISIONS:
             raise ValueError(f"Unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}.")
+        if self.map_method not in LIVE_METHODS:
+            raise ValueError(f"Unknown map_method {self.map_method!r}; choose one of {', '.join(LIVE_METHODS)}.")
         if self.method not in METHODS:
             raise ValueError(f"Unknown method {self.method!r}; choose one of {', '.join(METHODS)}.")
         if self.mining not in MINING:
@@ -219,8 +222,8 @@ class EvalRecord:
 @dataclass
 class Snapshot:
     step: int
-    vectors: np.ndarray  # (probe, feature_dim) encoder features
-    coords: np.ndarray  # (probe, 2) PCA, rotated onto the previous snapshot so points move smoothly
+    vectors: np.ndarray  # (probe, projection_dim) projection-head outputs, the vectors the map is made of
+    coords: np.ndarray  # (probe, 2) what the page draws: cfg.map_method's live_map, following the previous snapshot
 
 
 # Collapse: different images as similar as two views of one image, and all of them close together. Checked from
@@ -506,8 +509,8 @@ class Trainer:
         return self.model.embed(x, space=space).float().cpu().numpy()
 
     def snapshot(self) -> Snapshot:
-        """The probe set's encoder vectors and their 2-D PCA, rotated onto the previous snapshot; appended to
-        ``snapshots``."""
+        """The probe set's projection vectors and their live 2-D map (:func:`core.projection.live_map`, following
+        the previous snapshot); appended to ``snapshots``."""
         with self._lock:
             t0 = time.perf_counter()
             snap = self._snapshot()
@@ -515,11 +518,11 @@ class Trainer:
             return snap
 
     def _snapshot(self) -> Snapshot:
-        vectors = self._features(self.probe)
+        # the projection space: what the loss organises, and where the probe's shape neighbourhoods are purest
+        vectors = self._features(self.probe, space="projection")
         with small_blas():
-            coords = project(vectors, method="pca", dim=2)
-            if self.snapshots:
-                coords = align_to(coords, self.snapshots[-1].coords)
+            previous = self.snapshots[-1].coords if self.snapshots else None
+            coords = live_map(vectors, previous, method=self.cfg.map_method, seed=self.cfg.seed)
         snap = Snapshot(self.step_count, vectors, np.asarray(coords, dtype=np.float32))
         self.snapshots.append(snap)
         return snap

@@ -18,7 +18,7 @@ import numpy as np
 import streamlit as st
 
 from core import lessons
-from ui import charts, jobs, loaders, presets, registry, session, yourimages
+from ui import charts, jobs, livemap, loaders, presets, registry, session, yourimages
 from ui.glossary import help as gloss
 from ui import settings as S
 from ui import widgets as W
@@ -493,19 +493,7 @@ def _embedding_view(job: jobs.TrainingJob) -> None:
         else:
             chosen = latest
     snap = snaps[steps_list.index(chosen)]
-    hover = probe.captions if probe.captions else probe.ids
-
-    def build():
-        return charts.embedding_scatter(snap.coords, probe.labels[factor], probe.classes[factor],
-                                       title=f"{len(probe)} held-out images at step {snap.step} (PCA of the encoder "
-                                             "features)", hover=hover,
-                                       ranges=charts.padded_ranges([s.coords for s in snaps]))
-
-    fig = _figure("embedding", (tr, snap.step, factor, len(snaps)), build)
-    st.plotly_chart(fig, key="train.chart.embedding")
-    st.caption("Each dot is one image the model never trains on. Colour them by another factor to see what the "
-               "model groups together; slide the timeline to watch the same dots move as training goes on. "
-               "PCA of encoder features: " + gloss("PCA of encoder features"))
+    livemap.show(tr, snaps, snap, factor, cached=_figure)
 
 
 active_at_render = job is not None and job.active

@@ -96,7 +96,8 @@ def images_hwc(imageset: Any) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ demo
 @st.cache_resource(show_spinner="Loading the demo: an untrained and a trained encoder on shapes…")
 def demo_spaces() -> dict[str, Space]:
-    """Untrained vs trained small_cnn on 1,000 built-in shapes, both in encoder space. Shared, read-only.
+    """Untrained vs trained encoder (the first lesson's) on 1,000 built-in shapes at the size it trained on, both
+    in encoder space. Shared, read-only.
 
     The trained weights ship in assets/demo (made by benchmarks/make_explorer_demo.py through core.train):
     training them live would take minutes on a shared CPU, embedding 1,000 images takes a second or two.
@@ -116,7 +117,7 @@ def demo_spaces() -> dict[str, Space]:
         raise PlaygroundError("The demo model is missing from assets/demo; run benchmarks/make_explorer_demo.py.")
     meta = json.loads(meta_path.read_text())
     cfg = EncoderConfig.from_dict(meta["encoder"])
-    images = load_dataset("shapes", n=1000, size=32, seed=0)
+    images = load_dataset("shapes", n=1000, size=int(meta.get("dataset", {}).get("size", 32)), seed=0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         untrained = build_model(cfg, device="cpu").eval()
@@ -129,8 +130,8 @@ def demo_spaces() -> dict[str, Space]:
     aug = AugmentConfig.from_dict(meta["augment"])
     pixels = images_hwc(images)
     out = {}
-    for label, model in ((f"Demo: untrained small_cnn on shapes", untrained),
-                         (f"Demo: small_cnn after {meta['steps']} SimCLR steps on shapes", trained)):
+    for label, model in ((f"Demo: untrained {cfg.arch} on shapes", untrained),
+                         (f"Demo: {cfg.arch} after {meta['steps']} SimCLR steps on shapes", trained)):
         es = embed_imageset(model, images, space="encoder", source=label)
         out[label] = Space(label, es, images=pixels, texts=images.captions, model=model, imageset=images,
                            augment=aug)
@@ -311,14 +312,14 @@ def _some(snapshots: list, most: int = 12) -> list:
 
 
 def snapshot_space(entry: Any, snap: Any) -> Space:
-    """A training snapshot of a registry run: the encoder features of its probe images at that step, so a
+    """A training snapshot of a registry run: the projection vectors of its probe images at that step, so a
     Compare against the finished model (matched by id) shows which neighbourhoods training changed."""
     from core.embed import EmbeddingSet
 
     probe = entry.payload.probe
     es = EmbeddingSet(vectors=np.asarray(snap.vectors, dtype=np.float32), ids=list(probe.ids),
                       labels=dict(probe.labels), classes=dict(probe.classes),
-                      source=f"{entry.source}, encoder space at step {snap.step} (probe images)")
+                      source=f"{entry.source}, projection space at step {snap.step} (probe images)")
     return Space(f"{entry.name} · step {snap.step}", es, images=images_hwc(probe), texts=probe.captions)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -59,7 +60,8 @@ def test_demo_draws_a_map_with_honesty_scores_and_every_view(make_app):
     at.number_input(key="explorer.point").set_value(5).run()  # the same panel a click on a point opens
     assert_clean(at)
     text = _texts(at)
-    assert "nearest neighbours in the original 128-D space" in text and "also its nearest on the map" in text
+    assert re.search(r"nearest neighbours in the original \d+-D space", text), text  # the demo model's feature size
+    assert "also its nearest on the map" in text
     for view in ("Similarity", "Health", "Compare", "Export"):
         _view(at, view)
     _view(at, "Health")

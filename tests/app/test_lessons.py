@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from ui import presets
@@ -44,6 +45,25 @@ def test_first_lesson_uses_the_fast_recipe():
     assert (cfg.encoder.arch, cfg.encoder.width, cfg.batch_size, cfg.lr) == ("fast_cnn", 16, 128, 6e-3)
     assert cfg.augment.crop and cfg.augment.crop_scale == (0.8, 1.0)
     assert doc["settings"]["train.image_size"] == 24
+
+
+def test_first_lesson_views_hide_the_background():
+    """Issue 30: a model that keeps background (black / grey / white) draws a live map split by background. The
+    first lesson inverts half of its views, so a black background turns white as often as not and the two views of
+    one image disagree on it: background no longer tells images apart."""
+    import torch
+
+    from core.augment import augment
+    from core.data import load_dataset
+
+    doc = json.loads((presets.PRESET_DIR / "simclr_shapes.json").read_text())
+    cfg = S.train_config(_lesson_values(presets.parse(doc, "simclr_shapes")))
+    data = load_dataset("shapes", n=400, size=24, seed=0)
+    black = torch.from_numpy(np.asarray(data.labels["background"]) == data.classes["background"].index("black"))
+    views = augment(data.images[black], cfg.augment, torch.Generator().manual_seed(0))  # floats in [0, 1]
+    corner = views[:, :, 0, 0].mean(dim=1)  # the background, away from the centred shape
+    bright = (corner > 0.5).float().mean().item()
+    assert 0.35 < bright < 0.65, bright
 
 
 @pytest.mark.slow

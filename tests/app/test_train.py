@@ -162,6 +162,12 @@ def test_play_runs_in_the_background_until_finished(make_app):
     assert at.select_slider(key="train.timeline").options
     at.selectbox(key="train.color_by").set_value("colour").run()
     assert_clean(at)
+    # the map says what it can show: its own 10-NN beside the vectors' (issue 30), for the live map and for PCA
+    trust = [m.value for m in at.markdown if "The map keeps" in m.value]
+    assert trust and "of what the model knows about colour" in trust[0] and "in this map" in trust[0], trust
+    at.button_group(key="train.map_view").set_value("pca").run()
+    assert_clean(at)
+    assert any("The map keeps" in m.value for m in at.markdown)
     # train on: the button offers more steps
     assert "more steps" in at.button(key="train.play").label
 
