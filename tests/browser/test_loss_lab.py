@@ -43,9 +43,14 @@ def test_toy_plays_and_temperature_slider_moves(app: Any) -> None:
     title_before = app.page.inner_text(".st-key-loss_lab-chart-anchor")
     slider = app.page.locator(".st-key-loss_lab-tau input").first  # Streamlit 1.67 draws a range <input>
     slider.focus()
-    for _ in range(4):
-        slider.press("ArrowLeft")  # 0.2 -> 0.1 -> 0.07 -> 0.05 -> 0.02
-    app.wait_idle(timeout=60)
+    # 0.2 -> 0.1 -> 0.07 -> 0.05 -> 0.02, one press per rerun (as a person presses): four presses inside one rerun
+    # can lose one to the rerun's redraw of the URL-bound widget.
+    for expected in ("0.1", "0.07", "0.05", "0.02"):
+        slider.press("ArrowLeft")
+        app.wait_idle(timeout=60)
+        app.page.wait_for_function(
+            "([el, v]) => el.getAttribute('aria-valuetext') === v", arg=[slider.element_handle(), expected],
+            timeout=20_000)
     assert slider.get_attribute("aria-valuetext") == "0.02"
     assert "τ = 0.02" in app.page.inner_text(".st-key-loss_lab-chart-anchor")
     assert "τ = 0.2:" in title_before
