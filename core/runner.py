@@ -30,6 +30,9 @@ slot and queues at the back, so everyone progresses. Running workers share the c
 browser session closed, or nobody polled it for its lease) pauses, frees its slot and its process; its user
 comes back to it paused.
 
+With ``CP_RAY_ADDRESS`` set, each worker is a Ray actor on that cluster instead of a local process, speaking the
+same protocol (``core.ray_jobs``; Ray is imported only then).
+
 This module does not import streamlit (nor torch, until a job needs it).
 """
 from __future__ import annotations
@@ -245,11 +248,20 @@ class Runner:
 
     def __init__(self, capacity: int = MAX_RUNNING, *, quantum_s: float | None = SLOT_QUANTUM_S,
                  threads: int | None = None, spare: bool = True, memory_mb: int = WORKER_MEMORY_MB,
-                 warm: tuple[str, ...] = WARM):
+                 warm: tuple[str, ...] = WARM, ray_address: str | None = None):
         self.slots = Slots(capacity)
         self.quantum_s = quantum_s
         self.fixed_threads = threads if threads is not None else (
             _env_int("CP_WORKER_THREADS", 0, minimum=0) or None)
+        # CP_RAY_ADDRESS (or ray_address): each job's worker is a Ray actor speaking the same protocol (core.ray_jobs)
+        address = ray_address if ray_address is not None else os.environ.get("CP_RAY_ADDRESS", "").strip()
+        self._new_worker: Callable[..., Any] = _Worker
+        if address:
+            from core import ray_jobs
+
+            ray_jobs.connect(address)
+            self._new_worker = ray_jobs.RayWorker
+            self.fixed_threads = self.fixed_threads or ray_jobs.ACTOR_THREADS  # its CPU share, not this server's
         self.keep_spare = spare
         self.memory_mb = memory_mb
         self.warm = tuple(warm)
@@ -277,7 +289,7 @@ class Runner:
         self.start()
         with self._lock:
             if self.keep_spare and not self._closed and (self._spare is None or not self._spare.alive):
-                self._spare = _Worker(self._ctx, self.threads_now(1), self.warm, self.memory_mb)
+                self._spare = self._new_worker(self._ctx, self.threads_now(1), self.warm, self.memory_mb)
                 self._workers.append(self._spare)
         self._wake()
 
@@ -350,7 +362,7 @@ class Runner:
             w = self._spare if self._spare is not None and self._spare.alive else None
             self._spare = None
             if w is None:
-                w = _Worker(self._ctx, 1, self.warm, self.memory_mb)
+                w = self._new_worker(self._ctx, 1, self.warm, self.memory_mb)
                 self._workers.append(w)
             w.job = weakref.ref(job)
         kind = job.kind
@@ -440,7 +452,7 @@ class Runner:
         if not w.conn.closed:
             w.conn.close()
         if job is not None and job._worker is w:
-            job._worker_gone(code, expected=w.expected_exit)
+            job._worker_gone(code, expected=w.expected_exit, how=getattr(w, "how_it_ended", None))
         self.rebalance()
 
     def _housekeeping(self) -> None:
@@ -883,7 +895,7 @@ class Job:
             self.runner.hold(self, False)
             self._set_state(FAILED)
 
-    def _worker_gone(self, exitcode: int | None, *, expected: bool) -> None:
+    def _worker_gone(self, exitcode: int | None, *, expected: bool, how: str | None = None) -> None:
         """The worker process ended: expected (quit, stop), or it died (killed, out of memory, a crash)."""
         with self._lock:
             self._worker = None
@@ -899,8 +911,8 @@ class Job:
                 return
         self._apply_state()  # the last full state it sent (periodic, or its last pause)
         self._truncate_to_weights()
-        how = (f"was killed (signal {-exitcode})" if exitcode is not None and exitcode < 0
-               else f"ended unexpectedly (exit code {exitcode})")
+        how = how or (f"was killed (signal {-exitcode})" if exitcode is not None and exitcode < 0
+                      else f"ended unexpectedly (exit code {exitcode})")
         step = int(self.trainer.step_count)
         again = (f"Press Play to go on from step {step:,}, the last state it sent." if step
                  else "Press Play to start it again.")
