@@ -39,10 +39,12 @@ def test_out_of_bounds_value_is_refused_with_one_sentence_by_link_file_and_confi
     assert str(file_err.value) == "The settings file was not loaded: " + sentence
 
 
-def test_a_bad_link_value_shows_cores_sentence_on_the_page(make_app):
-    at = make_app(query_params={"train.steps": "200000"}, page="pages/train.py")
+def test_a_bad_link_value_shows_cores_sentence_on_the_page():
+    at = AppTest_with({"train.steps": "200000"})  # the link's first run says what it left out
     assert not at.exception
     assert "'train.steps' must be between 1 and 100,000; got 200,000." in " ".join(w.value for w in at.warning)
+    at.switch_page("pages/train.py").run()
+    assert_clean(at)
     assert at.session_state["train.steps"] == S.default("train.steps")
 
 
