@@ -235,3 +235,7 @@ def declared(specs: dict[str, Spec]):
                                    f"declares {spec.default!r}. Change both, or the page and the config differ.")
         return cls
     return bind
+
+
+for _key, _value in _PAGE_CHANGES.items():  # where the pages start obeys the same bounds (checked at import)
+    check(SPECS[_key], _value)

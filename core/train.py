@@ -47,7 +47,7 @@ from core.methods import Method, method_for
 from core.methods.clip import LOGIT_SCALE_MAX as _LOGIT_SCALE_MAX
 from core.models import ContrastiveModel, EncoderConfig
 from core.projection import LIVE_METHODS, live_map
-from core.settings_schema import LR_SCHEDULES, MINING, PRECISIONS
+from core.settings_schema import LR_SCHEDULES, MINING, PRECISIONS  # noqa: F401 (public names of core.train)
 
 # The methods' keys in the app's order, and what pages ask of them: derived from the method classes
 # (core.methods.METHODS), which are the one place a method's traits are written.
