@@ -84,8 +84,16 @@ def test_table_offers_exactly_what_the_configs_accept():
                 make((s.low / 2, s.high))
     cfg, core = S.train_config(S.defaults(["train", "aug"])), TrainConfig()
     differ = {f.name for f in fields(cfg) if getattr(cfg, f.name) != getattr(core, f.name)}
-    assert differ == {"augment", "precision"}
+    assert differ == {"augment", "precision"}  # the encoder too: arch, width and projection size are core's
     assert cfg.augment == PRESETS["shapes"] and cfg.precision == "auto"
+    # The page's own settings that core does not check through TrainConfig: the data the first lesson uses and
+    # the encoders core can build.
+    from core.models import ARCHS
+    from core.train import DEFAULT_DATASET
+
+    assert (S.default("train.dataset"), S.default("train.n"), S.default("train.image_size")) == \
+        (DEFAULT_DATASET["name"], DEFAULT_DATASET["options"]["n"], DEFAULT_DATASET["options"]["size"])
+    assert S.options("train.arch") == list(ARCHS)
 
 
 def test_start_path_imports_no_torch():
@@ -316,3 +324,26 @@ def test_the_train_page_defaults_to_auto_precision_and_passes_the_choice_on():
     assert TrainConfig().precision == "fp32"  # core's own default: the same arithmetic on every host
     with pytest.raises(ValueError):
         S.coerce("train.precision", "fp16")
+
+
+def test_a_dataclass_default_that_drifts_from_the_declaration_stops_the_import():
+    """What keeps TrainConfig / AugmentConfig and the page's table from drifting: core.settings_schema.declared."""
+    from dataclasses import dataclass
+
+    from core import settings_schema as SCHEMA
+
+    @SCHEMA.declared({"batch_size": SCHEMA.TRAIN["batch_size"]})
+    @dataclass(frozen=True)
+    class Agrees:
+        batch_size: int = 256
+
+    with pytest.raises(RuntimeError, match="batch_size defaults to 128"):
+        @SCHEMA.declared({"batch_size": SCHEMA.TRAIN["batch_size"]})
+        @dataclass(frozen=True)
+        class Drifted:
+            batch_size: int = 128
+    with pytest.raises(RuntimeError, match="no field 'batch_size'"):
+        @SCHEMA.declared({"batch_size": SCHEMA.TRAIN["batch_size"]})
+        @dataclass(frozen=True)
+        class Missing:
+            steps: int = 200
