@@ -43,6 +43,8 @@ from kornia.enhance import (
 from kornia.filters import gaussian_blur2d
 
 from core.errors import PlaygroundError
+from core.settings_schema import AUGMENT as AUGMENT_SPECS
+from core.settings_schema import SHAPES_RECIPE, check, declared
 
 __all__ = [
     "AugmentConfig",
@@ -61,13 +63,8 @@ _CROP_TRIES = 10  # candidate crops per image before the fallback, as torchvisio
 # The four colour-jitter steps, applied in an order drawn once per call (see augment()).
 _JITTER_STEPS = ("brightness", "contrast", "saturation", "hue")
 
-_BOOL_FIELDS = ("crop", "flip", "rotation", "color_jitter", "grayscale", "blur", "solarize")
 
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-
-
+@declared(AUGMENT_SPECS)  # defaults and bounds as core.settings_schema declares them
 @dataclass(frozen=True)
 class AugmentConfig:
     """Which augmentations make a view, each with an on/off switch and a strength.
@@ -101,53 +98,11 @@ class AugmentConfig:
     solarize_p: float = 0.2
 
     def __post_init__(self) -> None:
-        # Normalise types first (JSON gives lists and ints), then check ranges, so equality and to_dict are stable.
-        for name in _BOOL_FIELDS:
-            value = getattr(self, name)
-            if not isinstance(value, (bool, np.bool_)):
-                raise PlaygroundError(f"Augmentation setting '{name}' must be true or false; got {value!r}.")
-            object.__setattr__(self, name, bool(value))
-        for field in dataclasses.fields(self):
-            if field.name in _BOOL_FIELDS:
-                continue
-            value = getattr(self, field.name)
-            if field.name in ("crop_scale", "blur_sigma"):
-                if (
-                    not isinstance(value, (tuple, list))
-                    or len(value) != 2
-                    or not all(_is_number(v) for v in value)
-                ):
-                    raise PlaygroundError(
-                        f"Augmentation setting '{field.name}' must be a pair of numbers (low, high); got {value!r}."
-                    )
-                value = (float(value[0]), float(value[1]))
-                if not all(math.isfinite(v) for v in value):
-                    raise PlaygroundError(f"Augmentation setting '{field.name}' must be finite; got {value!r}.")
-            else:
-                if not _is_number(value) or not math.isfinite(float(value)):
-                    raise PlaygroundError(
-                        f"Augmentation setting '{field.name}' must be a finite number; got {value!r}."
-                    )
-                value = float(value)
-            object.__setattr__(self, field.name, value)
-
-        lo, hi = self.crop_scale
-        if not 0.0 < lo <= hi <= 1.0:
-            raise PlaygroundError(
-                f"crop_scale must satisfy 0 < low <= high <= 1 (fractions of the image area); got {self.crop_scale}."
-            )
-        _check_range("rotation_degrees", self.rotation_degrees, 0.0, 180.0, "degrees")
-        for name in ("brightness", "contrast", "saturation"):
-            _check_range(name, getattr(self, name), 0.0, 2.0, "jitter strength")
-        _check_range("hue", self.hue, 0.0, 0.5, "turns of the colour wheel")
-        for name in ("jitter_p", "grayscale_p", "blur_p", "solarize_p"):
-            _check_range(name, getattr(self, name), 0.0, 1.0, "probability")
-        lo, hi = self.blur_sigma
-        if not 0.0 < lo <= hi <= 5.0:
-            raise PlaygroundError(
-                f"blur_sigma must satisfy 0 < low <= high <= 5 (pixels); got {self.blur_sigma}."
-            )
-        _check_range("solarize_threshold", self.solarize_threshold, 0.0, 1.0, "pixel value")
+        # Bounds are declared once in core.settings_schema (the app's settings table reads the same ones), so a
+        # link, a settings file and this config refuse a value with one sentence. check() also normalises
+        # types (JSON gives lists and ints), so equality and to_dict are stable.
+        for name, spec in AUGMENT_SPECS.items():
+            object.__setattr__(self, name, check(spec, getattr(self, name), PlaygroundError))
 
     # ---- serialisation -------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -226,11 +181,6 @@ class AugmentConfig:
         return lines
 
 
-def _check_range(name: str, value: float, lo: float, hi: float, unit: str) -> None:
-    if not lo <= value <= hi:
-        raise PlaygroundError(f"{name} must be between {lo:g} and {hi:g} ({unit}); got {value:g}.")
-
-
 def _pct(fraction: float) -> str:
     return f"{fraction * 100:.0f}"
 
@@ -245,7 +195,7 @@ PRESETS: dict[str, AugmentConfig] = {
     # The built-in shapes: six hues 60 degrees apart survive SimCLR's hue 0.1, so colour stays a shortcut;
     # a full hue turn removes it and crops no smaller than 30% keep the shape in view. Measured: held-out
     # shape kNN 0.97 after 250 steps, against 0.28 with the plain "simclr" recipe (benchmarks/RESULTS.md).
-    "shapes": AugmentConfig(crop_scale=(0.3, 1.0), hue=0.5),
+    "shapes": AugmentConfig(**SHAPES_RECIPE),  # (0.3, 1) crops, hue 0.5: declared in core.settings_schema
     # Grey handwritten digits: a mirrored digit is another symbol, so no flip, and crops no smaller than half the
     # area keep the stroke in view; the jitter's brightness and contrast still vary the ink. Measured with the
     # default TrainConfig (200 steps), held-out kNN on digit, seeds 0 / 1: 0.989 / 0.983 (untrained 0.944 / 0.933;

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from core.errors import PlaygroundError
+from core.settings_schema import METHOD_NAMES
 
 
 def _options(pairs: list[str]) -> dict:
@@ -117,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="dataset option, e.g. n=2000 or size=64 (repeatable)")
     t.add_argument("--config", help="a TrainConfig JSON file (e.g. a checkpoint's .json sidecar's 'config')")
-    t.add_argument("--method", help="simclr | moco | triplet | margin | supcon | clip | vicreg")
+    t.add_argument("--method", help=" | ".join(METHOD_NAMES))
     t.add_argument("--steps", type=int)
     t.add_argument("--batch-size", type=int, help="images per rank per step (global batch = ranks x this)")
     t.add_argument("--lr", type=float)

@@ -33,6 +33,7 @@ import torch
 import torch.nn as nn
 
 from core import losses
+from core import settings_schema as SCHEMA
 from core.augment import PRESETS as AUGMENT_PRESETS
 from core.augment import AugmentConfig, augment, recipe_for
 from core.data import OWN_DATA, ImageSet, dataset_identity, describe_identity, heldout_stratify, load_dataset
@@ -46,6 +47,7 @@ from core.methods import Method, method_for
 from core.methods.clip import LOGIT_SCALE_MAX as _LOGIT_SCALE_MAX
 from core.models import ContrastiveModel, EncoderConfig
 from core.projection import LIVE_METHODS, live_map
+from core.settings_schema import LR_SCHEDULES, MINING, PRECISIONS  # noqa: F401 (public names of core.train)
 
 # The methods' keys in the app's order, and what pages ask of them: derived from the method classes
 # (core.methods.METHODS), which are the one place a method's traits are written.
@@ -54,39 +56,20 @@ METHOD_NAMES: dict[str, str] = {k: m.name for k, m in METHOD_CLASSES.items()}
 METHOD_HELP: dict[str, str] = {k: m.description for k, m in METHOD_CLASSES.items()}
 SUPERVISED: tuple[str, ...] = tuple(k for k, m in METHOD_CLASSES.items() if m.needs_labels)
 USES_TEMPERATURE: tuple[str, ...] = tuple(k for k, m in METHOD_CLASSES.items() if m.uses_temperature)
-MINING = ("all", "hard", "semihard")
-LR_SCHEDULES = ("constant", "cosine")
-PRECISIONS = ("fp32", "bf16", "auto")  # auto: core.device.resolve_precision
 CHECKPOINT_FORMAT = "contrastive-playground/1"
 # The default preset ("SimCLR on shapes", the home page's first lesson): DEFAULT_PRESET on this dataset.
 DEFAULT_DATASET = {"name": "shapes", "options": {"n": 5000, "size": 32, "seed": 0}}
 
-# Upper and lower bounds for every number in a TrainConfig. A configuration can come from outside (a checkpoint's
-# metadata, a settings file, a URL): these keep memory and time bounded whatever it asks for.
-_INT_LIMITS: dict[str, tuple[int, int]] = {
-    "batch_size": (4, 1024),
-    "projection_dim": (2, 1024),
-    "warmup_steps": (0, 10_000),
-    "steps": (1, 100_000),
-    "queue_size": (0, 65_536),
-    "snapshot_every": (1, 10**9),  # large values switch snapshots / evaluations off; they allocate nothing
-    "eval_every": (1, 10**9),
-    "probe_size": (10, 5_000),
-    "knn_k": (1, 200),
-    "knn_reference": (10, 20_000),
-    "seed": (0, 2**31 - 1),
-}
-_FLOAT_LIMITS: dict[str, tuple[float, float, str]] = {  # inclusive, except where the text says otherwise
-    "temperature": (1e-4, 10.0, "between 0.0001 and 10"),
-    "lr": (1e-7, 1.0, "between 1e-07 and 1"),
-    "weight_decay": (0.0, 1.0, "between 0 and 1"),
-    "momentum": (0.0, 0.9999, "between 0 and 0.9999"),
-    "margin": (0.0, 2.0, "between 0 and 2 (distances between unit vectors lie in [0, 2])"),
-    "heldout_fraction": (0.01, 0.9, "between 0.01 and 0.9"),
-}
+# Bounds and choices of every TrainConfig field are declared once, in core.settings_schema (the app's settings
+# table reads the same declaration). A configuration can come from outside (a checkpoint's metadata, a settings
+# file, a URL): the bounds keep memory and time bounded whatever it asks for.
+_INT_LIMITS: dict[str, tuple[int, int]] = {f: (s.low, s.high) for f, s in SCHEMA.TRAIN.items() if s.kind == "int"}
+_FLOAT_LIMITS: dict[str, tuple[float, float, str]] = {
+    f: (s.low, s.high, f"between {s.low:g} and {s.high:g}") for f, s in SCHEMA.TRAIN.items() if s.kind == "float"}
 _MAX_QUEUE_VALUES = 16 * 1024 * 1024  # queue_size x projection_dim floats (64 MB)
 
 
+@SCHEMA.declared(SCHEMA.TRAIN)  # defaults, bounds and choices as core.settings_schema declares them
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run; JSON round-trips through ``to_dict``/``from_dict``."""
@@ -125,35 +108,16 @@ class TrainConfig:
     map_method: str = "tsne"  # the live 2-D map (core.projection.live_map): "tsne" | "umap" | "pca"
 
     def __post_init__(self) -> None:
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"Unknown lr_schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}.")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"Unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}.")
         if self.map_method not in LIVE_METHODS:
             raise ValueError(f"Unknown map_method {self.map_method!r}; choose one of {', '.join(LIVE_METHODS)}.")
-        if self.method not in METHODS:
-            raise ValueError(f"Unknown method {self.method!r}; choose one of {', '.join(METHODS)}.")
-        if self.mining not in MINING:
-            raise ValueError(f"Unknown mining {self.mining!r}; choose one of {', '.join(MINING)}.")
+        for name, spec in SCHEMA.TRAIN.items():  # bounds and choices: one sentence, as a link or a file gets
+            object.__setattr__(self, name, SCHEMA.check(spec, getattr(self, name)))
         if not isinstance(self.encoder, EncoderConfig):
             raise ValueError("encoder must be an EncoderConfig.")
         if self.augment is not None and not isinstance(self.augment, AugmentConfig):
             raise ValueError("augment must be an AugmentConfig, or None for the dataset's recipe.")
         if self.label_factor is not None and (not isinstance(self.label_factor, str) or len(self.label_factor) > 64):
             raise ValueError("label_factor must be the name of one of the dataset's factors.")
-        for name, (low, high) in _INT_LIMITS.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise ValueError(f"{name} must be a whole number; got {value!r}.")
-            if not low <= value <= high:
-                raise ValueError(f"{name} = {value} is not allowed; it must be between {low:,} and {high:,}.")
-            object.__setattr__(self, name, int(value))
-        for name, (low, high, allowed) in _FLOAT_LIMITS.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                    or not math.isfinite(float(value)) or not low <= float(value) <= high:
-                raise ValueError(f"{name} = {value!r} is not allowed; it must be {allowed}.")
-            object.__setattr__(self, name, float(value))
         if self.queue_size * self.projection_dim > _MAX_QUEUE_VALUES:
             raise ValueError(f"A MoCo queue of {self.queue_size:,} keys of size {self.projection_dim} is too large "
                              f"for this server; keep queue_size x projection_dim under {_MAX_QUEUE_VALUES:,}.")

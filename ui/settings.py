@@ -6,8 +6,12 @@ so a link reproduces a lesson. The same table drives JSON export/import and
 the presets in ``assets/presets``. Keys are namespaced by page (``"train.temperature"``); the augmentation
 settings live under ``"aug."`` because the Augmentation Lab and the Train page share them.
 
-No torch here: this module is on the app's start path. ``tests/app/test_settings.py`` checks that the
-augmentation defaults below equal the shapes recipe and the training ones ``TrainConfig()``.
+The ``train.*`` settings that are ``TrainConfig`` fields and every ``aug.*`` setting are not written here: they
+come from :mod:`core.settings_schema`, the one declaration both dataclasses validate against (:func:`_core`),
+so bounds, choices, labels and defaults cannot drift, and a bad value gets the same sentence from a link, a
+settings file, a course step and ``TrainConfig(...)``. The rest are the pages' own.
+
+No torch here: this module is on the app's start path (so is core.settings_schema, which imports none).
 """
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ import json
 import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
+
+from core import settings_schema as SCHEMA
 
 SETTINGS_FORMAT = "contrastive-playground/settings@1"
 
@@ -42,9 +48,17 @@ def _s(key: str, default: Any, kind: str, label: str, help: str = "", **kw: Any)
     return Setting(key, default, kind, label, help, **kw)
 
 
+def _core(key: str) -> Setting:
+    """A setting declared in core.settings_schema: its bounds, choices, label and help, starting where the page
+    starts (the dataclass default, or the change the schema declares: the shapes recipe, auto precision)."""
+    spec = SCHEMA.SPECS[key]
+    return Setting(key, SCHEMA.page_default(key), spec.kind, spec.label, spec.help, options=spec.options,
+                   low=spec.low, high=spec.high)
+
+
 DATASET_LAB_OPTIONS = ("shapes", "digits", "photos", "upload", "yours")  # yours: ui.yourimages
-TEMPERATURES = (0.001, 0.005, 0.01, 0.02, 0.05, 0.07, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 2.0)
-LEARNING_RATES = (1e-4, 3e-4, 1e-3, 2e-3, 4e-3, 5e-3, 6e-3, 1e-2, 3e-2, 1e-1)
+TEMPERATURES = SCHEMA.SPECS["train.temperature"].options
+LEARNING_RATES = SCHEMA.SPECS["train.lr"].options
 
 _TABLE: list[Setting] = [
     # ---- Augmentation Lab -------------------------------------------------------------------------------
@@ -53,35 +67,16 @@ _TABLE: list[Setting] = [
     _s("lab.image", 0, "int", "Image", "Which image of the dataset to augment.", low=0, high=1_000_000),
     _s("lab.n_views", 8, "int", "Number of views", options=(4, 8, 12, 16)),
     _s("lab.seed", 0, "int", "Random seed of the views", low=0, high=1_000_000),
-    # ---- augmentations (shared by the Lab and the Train page; mirrors core.augment.AugmentConfig) ----------
-    _s("aug.crop", True, "bool", "Random crop", "Crop a random part of the image and resize it back."),
-    # The defaults are the built-in shapes' recipe (core.augment.PRESETS["shapes"]): the default dataset learns
-    # shape with it. Choosing another dataset switches to its recipe (ui.widgets.follow_dataset).
-    _s("aug.crop_scale", (0.3, 1.0), "range", "Crop size (fraction of the area)", low=0.05, high=1.0),
-    _s("aug.flip", True, "bool", "Horizontal flip", "Mirror the image left-right half of the time."),
-    _s("aug.rotation", False, "bool", "Rotation"),
-    _s("aug.rotation_degrees", 15.0, "float", "Largest angle (degrees)", low=0.0, high=180.0),
-    _s("aug.color_jitter", True, "bool", "Colour jitter", "Randomly change brightness, contrast, saturation, hue."),
-    _s("aug.brightness", 0.4, "float", "Brightness", low=0.0, high=2.0),
-    _s("aug.contrast", 0.4, "float", "Contrast", low=0.0, high=2.0),
-    _s("aug.saturation", 0.4, "float", "Saturation", low=0.0, high=2.0),
-    _s("aug.hue", 0.5, "float", "Hue (turns of the colour wheel)", low=0.0, high=0.5),
-    _s("aug.jitter_p", 0.8, "float", "How often (probability)", low=0.0, high=1.0),
-    _s("aug.grayscale", True, "bool", "Greyscale", "Drop the colour entirely, some of the time."),
-    _s("aug.grayscale_p", 0.2, "float", "How often (probability)", low=0.0, high=1.0),
-    _s("aug.blur", False, "bool", "Gaussian blur"),
-    _s("aug.blur_sigma", (0.1, 2.0), "range", "Blur sigma (pixels)", low=0.1, high=5.0),
-    _s("aug.blur_p", 0.5, "float", "How often (probability)", low=0.0, high=1.0),
-    _s("aug.solarize", False, "bool", "Solarize", "Invert the brightest pixels."),
-    _s("aug.solarize_threshold", 0.5, "float", "Threshold (pixel value)", low=0.0, high=1.0),
-    _s("aug.solarize_p", 0.2, "float", "How often (probability)", low=0.0, high=1.0),
+    # ---- augmentations (shared by the Lab and the Train page): AugmentConfig's fields, as core declares them.
+    # They start from the built-in shapes' recipe (the default dataset learns shape with it); choosing another
+    # dataset switches to its recipe (ui.widgets.follow_dataset).
+    *(_core(k) for k in SCHEMA.SPECS if k.startswith("aug.")),
     # ---- Train page ---------------------------------------------------------------------------------------
     _s("train.dataset", "shapes", "str", "Dataset",
        "shapes, digits and photos are built in and work offline; the others need a download."),
     _s("train.n", 5000, "int", "Images to use", "A subset of the dataset: 20% of it is held out for evaluation.",
        options=(200, 500, 1000, 2000, 5000, 10000, 20000, 50000)),
-    _s("train.method", "simclr", "str", "Method",
-       options=("simclr", "moco", "triplet", "margin", "supcon", "clip", "vicreg")),  # core.train.METHODS
+    _core("train.method"),
     _s("train.arch", "fast_cnn", "str", "Encoder", options=("small_cnn", "fast_cnn", "resnet18")),
     _s("train.width", 32, "int", "Encoder width",
        "Channels of the small CNN: its five blocks use w/2, w, 2w, 2w and 4w, so its features have 4w numbers. "
@@ -89,34 +84,21 @@ _TABLE: list[Setting] = [
     _s("train.image_size", 32, "int", "Image size (pixels)",
        "The built-in shapes are drawn at this size. Smaller images step faster; shape is still visible at 24 px.",
        options=(16, 24, 32, 48, 64)),
-    _s("train.projection_dim", 64, "int", "Projection size", "Size of the vector the loss sees (z).",
-       options=(8, 16, 32, 64, 128, 256)),
-    _s("train.batch_size", 256, "int", "Batch size",
-       "Images per step. Contrastive losses use the rest of the batch as negatives, so bigger batches help.",
-       options=(16, 32, 64, 128, 256, 512)),
-    _s("train.temperature", 0.2, "float", "Temperature",
-       "Divides the similarities before the softmax. Low: the loss focuses on the hardest negatives.",
-       options=TEMPERATURES),
-    _s("train.lr", 2e-3, "float", "Learning rate", options=LEARNING_RATES),
-    _s("train.precision", "auto", "str", "Precision",
-       "auto: bf16 on CPUs where it trained faster (bf16 in hardware with AMX or AVX512-FP16, as Intel's since "
-       "Sapphire Rapids), else fp32. bf16 halves the bits of each number in the forward pass; the loss curve "
-       "stays within noise of fp32.",
-       options=("auto", "fp32", "bf16")),
-    _s("train.steps", 200, "int", "Steps", options=(5, 10, 25, 50, 100, 200, 300, 500, 1000, 2000, 5000)),
-    _s("train.seed", 0, "int", "Seed", "Same seed and settings give the same run.", low=0, high=1_000_000),
-    _s("train.queue_size", 4096, "int", "Queue of negatives", "MoCo keeps keys of earlier batches as negatives.",
-       options=(0, 256, 1024, 4096, 16384)),
-    _s("train.momentum", 0.99, "float", "Key-encoder momentum",
-       "MoCo's key encoder is a slow moving average of the trained encoder.",
-       options=(0.9, 0.95, 0.99, 0.995, 0.999)),
-    _s("train.mining", "semihard", "str", "Triplet mining", options=("all", "hard", "semihard")),
+    _core("train.projection_dim"),
+    _core("train.batch_size"),
+    _core("train.temperature"),
+    _core("train.lr"),
+    _core("train.precision"),
+    _core("train.steps"),
+    _core("train.seed"),
+    _core("train.queue_size"),
+    _core("train.momentum"),
+    _core("train.mining"),
     _s("train.clip_model", "", "str", "CLIP towers",
        "Small CNN + text transformer (fast), or an open_clip model (a mini ResNet image tower, as the shipped "
        "mini-CLIP): that run also joins your models as a CLIP the CLIP page and the Explorer can use.",
        options=("", "mini-rn")),
-    _s("train.margin", 0.5, "float", "Margin", "How far apart (on the unit sphere) negatives must be pushed.",
-       low=0.0, high=2.0),
+    _core("train.margin"),
     _s("train.label_factor", "", "str", "Label for supervised methods",
        "Triplet, margin and SupCon use labels; pick which factor counts as 'the same'."),
     _s("train.color_by", "", "str", "Colour the points by"),
@@ -210,11 +192,17 @@ def _num(value: Any) -> bool:
 def coerce(key: str, value: Any) -> Any:
     """Check one value against its setting and return it in the widget's type.
 
+    A setting core declares (``train.*`` config fields, ``aug.*``) is checked by core's own
+    :func:`core.settings_schema.check`, so it is refused with the sentence ``TrainConfig`` gives; numeric ones
+    must then also be one of the page's options, where it offers a list.
     Raises ``ValueError`` with a sentence saying what is allowed.
     """
     s = SETTINGS.get(key)
     if s is None:
         raise ValueError(f"'{key}' is not a setting of this app.")
+    spec = SCHEMA.SPECS.get(key)
+    if spec is not None and s.kind in ("bool", "str", "range"):
+        return SCHEMA.check(spec, value)
     if s.kind == "bool":
         if not isinstance(value, bool):
             raise ValueError(f"'{key}' must be true or false, not {value!r}.")
@@ -246,13 +234,15 @@ def coerce(key: str, value: Any) -> Any:
         value = int(value)
     else:
         value = float(value)
+    if spec is not None:
+        value = SCHEMA.check(spec, value)  # core's bounds, core's sentence
+    elif s.low is not None and not (s.low <= value <= s.high):
+        raise ValueError(SCHEMA.bounds_sentence(key, value, s.low, s.high))
     if s.options is not None:
         match = [o for o in s.options if math.isclose(float(o), float(value), rel_tol=1e-9, abs_tol=1e-12)]
         if not match:
             raise ValueError(f"'{key}' must be one of {', '.join(f'{o:g}' for o in s.options)}; got {value:g}.")
         return match[0]
-    if s.low is not None and not (s.low <= value <= s.high):
-        raise ValueError(f"'{key}' must be between {s.low:g} and {s.high:g}; got {value:g}.")
     return value
 
 
@@ -383,27 +373,21 @@ def train_config(values: Mapping[str, Any]):
     def get(key: str) -> Any:
         return values.get(key, default(key))
 
-    method = get("train.method")
-    arch = get("train.arch")
-    pd = int(get("train.projection_dim"))
+    def whole(value: Any) -> Any:  # 300.0 from a JSON file is the int 300; core's check refuses fractions
+        return int(value) if _num(value) and float(value).is_integer() else value
+
+    # Every TrainConfig field the page shows; TrainConfig checks them against core's bounds (any value inside,
+    # not only the page's options: benchmarks and lessons ask for others).
+    fields = {spec.field: whole(get(key)) if spec.kind == "int" else get(key)
+              for key, spec in SCHEMA.SPECS.items() if key.startswith("train.") and spec.page}
+    method, arch = fields["method"], get("train.arch")
     label = get("train.label_factor") if method in SUPERVISED else ""
     aug = {k[4:]: list(v) if isinstance(v, tuple) else v for k in keys(["aug"]) for v in [get(k)]}
     return TrainConfig(
-        method=method,
+        **fields,
         encoder=EncoderConfig(arch=arch, width=int(get("train.width")) if arch in SMALL_ARCHS
-                              else EncoderConfig().width, projection_dim=pd),
-        projection_dim=pd,
-        batch_size=int(get("train.batch_size")),
-        temperature=float(get("train.temperature")),
-        lr=float(get("train.lr")),
-        steps=int(get("train.steps")),
-        queue_size=int(get("train.queue_size")),
-        momentum=float(get("train.momentum")),
-        margin=float(get("train.margin")),
-        mining=get("train.mining"),
+                              else EncoderConfig().width, projection_dim=fields["projection_dim"]),
         label_factor=label or None,
         clip_model=(get("train.clip_model") or None) if method == "clip" else None,
         augment=AugmentConfig.from_dict(aug),
-        seed=int(get("train.seed")),
-        precision=get("train.precision"),
     )

@@ -13,12 +13,19 @@ import importlib
 import pkgutil
 
 from core.methods.base import _REGISTRY, Method, TwoViewMethod
+from core.settings_schema import METHOD_NAMES
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")
 
 METHODS: dict[str, type[Method]] = dict(sorted(_REGISTRY.items(), key=lambda kv: (kv[1].order, kv[0])))
+
+# The app's start path lists the methods without importing torch (core.settings_schema.METHOD_NAMES); the
+# classes here must be exactly those, in that order, with those names.
+if {k: m.name for k, m in METHODS.items()} != METHOD_NAMES or list(METHODS) != list(METHOD_NAMES):
+    raise RuntimeError("core.methods and core.settings_schema.METHOD_NAMES list different training methods; "
+                       "add or rename the method in both (key, display name, order).")
 
 
 def method_for(key: str) -> Method:

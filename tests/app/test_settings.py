@@ -1,4 +1,5 @@
-"""Settings: the table matches core's defaults, JSON export/import and the URL reproduce a lesson."""
+"""Settings: one declaration with core (one sentence for a bad value everywhere), JSON export/import and the URL
+reproduce a lesson, and the start path stays torch-free."""
 from __future__ import annotations
 
 import json
@@ -9,29 +10,116 @@ from tests.app.conftest import assert_clean
 from ui import settings as S
 
 
-def test_augmentation_defaults_match_the_default_datasets_recipe():
-    from core.augment import recipe_for
+# An out-of-bounds value and the one sentence every path gives for it (written out here, not derived).
+OUT_OF_BOUNDS = [
+    ("train.steps", 200_000, "'train.steps' must be between 1 and 100,000; got 200,000."),
+    ("train.temperature", 20.0, "'train.temperature' must be between 0.0001 and 10; got 20."),
+    ("train.seed", -1, "'train.seed' must be between 0 and 2,147,483,647; got -1."),
+    ("aug.hue", 0.9, "'aug.hue' must be between 0 and 0.5; got 0.9."),
+    ("aug.crop_scale", (0.01, 1.0), "'aug.crop_scale' must satisfy 0.05 <= low <= high <= 1; got [0.01, 1]."),
+]
 
-    core = recipe_for(S.default("train.dataset")).to_dict()
-    assert S.default("train.dataset") == S.default("lab.dataset") == "shapes"
-    ours = {k.split(".", 1)[1]: (list(v) if isinstance(v, tuple) else v) for k, v in S.defaults(["aug"]).items()}
-    assert ours == core
+
+@pytest.mark.parametrize("key, value, sentence", OUT_OF_BOUNDS)
+def test_out_of_bounds_value_is_refused_with_one_sentence_by_link_file_and_config(key, value, sentence):
+    from core.augment import AugmentConfig
+    from core.train import TrainConfig
+
+    field = key.split(".", 1)[1]
+    with pytest.raises(ValueError) as config_err:
+        (TrainConfig if key.startswith("train.") else AugmentConfig)(**{field: value})
+    raw = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+    with pytest.raises(ValueError) as link_err:
+        S.from_url(key, raw)
+    with pytest.raises(ValueError) as file_err:
+        S.from_json(json.dumps({"settings": {key: list(value) if isinstance(value, tuple) else value}}),
+                    namespaces=["train", "aug"])
+    assert str(config_err.value) == sentence
+    assert sentence in str(link_err.value)
+    assert str(file_err.value) == "The settings file was not loaded: " + sentence
 
 
-def test_train_defaults_match_core():
-    from core.train import METHODS, MINING, TrainConfig
+def test_a_bad_link_value_shows_cores_sentence_on_the_page():
+    at = AppTest_with({"train.steps": "200000"})  # the link's first run says what it left out
+    assert not at.exception
+    assert "'train.steps' must be between 1 and 100,000; got 200,000." in " ".join(w.value for w in at.warning)
+    at.switch_page("pages/train.py").run()
+    assert_clean(at)
+    assert at.session_state["train.steps"] == S.default("train.steps")
 
-    cfg = TrainConfig()
-    for field in ("method", "projection_dim", "batch_size", "temperature", "lr", "steps", "queue_size",
-                  "momentum", "margin", "mining", "seed"):
-        assert S.default(f"train.{field}") == getattr(cfg, field), field
-    assert S.SETTINGS["train.method"].options == METHODS
-    assert S.SETTINGS["train.mining"].options == MINING
-    assert S.default("train.arch") == cfg.encoder.arch
-    assert S.default("train.width") == cfg.encoder.width
+
+def test_table_offers_exactly_what_the_configs_accept():
+    """The train.* / aug.* entries come from core's declaration: every choice the page offers builds a config,
+    the bounds are the config's own (a step past them is refused), and the page's defaults differ from the
+    dataclasses' only where the schema declares it (the shapes recipe; auto precision)."""
+    from dataclasses import fields
+
+    from core.augment import PRESETS, AugmentConfig
+    from core.train import METHODS, MINING, PRECISIONS, TrainConfig
+
+    assert S.options("train.method") == list(METHODS)
+    assert set(S.options("train.mining")) == set(MINING) and set(S.options("train.precision")) == set(PRECISIONS)
+    # label_factor and clip_model are the page's own ("" stands for None; train_config translates them).
+    shared = [k for k in S.keys(["train", "aug"]) if k.split(".", 1)[1] in
+              {f.name for f in fields(TrainConfig if k.startswith("train.") else AugmentConfig)}
+              and k not in ("train.label_factor", "train.clip_model")]
+    assert len(shared) == 12 + 19
+    for key in shared:
+        s, field = S.SETTINGS[key], key.split(".", 1)[1]
+        make = (lambda v: TrainConfig(**{field: v})) if key.startswith("train.") else \
+            (lambda v: AugmentConfig(**{field: v}))
+        for option in s.options or ():
+            make(option)  # every offered choice is a valid config
+        if s.kind in ("int", "float"):
+            make(s.low), make(s.high)
+            step = 1 if s.kind == "int" else 1e-6
+            for beyond in (s.low - step, s.high + step):
+                with pytest.raises(ValueError, match=key):
+                    make(beyond)
+                with pytest.raises(ValueError, match=key):
+                    S.coerce(key, beyond)
+        if s.kind == "range":
+            make((s.low, s.high))
+            with pytest.raises(ValueError, match=key):
+                make((s.low / 2, s.high))
+    cfg, core = S.train_config(S.defaults(["train", "aug"])), TrainConfig()
+    differ = {f.name for f in fields(cfg) if getattr(cfg, f.name) != getattr(core, f.name)}
+    assert differ == {"augment", "precision"}  # the encoder too: arch, width and projection size are core's
+    assert cfg.augment == PRESETS["shapes"] and cfg.precision == "auto"
+    # The page's own settings that core does not check through TrainConfig: the data the first lesson uses and
+    # the encoders core can build.
+    from core.models import ARCHS
     from core.train import DEFAULT_DATASET
 
-    assert S.default("train.image_size") == DEFAULT_DATASET["options"]["size"]
+    assert (S.default("train.dataset"), S.default("train.n"), S.default("train.image_size")) == \
+        (DEFAULT_DATASET["name"], DEFAULT_DATASET["options"]["n"], DEFAULT_DATASET["options"]["size"])
+    assert S.options("train.arch") == list(ARCHS)
+
+
+def test_start_path_imports_no_torch():
+    """Home opens fast: the modules app.py imports (and the settings schema they read) load without torch."""
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    modules = []
+    for node in ast.parse((root / "app.py").read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.module in ("ui", "core"):
+            modules += [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("ui", "core"):
+            modules.append(node.module)
+        elif isinstance(node, ast.Import):
+            modules += [a.name for a in node.names if a.name.split(".")[0] in ("ui", "core")]
+    modules += ["ui.settings", "core.settings_schema"]
+    code = ("import importlib, sys\n"
+            f"for m in {modules!r}: importlib.import_module(m)\n"
+            "print('torch' in sys.modules, 'ui.settings' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False True"
+    assert len(modules) > 4  # app.py's own ui modules were found
 
 
 @pytest.mark.parametrize("key,value", [
@@ -236,3 +324,26 @@ def test_the_train_page_defaults_to_auto_precision_and_passes_the_choice_on():
     assert TrainConfig().precision == "fp32"  # core's own default: the same arithmetic on every host
     with pytest.raises(ValueError):
         S.coerce("train.precision", "fp16")
+
+
+def test_a_dataclass_default_that_drifts_from_the_declaration_stops_the_import():
+    """What keeps TrainConfig / AugmentConfig and the page's table from drifting: core.settings_schema.declared."""
+    from dataclasses import dataclass
+
+    from core import settings_schema as SCHEMA
+
+    @SCHEMA.declared({"batch_size": SCHEMA.TRAIN["batch_size"]})
+    @dataclass(frozen=True)
+    class Agrees:
+        batch_size: int = 256
+
+    with pytest.raises(RuntimeError, match="batch_size defaults to 128"):
+        @SCHEMA.declared({"batch_size": SCHEMA.TRAIN["batch_size"]})
+        @dataclass(frozen=True)
+        class Drifted:
+            batch_size: int = 128
+    with pytest.raises(RuntimeError, match="no field 'batch_size'"):
+        @SCHEMA.declared({"batch_size": SCHEMA.TRAIN["batch_size"]})
+        @dataclass(frozen=True)
+        class Missing:
+            steps: int = 200

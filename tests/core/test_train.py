@@ -348,7 +348,7 @@ def test_checkpoint_with_refused_dataset_loads_on_the_data_the_user_picks(saved,
     ({"queue_size": 10**11}, "queue_size"),
     ({"batch_size": 10**9}, "batch_size"),
     ({"steps": 10**12}, "steps"),
-    ({"method": "byol"}, "Unknown method"),
+    ({"method": "byol"}, "'train.method' must be one of simclr"),
     ({"projection_dim": 100_000}, "projection_dim"),
     ({"knn_reference": 10**8}, "knn_reference"),
 ])
