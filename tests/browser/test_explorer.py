@@ -160,6 +160,9 @@ def test_thumbnails_on_the_map_and_a_box_selection_with_its_table(small_app: Any
     app.page.wait_for_selector(".st-key-explorer-thumbmap canvas", timeout=60_000)
     app.wait_idle(timeout=60)
     app.page.wait_for_timeout(3000)  # the atlas texture loads after the first frame
+    # the full-page shot first: it grows the viewport and puts it back, which scrolls the page to the top, so the
+    # chart's pixels and its bounding box below must both be taken after it, at one scroll position
+    app.screenshot("explorer-thumbnails")
     chart = app.page.locator(".st-key-explorer-thumbmap").first
     chart.scroll_into_view_if_needed()
     app.page.wait_for_timeout(500)
@@ -168,30 +171,26 @@ def test_thumbnails_on_the_map_and_a_box_selection_with_its_table(small_app: Any
     from PIL import Image
 
     pixels = np.asarray(Image.open(io.BytesIO(chart.screenshot())).convert("RGB")).astype(int)
+    box = chart.bounding_box()
     coloured = pixels.max(axis=2) - pixels.min(axis=2) > 60  # the shapes are saturated colours on white
     assert coloured.mean() > 0.002, coloured.mean()
-    app.screenshot("explorer-thumbnails")
     # hover a thumbnail: deck.gl's tooltip shows the bigger picture (a CSS crop of the same atlas) and its text
-    # Candidates: the coloured pixels with the most coloured pixels around them (the middle of a thumbnail, not an
-    # edge or a gap between clusters), tried in turn until deck.gl picks one.
-    from scipy.ndimage import uniform_filter
-
-    density = uniform_filter(coloured.astype(float), size=7) * coloured
-    flat = np.argsort(density.ravel())[::-1][:400:40]
-    box = chart.bounding_box()
+    ys, xs = np.nonzero(coloured)
+    order = np.argsort((xs - np.median(xs)) ** 2 + (ys - np.median(ys)) ** 2)
+    x, y = box["x"] + float(xs[order[0]]), box["y"] + float(ys[order[0]])
+    view = app.page.viewport_size
+    assert 0 <= x < view["width"] and 0 <= y < view["height"], (x, y, view)  # the mouse only reaches the viewport
+    app.page.mouse.move(x, y)
     tip = app.page.locator(".deck-tooltip").first
-    for k in flat:
-        y0, x0 = np.unravel_index(k, coloured.shape)
-        x, y = box["x"] + float(x0), box["y"] + float(y0)
-        app.page.mouse.move(x, y)
-        try:
-            tip.wait_for(state="visible", timeout=3_000)
-            break
-        except Exception:  # noqa: BLE001 - not picked here: the next candidate
-            continue
     tip.wait_for(state="visible", timeout=20_000)
     assert "background-image" in (tip.inner_html() or "")
     app.screenshot("explorer-thumbnail-hover")
+    # the same thumbnail again (the full-page shot scrolled the page): the same offset inside the chart
+    chart.scroll_into_view_if_needed()
+    app.page.wait_for_timeout(500)
+    moved = chart.bounding_box()
+    x, y = x - box["x"] + moved["x"], y - box["y"] + moved["y"]
+    assert 0 <= x < view["width"] and 0 <= y < view["height"], (x, y, view)
     app.page.mouse.click(x, y)
     app.page.wait_for_function(
         "() => document.querySelector('[data-testid=\"stMain\"]').innerText.includes('nearest neighbours in the original')",
