@@ -89,7 +89,7 @@ def model_inputs(bundle: Any, images: Any) -> torch.Tensor:
     (N, 3, H, W) tensors / arrays / an ImageSet are centre-cropped and resized like
     :func:`core.clip.embed_image_tensor`.
     """
-    from core.clip import _normalise_pixels
+    from core.clip import model_pixels
     from core.data import ImageSet
 
     if isinstance(images, ImageSet):
@@ -100,15 +100,7 @@ def model_inputs(bundle: Any, images: Any) -> torch.Tensor:
         x = images if images.dim() == 4 else images[None]
         if x.shape[1] != 3:
             raise PlaygroundError("Images must be RGB, shaped (N, 3, H, W).")
-        x = x.to(bundle.device)
-        x = x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
-        size = bundle.image_size
-        if x.shape[-2:] != (size, size):
-            side = min(x.shape[-2:])
-            top, left = (x.shape[-2] - side) // 2, (x.shape[-1] - side) // 2
-            x = x[..., top:top + side, left:left + side]
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        return _normalise_pixels(bundle, x)
+        return model_pixels(bundle, x)
     items = list(images) if isinstance(images, (list, tuple)) else [images]
     return torch.stack([bundle.preprocess(im.convert("RGB")) for im in items]).to(bundle.device)
 

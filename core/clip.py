@@ -466,6 +466,21 @@ class EmbeddingCache:
                 p.unlink(missing_ok=True)
 
 
+def model_pixels(bundle: "ClipBundle", x: torch.Tensor) -> torch.Tensor:
+    """An RGB batch as the image tower takes it: on the bundle's device, uint8 scaled to [0, 1], the centre square
+    resized (bilinear, antialiased) to ``bundle.image_size``, then normalised with the model's mean and std.
+    Shape: (N, 3, H, W) -> (N, 3, S, S)."""
+    x = x.to(bundle.device)
+    x = x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
+    size = bundle.image_size
+    if x.shape[-2:] != (size, size):
+        side = min(x.shape[-2:])
+        top, left = (x.shape[-2] - side) // 2, (x.shape[-1] - side) // 2
+        x = x[..., top:top + side, left:left + side]
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return _normalise_pixels(bundle, x)
+
+
 def _normalise_pixels(bundle: ClipBundle, x: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(bundle.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
     std = torch.tensor(bundle.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
@@ -482,15 +497,7 @@ def embed_image_tensor(bundle: ClipBundle, x: torch.Tensor) -> np.ndarray:
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
         raise PlaygroundError("CLIP takes RGB image batches shaped (N, 3, H, W).")
-    x = x.to(bundle.device)
-    x = x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
-    size = bundle.image_size
-    if x.shape[-2:] != (size, size):
-        side = min(x.shape[-2:])
-        top, left = (x.shape[-2] - side) // 2, (x.shape[-1] - side) // 2
-        x = x[..., top:top + side, left:left + side]
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    feats = bundle.model.encode_image(_normalise_pixels(bundle, x))
+    feats = bundle.model.encode_image(model_pixels(bundle, x))
     return F.normalize(feats.float(), dim=-1).cpu().numpy()
 
 
