@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -206,17 +205,9 @@ def write_shard(path: str | os.PathLike, refs: Sequence[ImageRef], vectors: np.n
     """Write one shard (temp file, then rename: never half a file)."""
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(shard_table(refs, vectors), tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from core.files import atomic_write
+
+    return atomic_write(path, lambda tmp: pq.write_table(shard_table(refs, vectors), tmp))
 
 
 def _shard_files(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:

@@ -186,10 +186,9 @@ def _known_model(model: str) -> None:
 
 
 def _hub_reachable(timeout: float) -> bool:
-    from core.data import _probe_targets, _reachable
+    from core import network
 
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    return _reachable(_probe_targets([endpoint]), timeout=timeout)
+    return network.reachable([network.hub_endpoint()], timeout=timeout)
 
 
 def _hf_cached(repo: str, filename: str, cache_dir: str | None) -> str | None:
@@ -442,21 +441,14 @@ class EmbeddingCache:
         if not len(keys):
             return
         import io
-        import tempfile
 
-        self.folder.mkdir(parents=True, exist_ok=True)
+        from core.files import atomic_write_bytes
+
         buf = io.BytesIO()
         np.savez(buf, keys=np.array([k.encode() for k in keys], dtype="S32"),
                  vectors=np.asarray(vectors, dtype=np.float32))
         name = hashlib.sha256("".join(keys).encode()).hexdigest()[:20] + ".npz"
-        fd, tmp = tempfile.mkstemp(prefix=".chunk.", suffix=".tmp", dir=self.folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(buf.getvalue())
-            os.replace(tmp, self.folder / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(self.folder / name, buf.getvalue())
 
     def clear(self) -> None:
         with self._lock:
@@ -949,10 +941,10 @@ def export_local_dir(clip_model: nn.Module, model_cfg: dict, folder: str | os.Pa
     """Write an open_clip ``local-dir`` folder: ``open_clip_config.json`` (model_cfg + preprocess_cfg) and
     ``open_clip_model.safetensors`` (fp16 when ``half``, which open_clip casts back on load). Each file is
     written to a temp file and renamed."""
-    import tempfile
-
     from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
     from safetensors.torch import save_file
+
+    from core.files import atomic_write
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -968,15 +960,7 @@ def export_local_dir(clip_model: nn.Module, model_cfg: dict, folder: str | os.Pa
         config["contrastive_playground"] = extra
     for name, write in ((WEIGHTS_NAME, lambda p: save_file(state, p)),
                         (CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(config, indent=2)))):
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-        os.close(fd)
-        try:
-            write(tmp)
-            os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a shipped model must be readable by all
-            os.replace(tmp, folder / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(folder / name, write, mode=0o644)  # a shipped model must be readable by every user
     return folder
 
 

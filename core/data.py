@@ -29,9 +29,7 @@ import json
 import math
 import os
 import re
-import socket
 import tempfile
-import threading
 import urllib.parse
 import urllib.request
 import weakref
@@ -45,8 +43,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from core import network
 from core.device import pick_device
 from core.errors import DatasetError, DownloadUnavailable
+from core.files import atomic_write
 
 __all__ = [
     "ImageSet",
@@ -1325,67 +1325,28 @@ def _tv_urls(name: str, cls: Any, root: Path) -> list[tuple[list[str], Path, str
     return [([m + fname for m in cls.mirrors], raw / fname, md5) for fname, md5 in cls.resources]
 
 
-def _probe_targets(urls: list[str]) -> list[tuple[str, int]]:
-    proxies = urllib.request.getproxies()
-    targets = []
-    for url in urls:
-        parsed = urllib.parse.urlsplit(url)
-        proxy = proxies.get(parsed.scheme)
-        if proxy:  # behind a proxy the proxy is what must answer
-            parsed = urllib.parse.urlsplit(proxy if "//" in proxy else "http://" + proxy)
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        if parsed.hostname and (parsed.hostname, port) not in targets:
-            targets.append((parsed.hostname, port))
-    return targets
-
-
-def _reachable(targets: list[tuple[str, int]], timeout: float | None = None) -> bool:
-    """True when a TCP connection to any target opens within ``timeout`` seconds in total.
-
-    The probe runs in a daemon thread joined with a deadline, because a DNS lookup with no network can
-    block far longer than a socket timeout (the resolver retries on its own clock).
-    """
-    timeout = PROBE_TIMEOUT if timeout is None else timeout
-    ok: list[bool] = []
-
-    def probe() -> None:
-        for host, port in targets:
-            try:
-                with socket.create_connection((host, port), timeout=timeout):
-                    ok.append(True)
-                    return
-            except OSError:
-                continue
-
-    t = threading.Thread(target=probe, name="cp-network-probe", daemon=True)
-    t.start()
-    t.join(timeout)
-    return bool(ok)
-
-
 def _download(urls: list[str], dest: Path, md5: str | None, report: Callable[[int], None]) -> None:
-    """Fetch the first URL that works into ``dest`` (temp file, then rename), reporting bytes as they come."""
+    """Fetch the first URL that works into ``dest`` (atomically), reporting bytes as they come."""
     from torchvision.datasets.utils import check_integrity
 
     if check_integrity(str(dest), md5):
         return
-    dest.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for url in urls:
-        part = dest.with_name(dest.name + ".part")
-        try:
-            with urllib.request.urlopen(url, timeout=30) as resp, open(part, "wb") as out:
+        def fetch(tmp: Path, url: str = url) -> None:
+            with urllib.request.urlopen(url, timeout=30) as resp, open(tmp, "wb") as out:
                 report(-int(resp.headers.get("Content-Length") or 0))  # negative: a new file's expected size
                 while chunk := resp.read(1 << 20):
                     out.write(chunk)
                     report(len(chunk))
-            if not check_integrity(str(part), md5):
+            if not check_integrity(str(tmp), md5):
                 raise OSError("the file arrived damaged (checksum mismatch)")
-            os.replace(part, dest)
+
+        try:
+            atomic_write(dest, fetch)
             return
         except OSError as err:  # URLError and socket timeouts are OSErrors
             errors.append(f"{urllib.parse.urlsplit(url).hostname}: {getattr(err, 'reason', err)}")
-            part.unlink(missing_ok=True)
     raise OSError("; ".join(errors))
 
 
@@ -1414,8 +1375,9 @@ def _load_torchvision(
         ) from None
     except RuntimeError:
         files = _tv_urls(name, cls, cache)
-        targets = _probe_targets([u for urls, _, _ in files for u in urls])
-        if not _reachable(targets):
+        all_urls = [u for urls, _, _ in files for u in urls]
+        if not network.reachable(all_urls, timeout=PROBE_TIMEOUT):
+            targets = network.probe_targets(all_urls)
             host = targets[0][0] if targets else "the download server"
             raise DownloadUnavailable(
                 f"{info['title']} has to be downloaded first (about {info['mb']} MB), but the network is "

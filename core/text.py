@@ -23,7 +23,6 @@ import json
 import math
 import os
 import re
-import socket
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -49,7 +48,6 @@ BUNDLED = "all-MiniLM-L6-v2 (bundled)"
 _BUNDLED_SPECS = {"", "bundled", "minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2",
                   BUNDLED.lower()}
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[\w.-]{1,96})?$")
-_HUB_HOST = ("huggingface.co", 443)
 _PROBE_SECONDS = 2.0  # the whole reachability check (DNS + connect) is bounded by this
 OFFLINE_CHOICES = ("Offline, choose the bundled all-MiniLM-L6-v2 (leave the model empty or type 'minilm'), or a "
                    "local folder saved with SentenceTransformer.save().")
@@ -81,19 +79,9 @@ def _bundled_path() -> Path:
 
 def _hub_reachable(timeout: float = _PROBE_SECONDS) -> bool:
     """True if a TCP connection to the Hugging Face hub opens within ``timeout`` s (DNS included)."""
-    result: list[bool] = []
+    from core import network
 
-    def probe() -> None:
-        try:
-            with socket.create_connection(_HUB_HOST, timeout=timeout):
-                result.append(True)
-        except OSError:
-            result.append(False)
-
-    t = threading.Thread(target=probe, name="hub-probe", daemon=True)
-    t.start()
-    t.join(timeout)  # a DNS lookup that hangs is abandoned here
-    return bool(result and result[0])
+    return network.reachable([network.hub_endpoint()], timeout=timeout)
 
 
 def _cached_snapshot(name: str) -> str | None:

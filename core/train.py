@@ -21,7 +21,6 @@ import contextlib
 import json
 import math
 import os
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -40,6 +39,7 @@ from core.data import OWN_DATA, ImageSet, dataset_identity, describe_identity, h
 from core.device import pick_device, resolve_precision, small_blas
 from core.embed import EmbeddingSet, embed_imageset
 from core.errors import PlaygroundError, TrainingDiverged
+from core.files import atomic_write
 from core.loop import EvaluateEvery, SnapshotEvery, run_loop
 from core.metrics import alignment, effective_rank, knn_accuracies, uniformity
 from core.methods import METHODS as METHOD_CLASSES
@@ -554,10 +554,10 @@ class Trainer:
                 **self._state_meta(),
             }
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
         sidecar = {k: json.loads(meta[k]) for k in ("config", "dataset", "step")}
         sidecar["format"] = CHECKPOINT_FORMAT
-        _atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(sidecar, indent=2)))
+        atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(sidecar, indent=2)))
         return path
 
     @classmethod
@@ -720,14 +720,3 @@ _PROBE_VIEWS_KEPT_BYTES = 32 << 20
 
 def _local_rows(x: torch.Tensor) -> torch.Tensor:
     return x
-
-
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
