@@ -18,7 +18,7 @@ pytestmark = pytest.mark.browser
 N_STEPS = 10  # assets/courses/intro.json
 URL_HOLDS = {3: ("aug.hue=0.1", "train.n=2000"), 4: ("loss_lab.tau=0.05",), 6: ("explorer.method=pca",),
              9: ("clip.factor=size", "clip.tmode=openai")}  # ui.urlstate.write on pages beyond Train and the Lab
-STEPS_SHOWN = {2: "300", 3: "200"}  # the Train steps' "train.steps"
+STEPS_SHOWN = {2: "150", 3: "200"}  # the Train steps' "train.steps"
 ANSWER_AT = {3: "Colour", 6: "No: the vectors know more than the map shows"}  # step -> the choice clicked
 
 
