@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from core import data as D
+from core.data import limits
 from core.errors import DatasetError
 from core.hosting import refuse_typed_path
 
@@ -37,8 +38,8 @@ ProgressFn = Callable[[int, int], Any]
 
 def caps() -> dict[str, int]:
     """The limits an upload meets, read at call time (tests and deployments may lower the core's)."""
-    return {"files": MAX_OWN_IMAGES, "bytes": D.MAX_UPLOAD_BYTES, "image_bytes": D.MAX_IMAGE_BYTES,
-            "pixels": D.MAX_IMAGE_PIXELS, "unzipped_bytes": D.MAX_UNZIPPED_BYTES}
+    return {"files": MAX_OWN_IMAGES, "bytes": limits.MAX_UPLOAD_BYTES, "image_bytes": limits.MAX_IMAGE_BYTES,
+            "pixels": limits.MAX_IMAGE_PIXELS, "unzipped_bytes": limits.MAX_UNZIPPED_BYTES}
 
 
 def caps_sentence() -> str:
