@@ -83,8 +83,3 @@ __all__ = [
     "shape_masks",
     "PHOTOS",
 ]
-
-# Old private names still imported from outside; the next commit moves those callers to the public names.
-from core.data.downloads import torchvision_class as _tv_class  # noqa: E402
-_read_table, _pick_column, _visible, _mb, _safe_title, _render_shapes = (
-    read_table, pick_column, is_visible, format_bytes, safe_title, render_shapes)

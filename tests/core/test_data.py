@@ -131,7 +131,7 @@ def test_shape_kinds_differ_from_each_other():
     """Same colour, size, position and no jitter: every pair of shape kinds differs in many pixels."""
     k = len(data.SHAPES)
     ones = np.ones(k, dtype=np.float32)
-    out = data._render_shapes(
+    out = data.render_shapes(
         np.arange(k), 0.5 * ones, 0.5 * ones, data.SIZES["small"] * ones, 0 * ones,
         np.tile(np.float32([255, 0, 0]), (k, 1)), np.zeros((k, 3), np.float32), 32,
     )
@@ -570,7 +570,7 @@ def test_oversized_table_is_refused(tmp_path, monkeypatch, image_bytes):
 # ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["cifar10", "mnist", "fashion_mnist", "stl10"])
 def test_download_without_network_fails_fast_naming_offline_datasets(tmp_path, name):
-    data._tv_class(name)  # import torchvision first: its import time (seconds on a busy machine) is not the probe's
+    data.downloads.torchvision_class(name)  # import torchvision first: its import time is not the probe's
     start = time.monotonic()
     with pytest.raises(DownloadUnavailable) as err:
         load_dataset(name, root=tmp_path)
@@ -591,7 +591,7 @@ def test_download_probe_gives_up_on_a_hanging_network(tmp_path, monkeypatch):
 
     monkeypatch.setattr(socket, "create_connection", hang)
     monkeypatch.setattr(data.downloads, "PROBE_TIMEOUT", 0.2)
-    data._tv_class("cifar10")
+    data.downloads.torchvision_class("cifar10")
     start = time.monotonic()
     try:
         with pytest.raises(DownloadUnavailable, match="unreachable"):
