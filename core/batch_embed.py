@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from core.data import (IMAGE_EXTENSIONS, MAX_IMAGE_BYTES, DatasetError, _pick_column, _read_table, _visible,
+from core.data import (IMAGE_EXTENSIONS, MAX_IMAGE_BYTES, DatasetError, is_visible, pick_column, read_table,
                        decode_image, safe_extract_zip)
 from core.embed import MAX_EMBEDDING_VALUES, EmbeddingSet
 from core.errors import PlaygroundError
@@ -75,12 +75,12 @@ def list_images(source: str | os.PathLike, *, extract_to: str | os.PathLike | No
         lines = [ln.strip() for ln in src.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
         return [ImageRef(id=ln, path=str((src.parent / ln).resolve())) for ln in lines]
     if suffix in (".csv", ".jsonl"):
-        columns, rows = _read_table(src)
-        path_col = _pick_column(columns, None, ("image", "image_path", "path", "file", "filename", "filepath"),
+        columns, rows = read_table(src)
+        path_col = pick_column(columns, None, ("image", "image_path", "path", "file", "filename", "filepath"),
                                 "image path")
         if path_col is None:
             raise DatasetError(f"{src.name} has no image path column; name one 'image' or 'path'.")
-        label_col = _pick_column(columns, None, ("label", "class", "category"), "label")
+        label_col = pick_column(columns, None, ("label", "class", "category"), "label")
         refs = []
         for row in rows:
             rel = str(row.get(path_col) or "").strip()
@@ -94,10 +94,10 @@ def list_images(source: str | os.PathLike, *, extract_to: str | os.PathLike | No
 def _folder_refs(root: Path) -> list[ImageRef]:
     refs = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if _visible(d))
+        dirnames[:] = sorted(d for d in dirnames if is_visible(d))
         for fn in sorted(filenames):
             p = Path(dirpath) / fn
-            if _visible(fn) and p.suffix.lower() in IMAGE_EXTENSIONS:
+            if is_visible(fn) and p.suffix.lower() in IMAGE_EXTENSIONS:
                 rel = p.relative_to(root)
                 refs.append(ImageRef(id=rel.as_posix(), path=str(p), label=rel.parts[0] if len(rel.parts) > 1 else ""))
     return refs
@@ -215,7 +215,7 @@ def _shard_files(source: str | os.PathLike | Sequence[str | os.PathLike]) -> lis
         p = Path(source)
         if not p.exists():
             raise PlaygroundError(f"There is no file or folder at {p}; give the folder a batch job wrote its shards to.")
-        files = sorted(f for f in p.rglob("*.parquet") if _visible(f.name)) if p.is_dir() else [p]
+        files = sorted(f for f in p.rglob("*.parquet") if is_visible(f.name)) if p.is_dir() else [p]
     else:
         files = [Path(f) for f in source]
     if not files:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from core import data as D
+from core.data import limits
 from core.errors import DatasetError
 from core.hosting import refuse_typed_path
 
@@ -37,8 +38,8 @@ ProgressFn = Callable[[int, int], Any]
 
 def caps() -> dict[str, int]:
     """The limits an upload meets, read at call time (tests and deployments may lower the core's)."""
-    return {"files": MAX_OWN_IMAGES, "bytes": D.MAX_UPLOAD_BYTES, "image_bytes": D.MAX_IMAGE_BYTES,
-            "pixels": D.MAX_IMAGE_PIXELS, "unzipped_bytes": D.MAX_UNZIPPED_BYTES}
+    return {"files": MAX_OWN_IMAGES, "bytes": limits.MAX_UPLOAD_BYTES, "image_bytes": limits.MAX_IMAGE_BYTES,
+            "pixels": limits.MAX_IMAGE_PIXELS, "unzipped_bytes": limits.MAX_UNZIPPED_BYTES}
 
 
 def caps_sentence() -> str:
@@ -52,7 +53,7 @@ def _title(filename: str) -> str:
     """The set's name from the upload's file name: its stem, cleaned; never a built-in's name."""
     stem = Path(str(filename).replace("\\", "/")).name
     stem = stem[:-4] if stem.lower().endswith(".zip") else stem
-    title = D._safe_title(stem)
+    title = D.safe_title(stem)
     if title.lower().replace("-", "_") in (*D.OFFLINE_DATASETS, *D.DOWNLOAD_DATASETS, D.OWN_DATA):
         title = f"{title} (yours)"
     return title
@@ -66,7 +67,7 @@ def _list_images(data: bytes) -> tuple[list[str], bool]:
             names = [i.filename.replace("\\", "/") for i in zf.infolist() if not i.is_dir()]
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
         raise DatasetError("The file is not a readable .zip archive.") from None
-    visible = [n for n in names if all(D._visible(p) for p in n.split("/") if p)]
+    visible = [n for n in names if all(D.is_visible(p) for p in n.split("/") if p)]
     images = [n for n in visible if Path(n).suffix.lower() in D.IMAGE_EXTENSIONS]
     return images, any(Path(n).suffix.lower() in D.TABLE_EXTENSIONS for n in visible)
 
@@ -95,7 +96,8 @@ def load_zip(data: bytes, *, name: str = "your images.zip", size: int = DEFAULT_
         raise DatasetError(f"An upload must be given as bytes, not {type(data).__name__}.")
     c = caps()
     if len(data) > c["bytes"]:
-        raise DatasetError(f"The archive is {D._mb(len(data))}; archives up to {D._mb(c['bytes'])} are accepted.")
+        raise DatasetError(f"The archive is {D.format_bytes(len(data))}; archives up to {D.format_bytes(c['bytes'])} "
+                           "are accepted.")
     if size not in OWN_SIZES:
         raise DatasetError(f"size must be one of {', '.join(map(str, OWN_SIZES))} pixels, not {size!r}.")
     data = data if isinstance(data, bytes) else bytes(data)  # one copy at most: an upload is up to 200 MB

@@ -264,10 +264,10 @@ def test_shape_masks_are_the_generators_coverage():
 
 
 def test_shape_mask_of_a_circle_drawn_by_hand():
-    from core.data import _render_shapes
+    from core.data import render_shapes
 
     r, size = 0.3, 32
-    img = _render_shapes(np.array([0]), np.array([0.5], np.float32), np.array([0.5], np.float32),
+    img = render_shapes(np.array([0]), np.array([0.5], np.float32), np.array([0.5], np.float32),
                          np.array([r], np.float32), np.zeros(1, np.float32),
                          np.array([[220, 35, 35]], np.float32), np.array([[15, 15, 15]], np.float32), size)
     s = load_dataset("shapes", n=1, size=size, seed=0)

@@ -131,7 +131,7 @@ def test_shape_kinds_differ_from_each_other():
     """Same colour, size, position and no jitter: every pair of shape kinds differs in many pixels."""
     k = len(data.SHAPES)
     ones = np.ones(k, dtype=np.float32)
-    out = data._render_shapes(
+    out = data.render_shapes(
         np.arange(k), 0.5 * ones, 0.5 * ones, data.SIZES["small"] * ones, 0 * ones,
         np.tile(np.float32([255, 0, 0]), (k, 1)), np.zeros((k, 3), np.float32), 32,
     )
@@ -452,11 +452,11 @@ def test_decode_image_refusals(monkeypatch, image_bytes):
         decode_image(_png_claiming(100_000, 100_000))  # 10 gigapixels claimed by a ~100-byte file
     with pytest.raises(ImageTooLarge, match="decompression bomb"):
         decode_image(_png_claiming(8000, 6000))  # 48 MP: under Pillow's own limit, over ours
-    monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 1000)
+    monkeypatch.setattr(data.limits, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(ImageTooLarge, match="1000 x 1000"):
         decode_image(image_bytes((1, 2, 3), size=(1000, 1000)))
     assert decode_image(image_bytes((1, 2, 3), size=(20, 20))).shape == (20, 20, 3)  # under the cap
-    monkeypatch.setattr(data, "MAX_IMAGE_BYTES", 100)
+    monkeypatch.setattr(data.limits, "MAX_IMAGE_BYTES", 100)
     with pytest.raises(ImageTooLarge, match="images up to"):
         decode_image(bytes(101))
     assert isinstance(ImageTooLarge("x"), DatasetError) and isinstance(ImageUnreadable("x"), ValueError)
@@ -492,7 +492,7 @@ def test_decode_image_never_touches_the_warnings_filters(monkeypatch, image_byte
 def test_folder_skips_an_image_over_the_pixel_cap(monkeypatch, make_image_folder, image_bytes):
     root = make_image_folder({"red": RED, "blue": BLUE}, per_class=2)
     (root / "red" / "huge.png").write_bytes(image_bytes(RED, size=(200, 200)))
-    monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 30 * 30)
+    monkeypatch.setattr(data.limits, "MAX_IMAGE_PIXELS", 30 * 30)
     ds = load_dataset(root, size=8)
     assert len(ds) == 4 and ds.skipped == 1 and "huge.png" in " ".join(ds.notes)
 
@@ -536,14 +536,14 @@ def test_zip_bombs_and_caps(tmp_path, monkeypatch, image_bytes):
         safe_extract_zip(bomb, tmp_path / "out1")
     ok = _zip_with(tmp_path / "ok.zip", {f"c{i}/{j}.png": image_bytes(RED) for i in range(2) for j in range(3)})
     assert len(list(safe_extract_zip(ok, tmp_path / "out2").rglob("*.png"))) == 6
-    monkeypatch.setattr(data, "MAX_ZIP_ENTRIES", 5)
+    monkeypatch.setattr(data.limits, "MAX_ZIP_ENTRIES", 5)
     with pytest.raises(DatasetError, match="at most 5 are accepted"):
         safe_extract_zip(ok, tmp_path / "out3")
-    monkeypatch.setattr(data, "MAX_ZIP_ENTRIES", 60_000)
-    monkeypatch.setattr(data, "MAX_UNZIPPED_BYTES", 100)
+    monkeypatch.setattr(data.limits, "MAX_ZIP_ENTRIES", 60_000)
+    monkeypatch.setattr(data.limits, "MAX_UNZIPPED_BYTES", 100)
     with pytest.raises(DatasetError, match="would unpack to"):
         safe_extract_zip(ok, tmp_path / "out4")
-    monkeypatch.setattr(data, "MAX_UPLOAD_BYTES", 100)
+    monkeypatch.setattr(data.limits, "MAX_UPLOAD_BYTES", 100)
     with pytest.raises(DatasetError, match="archives up to"):
         load_dataset(ok)
     with pytest.raises(DatasetError, match="archives up to"):
@@ -560,7 +560,7 @@ def test_not_a_zip(tmp_path):
 def test_oversized_table_is_refused(tmp_path, monkeypatch, image_bytes):
     base = _table_fixture(tmp_path, image_bytes)
     (base / "t.csv").write_text("image,caption\nimgs/0.png,a red square\n" + "x,y\n" * 100)
-    monkeypatch.setattr(data, "MAX_UPLOAD_BYTES", 100)
+    monkeypatch.setattr(data.limits, "MAX_UPLOAD_BYTES", 100)
     with pytest.raises(DatasetError, match="tables up to"):
         load_dataset(base / "t.csv")
 
@@ -570,7 +570,7 @@ def test_oversized_table_is_refused(tmp_path, monkeypatch, image_bytes):
 # ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["cifar10", "mnist", "fashion_mnist", "stl10"])
 def test_download_without_network_fails_fast_naming_offline_datasets(tmp_path, name):
-    data._tv_class(name)  # import torchvision first: its import time (seconds on a busy machine) is not the probe's
+    data.downloads.torchvision_class(name)  # import torchvision first: its import time is not the probe's
     start = time.monotonic()
     with pytest.raises(DownloadUnavailable) as err:
         load_dataset(name, root=tmp_path)
@@ -590,8 +590,8 @@ def test_download_probe_gives_up_on_a_hanging_network(tmp_path, monkeypatch):
         raise OSError("gave up")
 
     monkeypatch.setattr(socket, "create_connection", hang)
-    monkeypatch.setattr(data, "PROBE_TIMEOUT", 0.2)
-    data._tv_class("cifar10")
+    monkeypatch.setattr(data.downloads, "PROBE_TIMEOUT", 0.2)
+    data.downloads.torchvision_class("cifar10")
     start = time.monotonic()
     try:
         with pytest.raises(DownloadUnavailable, match="unreachable"):

@@ -46,9 +46,9 @@ def test_npz_metadata():
 
 
 def test_image_caption_table(tmp_path):
-    from core.data import DatasetError, _read_table
+    from core.data import DatasetError, read_table
 
     path = tmp_path / "captions.jsonl"
     path.write_text('{"image": "a.png", "caption": "x"}\n' + DEEP + "\n")
     with pytest.raises(DatasetError, match="Line 2 .* nests brackets too deeply"):
-        _read_table(path)
+        read_table(path)

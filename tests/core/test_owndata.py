@@ -83,7 +83,7 @@ def test_zip_bomb_is_refused():
 
 
 def test_pixel_bomb_is_skipped_with_a_sentence(monkeypatch):
-    monkeypatch.setattr(D, "MAX_IMAGE_PIXELS", 50 * 50)
+    monkeypatch.setattr(D.limits, "MAX_IMAGE_PIXELS", 50 * 50)
     entries = two_classes() + [("set/a/huge.png", encode(rgb(7, side=60)))]
     ds = O.load_zip(zip_of(entries))
     assert ("a/huge.png", "that are too large") in ds.skipped_files and len(ds) == 60
@@ -111,7 +111,7 @@ def test_one_class_is_refused():
 def test_too_many_files_is_refused_before_unpacking(monkeypatch):
     monkeypatch.setattr(O, "MAX_OWN_IMAGES", 50)
     unpacked = []
-    monkeypatch.setattr(D, "safe_extract_zip", lambda *a, **k: unpacked.append(1))
+    monkeypatch.setattr(D.folders, "safe_extract_zip", lambda *a, **k: unpacked.append(1))
     with pytest.raises(DatasetError, match="holds 60 images; at most 50"):
         O.load_zip(zip_of(two_classes()))
     assert not unpacked
@@ -119,7 +119,7 @@ def test_too_many_files_is_refused_before_unpacking(monkeypatch):
 
 
 def test_too_many_bytes_is_refused(monkeypatch):
-    monkeypatch.setattr(D, "MAX_UPLOAD_BYTES", 1000)
+    monkeypatch.setattr(D.limits, "MAX_UPLOAD_BYTES", 1000)
     with pytest.raises(DatasetError, match="archives up to"):
         O.load_zip(zip_of(two_classes()))
 
