@@ -129,10 +129,10 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     logging.getLogger("streamlit").setLevel(logging.ERROR)
     import torch
-    from streamlit import logger as st_logger
     from streamlit.testing.v1 import AppTest
 
-    st_logger.set_log_level("error")  # models built outside a script run warn of a missing ScriptRunContext
+    # models built outside a script run warn of a missing ScriptRunContext, once per call
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").disabled = True
 
     torch.set_num_threads(1)
     _served_navigation()
