@@ -12,7 +12,7 @@ Every cache in the app has a bound. Where a result goes depends on who may see i
   their image sets): :class:`SessionStore`, one per session in ``st.session_state`` (:func:`store`), an LRU
   bounded by entries *and* bytes (numpy / torch ``nbytes``, counted by :func:`nbytes`). A page asks for
   ``store().get_or_make(key, make)``; what is evicted is made again on the next request, so eviction costs time,
-  never correctness. No other dict in ``st.session_state`` memoises results.
+  never correctness. No other dict in ``st.session_state`` should memoise results.
 * **On disk** (CLIP image embeddings): ``core.clip``'s disk cache, with its own size cap.
 
 The store's bound: at most ``max_entries`` entries and ``max_bytes`` bytes, except that the newest entry is
