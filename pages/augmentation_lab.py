@@ -56,6 +56,11 @@ def _dataset_opts(name: str, size: int | None = None) -> dict:
     return {}
 
 
+def _chw(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 (..., H, W, 3) as shown -> uint8 tensor (..., 3, H, W) as core takes it."""
+    return torch.from_numpy(np.ascontiguousarray(pixels)).movedim(-1, -3)
+
+
 left, right = st.columns([1, 2.3], gap="large")
 
 # ------------------------------------------------------------------------------------------ left: choices
@@ -163,29 +168,14 @@ with right:
     sims_views = sims_negs = None
     invariance = None
     if entry is not None:
-        with user_errors("embedding with the chosen model"):
-            def as_batch(arr: np.ndarray) -> torch.Tensor:
-                """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [0, 1]."""
-                return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float().div(255.0)
+        from core.invariance import invariance_per_op, similarity_to
 
-            orig_z = entry.embed_images(as_batch(image[None]))  # (1, D), unit length
-            sims_views = entry.embed_images(as_batch(views)) @ orig_z[0]  # (n_views,)
-            sims_negs = entry.embed_images(as_batch(neg_views)) @ orig_z[0] if len(neg_views) else np.zeros(0)
-            ref = ds.images[ref_idx]  # originals of other images, (R, 3, H, W) uint8
-            baseline = float(np.mean(entry.embed_images(ref.float().div(255.0)) @ orig_z[0])) if len(ref_idx) \
-                else 0.0
-            values = W.augment_values()
-            labels, means = [], []
-            for op, name in W.OP_NAMES.items():
-                single = W.only_op({k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}, op)
-                single_json = json.dumps(single, sort_keys=True)
-                if ds_name in ("upload", "yours"):
-                    op_views = loaders.views_of_array(image, single_json, 8, seed)
-                else:
-                    op_views = loaders.views(ds_name, loaders.opts_key(ds_opts), index, single_json, 8, seed)
-                means.append(float(np.mean(entry.embed_images(as_batch(op_views)) @ orig_z[0])))
-                labels.append(name + (" ✓" if values[op] else ""))
-            invariance = (labels, means, baseline)
+        with user_errors("embedding with the chosen model"):
+            original = _chw(image)
+            sims_views = similarity_to(entry.embed_images, original, _chw(views))
+            sims_negs = similarity_to(entry.embed_images, original, _chw(neg_views))
+            invariance = invariance_per_op(entry.embed_images, original, cfg, n_views=8, seed=seed,
+                                           references=ds.images[ref_idx] if ref_idx else None)
 
     view_caps = [f"view {i + 1}" + (f" · sim {sims_views[i]:.2f}" if sims_views is not None else "")
                  for i in range(len(views))]
@@ -210,9 +200,10 @@ with right:
     if invariance is not None:
         from ui import charts
 
-        labels, means, baseline = invariance
+        labels = [W.OP_NAMES[op] + (" ✓" if on else "") for op, on in zip(invariance.ops, invariance.active)]
         st.subheader("What has the model learned to ignore?")
-        st.plotly_chart(charts.invariance_bars(labels, means, baseline), key="lab.invariance_chart")
+        st.plotly_chart(charts.invariance_bars(labels, list(invariance.means), invariance.baseline or 0.0),
+                        key="lab.invariance_chart")
         st.caption(
             "Each bar applies one augmentation alone (8 views) and measures how close the views stay to the "
             "original. Near 1: the model is invariant to that change. Near the dotted line: the change makes "

@@ -7,7 +7,6 @@ from ui.router import require as _routed
 _routed()  # a page opened before app.py ever ran: route it through app.py (ui/router.py)
 
 import io
-import json
 
 import numpy as np
 import pandas as pd
@@ -19,10 +18,11 @@ from ui import registry, yourimages
 from ui.loaders import upscale
 from ui.widgets import user_errors
 from ui import settings as S
+from ui.cache import recent
 from ui.urlstate import bind
 
 P = "explorer"
-METHOD_LABELS = {"umap": "UMAP", "pca": "PCA", "tsne": "t-SNE"}
+METHOD_LABELS = X.METHOD_LABELS
 HELP = {
     "umap": "UMAP (McInnes et al. 2018) keeps each point's nearest neighbours together; distances between "
             "far-apart clusters mean little. PCA is the linear, exact view: it keeps global distances but "
@@ -146,7 +146,7 @@ with st.expander("Map settings", icon=":material/tune:", expanded=False):
 # the slow map is computed only when asked for, for this set.
 drawn_settings = applied
 if applied["method"] != "pca" and n_all > X.SLOW_MAP_POINTS and es.dim > 3 \
-        and space.key not in st.session_state.get(f"{P}._slow_ok", ()):
+        and space.key not in recent(f"{P}._slow_ok"):
     drawn_settings = dict(applied, method="pca")
     if (st.session_state.get(f"{P}.view") or "Map") in ("Map", "Export"):
         c1, c2 = st.columns([3, 1])
@@ -154,44 +154,8 @@ if applied["method"] != "pca" and n_all > X.SLOW_MAP_POINTS and es.dim > 3 \
                 "picture is PCA (seconds).", icon=":material/speed:")
         if c2.button(f"Compute the {METHOD_LABELS[applied['method']]} map", key=f"{P}.slow_go",
                      icon=":material/hourglass_top:"):
-            st.session_state.setdefault(f"{P}._slow_ok", set()).add(space.key)
+            recent(f"{P}._slow_ok").add(space.key)
             st.rerun()
-
-
-def map_params(a: dict) -> tuple[str, dict]:
-    if a["method"] == "umap":
-        return "umap", {"n_neighbors": int(a["n_neighbors"]), "min_dist": float(a["min_dist"]),
-                        "metric": a["metric"]}
-    if a["method"] == "tsne":
-        return "tsne", {"perplexity": float(min(a["perplexity"], max((n_all - 1) / 3, 1))), "metric": a["metric"]}
-    return "pca", {}
-
-
-def compute_map(sp: X.Space, a: dict, preview=None) -> tuple[np.ndarray, str, str]:
-    """(coords, method actually used, metric the map keeps). Vectors of 1–3 dimensions are drawn as they are."""
-    from core.projection import build_metric
-
-    v = sp.es.vectors
-    if v.shape[1] <= 3:
-        coords = v if v.shape[1] >= 2 else np.pad(v, ((0, 0), (0, 1)))
-        return coords.astype(np.float32), "as given", "euclidean"
-    method, params = map_params(a)
-    dim = int(a["dim"])
-    pj = json.dumps(params, sort_keys=True)
-    if method != "pca":
-        done = st.session_state.setdefault(f"{P}._done", set())
-        if (sp.key, method, dim, pj) not in done and preview is not None:
-            pca = X.projection(sp.key, "pca", dim, "{}", v)
-            with preview.container():
-                st.caption(f"PCA shown while {METHOD_LABELS[method]} computes…")
-                st.plotly_chart(X.scatter(pca, rows_drawn, [""] * len(rows_drawn), title="PCA (preview)"),
-                                width="stretch")
-        with st.spinner(f"Computing the {METHOD_LABELS[method]} map of {len(v):,} points…"):
-            coords = X.projection(sp.key, method, dim, pj, v)
-        done.add((sp.key, method, dim, pj))
-    else:
-        coords = X.projection(sp.key, "pca", dim, "{}", v)
-    return coords, METHOD_LABELS[method], build_metric(method, **params)
 
 
 view = st.segmented_control("View", S.options(f"{P}.view"), **bind(f"{P}.view", "default"),
@@ -214,12 +178,10 @@ if view in ("Map", "Export"):
     preview = st.empty()
     fig = coords = None
     with user_errors("computing the map"):
-        coords, used, kept_metric = compute_map(space, drawn_settings, preview)
+        coords, used, kept_metric = X.compute_map(space, drawn_settings, rows_drawn, preview)
         preview.empty()
         k = int(applied["k"])
-        scores = X.honesty(space.key, used, coords.shape[1],
-                           json.dumps(map_params(drawn_settings)[1], sort_keys=True), kept_metric, k, es.vectors,
-                           coords)
+        scores = X.map_scores(space, drawn_settings, used, kept_metric, coords, k)
         colour_opts = [*es.factors, "k-means clusters", "HDBSCAN clusters", "neighbour preservation", "nothing"]
         c1, c2, c3, c4 = st.columns([2, 1, 1, 1])
         colour = c1.selectbox("Colour by", colour_opts, key=f"{P}.colour",
@@ -348,8 +310,7 @@ if view in ("Map", "Export"):
 
 # ------------------------------------------------------------------------------------------ Similarity
 if view == "Similarity":
-    from core.similarity import (contrastive_softmax, cosine_matrix, likely_false_negatives, near_duplicates,
-                                 nearest)
+    from core.similarity import cosine_matrix, likely_false_negatives, near_duplicates, nearest
 
     with user_errors("computing similarities"):
         c1, c2 = st.columns(2)
@@ -379,15 +340,10 @@ if view == "Similarity":
             tau = st.select_slider("Temperature", S.options(f"{P}.tau"), **bind(f"{P}.tau"),
                                    help="Each row is a softmax over the other 2N-1 views; the loss is the mean "
                                         "-log of the outlined positive. Low temperature sharpens every row.")
-            z1, z2 = X.views(space, 16)
-            p = contrastive_softmax(z1, z2, float(tau))
-            n = len(z1)
-            outline = [(i, i + n) for i in range(n)] + [(i + n, i) for i in range(n)]
-            loss = float(-np.log(np.maximum([p[i, j] for i, j in outline], 1e-30)).mean())
-            st.plotly_chart(X.heatmap(p, [f"view {1 + i // n} of image {i % n}" for i in range(2 * n)],
-                                      f"Softmax over 2×{n} views (positives outlined) · NT-Xent loss {loss:.3f}",
-                                      zmin=0.0, zmax=float(p.max()), colorscale="Viridis", outline=outline,
-                                      height=460), width="stretch", key=f"{P}.ntxent")
+            from core.batchview import ntxent_matrix
+
+            m = ntxent_matrix(*X.views(space, 16), float(tau))
+            st.plotly_chart(X.ntxent_heatmap(m), width="stretch", key=f"{P}.ntxent")
 
         st.subheader("Near-duplicates")
         thr = st.slider("Similarity threshold", 0.80, 1.0, step=0.005, **bind(f"{P}.dup_thr"),
@@ -485,7 +441,7 @@ if view == "Compare":
                     link = picks["cmp_b" if key == "cmp_a" else "cmp_a"]
                     sub = X.Space(sp.name, sp.es.subset(rows_), images=None if sp.images is None else sp.images[rows_],
                                   texts=None if sp.texts is None else [sp.texts[i] for i in rows_])
-                    cc, _, _ = compute_map(sub, applied)
+                    cc, _, _ = X.compute_map(sub, applied)
                     r = np.arange(len(rows_))
                     hv = X.hover_text(sub, r, {"Jaccard": cmp["jaccard"]})
                     with col:

@@ -23,6 +23,7 @@ from ui.glossary import help as gloss
 from ui import settings as S
 from ui import widgets as W
 from ui.widgets import user_errors
+from ui.cache import store
 
 st.title("Train")
 st.caption(
@@ -406,14 +407,13 @@ def _figure(name: str, version: tuple, build):
     Building a plotly figure costs tens of milliseconds of Python under the GIL, shared with every training
     thread on the server; between new steps / evaluations / snapshots the last figure is drawn again.
     """
-    figs = st.session_state.setdefault("train._figures", {})
     owner = version[0]
     if not hasattr(owner, "_figure_token"):
         owner._figure_token = object()  # identity of this trainer (ids of dead objects get reused)
     key = (owner._figure_token, *version[1:])
-    held = figs.get(name)
+    held = store().get(("train.figure", name))  # the session's bounded store (ui.cache): one slot per chart
     if held is None or held[0] != key:
-        held = figs[name] = (key, build())
+        held = store().put(("train.figure", name), (key, build()))
     return held[1]
 
 

@@ -44,7 +44,7 @@ def check_settings(page: str, values: Any) -> tuple[dict[str, Any], list[str]]:
     return S.validate(values, S.PAGE_NAMESPACES[page])
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(max_entries=1, show_spinner=False)
 def shipped() -> list[C.Course]:
     return C.load_all(check_settings)
 

@@ -1,9 +1,11 @@
-"""The Explorer page's Streamlit side: which embedding spaces exist, cached maps and scores, and the figures.
+"""The Explorer page's Streamlit side: which embedding spaces exist, and cached maps and scores (figures:
+ui.explorer_charts, re-exported here).
 
 All maths lives in ``core`` (projection, similarity, metrics); this module decides what is cached and how it
-is drawn. Maps and scores are cached with ``st.cache_data`` by a content hash of the vectors plus the method
-and its parameters, so a revisit (another rerun, another page, another session with the same data) costs a
-dictionary lookup. The demo spaces are a ``st.cache_resource`` shared read-only by every session.
+is drawn, by the policy of :mod:`ui.cache`. Maps and scores are cached with ``st.cache_data`` by a content hash
+of the vectors plus the method and its parameters, so a revisit (another rerun, another page, another session
+with the same data) costs a dictionary lookup. The demo spaces are a ``st.cache_resource`` shared read-only by
+every session; the spaces of a session's own models and uploads live in its bounded :func:`ui.cache.store`.
 """
 from __future__ import annotations
 
@@ -15,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
-from ui.charts import PALETTE
+from ui.cache import SHARED_TTL, recent, store
+from ui.explorer_charts import (figure_html, heatmap, histograms, hover_text, ntxent_heatmap,  # noqa: F401
+                                scatter, spectrum)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / "assets" / "demo"
@@ -33,8 +36,6 @@ MAX_COMPARED = 10_000  # items matched by id in the Compare view
 # Above this UMAP / t-SNE of every point waits for a click; the first picture is PCA (CP_EXPLORER_SLOW_MAP_POINTS
 # lowers it, for the browser tests)
 SLOW_MAP_POINTS = int(os.environ.get("CP_EXPLORER_SLOW_MAP_POINTS", "20000"))
-GREY = "rgba(160,160,160,0.35)"
-SVG_POINTS = 3000
 
 
 @dataclass
@@ -94,7 +95,7 @@ def images_hwc(imageset: Any) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ demo
-@st.cache_resource(show_spinner="Loading the demo: an untrained and a trained encoder on shapes…")
+@st.cache_resource(max_entries=1, show_spinner="Loading the demo: an untrained and a trained encoder on shapes…")
 def demo_spaces() -> dict[str, Space]:
     """Untrained vs trained encoder (the first lesson's) on 1,000 built-in shapes at the size it trained on, both
     in encoder space. Shared, read-only.
@@ -139,19 +140,17 @@ def demo_spaces() -> dict[str, Space]:
 
 
 def trained_space(entry: Any, space: str) -> Space:
-    """A registry entry holding a trained model, embedded on its held-out images (cached in the session)."""
-    from core.embed import embed_imageset
+    """A registry entry holding a trained model, embedded on its held-out images (in the session's store)."""
+    def make() -> Space:
+        from core.embed import embed_imageset
 
-    cache = st.session_state.setdefault("explorer._trained_cache", {})
-    key = (entry.name, space, entry.created)
-    if key not in cache:
         tm = entry.payload
         es = embed_imageset(tm.model, tm.heldout, space=space,
                             source=f"{entry.source}, {space} space (held-out images)")
-        cache[key] = Space(f"{entry.name} · {space}", es, images=images_hwc(tm.heldout),
-                           texts=tm.heldout.captions, model=tm.model, imageset=tm.heldout,
-                           augment=getattr(tm.cfg, "augment", None), space=space)
-    return cache[key]
+        return Space(f"{entry.name} · {space}", es, images=images_hwc(tm.heldout), texts=tm.heldout.captions,
+                     model=tm.model, imageset=tm.heldout, augment=getattr(tm.cfg, "augment", None), space=space)
+
+    return store().get_or_make(("explorer.trained", entry.name, space, entry.created), make)
 
 
 def entry_space(entry: Any) -> Space:
@@ -170,25 +169,23 @@ def entry_space(entry: Any) -> Space:
 
 def upload_space(data: bytes, name: str, meta: bytes | None, meta_name: str | None) -> Space:
     """The uploaded file as a Space, parsed once: every rerun of the page passes the same bytes again, and a
-    98 MB CSV took 1.5 s to parse each time. One slot per session (the latest upload), keyed by the bytes."""
+    98 MB CSV took 1.5 s to parse each time. Kept in the session's store, keyed by the bytes."""
     from core.embed import EmbeddingSet, join_metadata
 
     h = hashlib.blake2b(data, digest_size=16)
     h.update(name.encode())
     if meta is not None:
         h.update(hashlib.blake2b(meta, digest_size=16).digest())
-    slot = st.session_state.get("explorer._upload")
-    if slot is not None and slot[0] == h.hexdigest():
-        return slot[1]
-    st.session_state.pop("explorer._upload", None)  # free the previous set before parsing the next
-    with st.spinner(f"Reading {name}…"):
-        es = EmbeddingSet.from_file(data, name)
-        texts = None
-        if meta is not None:
-            es, texts = join_metadata(es, meta, meta_name or "metadata.csv")
-    space = Space(name, es, texts=texts or texts_of(es))
-    st.session_state["explorer._upload"] = (h.hexdigest(), space)
-    return space
+
+    def make() -> Space:
+        with st.spinner(f"Reading {name}…"):
+            es = EmbeddingSet.from_file(data, name)
+            texts = None
+            if meta is not None:
+                es, texts = join_metadata(es, meta, meta_name or "metadata.csv")
+        return Space(name, es, texts=texts or texts_of(es))
+
+    return store().get_or_make(("explorer.upload", h.hexdigest()), make)
 
 
 def unmappable(es: Any) -> str | None:
@@ -206,12 +203,61 @@ def unmappable(es: Any) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------ cached compute
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_data(max_entries=64, ttl=SHARED_TTL, show_spinner=False)
 def projection(key: str, method: str, dim: int, params_json: str, _vectors: np.ndarray) -> np.ndarray:
     """core.projection.project, cached by (content hash, method, dim, parameters)."""
     from core.projection import project
 
     return project(_vectors, method, dim=dim, seed=0, **json.loads(params_json))
+
+
+METHOD_LABELS = {"umap": "UMAP", "pca": "PCA", "tsne": "t-SNE"}
+
+
+def map_params(a: dict, n: int) -> tuple[str, dict]:
+    """(method, parameters of core.projection.project) of the page's applied settings ``a`` for ``n`` points."""
+    if a["method"] == "umap":
+        return "umap", {"n_neighbors": int(a["n_neighbors"]), "min_dist": float(a["min_dist"]),
+                        "metric": a["metric"]}
+    if a["method"] == "tsne":
+        return "tsne", {"perplexity": float(min(a["perplexity"], max((n - 1) / 3, 1))), "metric": a["metric"]}
+    return "pca", {}
+
+
+def compute_map(sp: Space, a: dict, rows: np.ndarray | None = None, preview: Any = None
+                ) -> tuple[np.ndarray, str, str]:
+    """(coords, method actually used, metric the map keeps) of ``sp`` under the settings ``a``, cached by
+    content. Vectors of 1–3 dimensions are drawn as they are. A UMAP / t-SNE not computed before in this
+    session first draws the cached PCA into ``preview`` (an ``st.empty``; ``rows`` are the drawn rows)."""
+    from core.projection import build_metric
+
+    v = sp.es.vectors
+    if v.shape[1] <= 3:
+        coords = v if v.shape[1] >= 2 else np.pad(v, ((0, 0), (0, 1)))
+        return coords.astype(np.float32), "as given", "euclidean"
+    method, params = map_params(a, len(v))
+    dim = int(a["dim"])
+    pj = json.dumps(params, sort_keys=True)
+    if method != "pca":
+        done = recent("explorer._done")
+        if (sp.key, method, dim, pj) not in done and preview is not None:
+            pca = projection(sp.key, "pca", dim, "{}", v)
+            shown = np.arange(len(v)) if rows is None else rows
+            with preview.container():
+                st.caption(f"PCA shown while {METHOD_LABELS[method]} computes…")
+                st.plotly_chart(scatter(pca, shown, [""] * len(shown), title="PCA (preview)"), width="stretch")
+        with st.spinner(f"Computing the {METHOD_LABELS[method]} map of {len(v):,} points…"):
+            coords = projection(sp.key, method, dim, pj, v)
+        done.add((sp.key, method, dim, pj))
+    else:
+        coords = projection(sp.key, "pca", dim, "{}", v)
+    return coords, METHOD_LABELS[method], build_metric(method, **params)
+
+
+def map_scores(sp: Space, a: dict, used: str, metric: str, coords: np.ndarray, k: int) -> dict[str, Any]:
+    """:func:`honesty` of the map ``compute_map(sp, a)`` drew, keyed like it."""
+    params = json.dumps(map_params(a, len(sp.es))[1], sort_keys=True)
+    return honesty(sp.key, used, coords.shape[1], params, metric, int(k), sp.es.vectors, coords)
 
 
 def sample_rows(n: int, limit: int, seed: int = 0) -> np.ndarray:
@@ -221,7 +267,7 @@ def sample_rows(n: int, limit: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_data(max_entries=64, ttl=SHARED_TTL, show_spinner=False)
 def honesty(key: str, method: str, dim: int, params_json: str, metric: str, k: int,
             _vectors: np.ndarray, _coords: np.ndarray) -> dict[str, Any]:
     """Per-point neighbour preservation, its mean and trustworthiness (on a sample above MAX_SCORED)."""
@@ -237,14 +283,14 @@ def honesty(key: str, method: str, dim: int, params_json: str, metric: str, k: i
             "chance": k / max(len(rows) - 1, 1)}
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_data(max_entries=32, ttl=SHARED_TTL, show_spinner=False)
 def clusters(key: str, method: str, n_clusters: int, _vectors: np.ndarray) -> np.ndarray:
     from core.similarity import cluster
 
     return cluster(_vectors, method, n_clusters=n_clusters)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_data(max_entries=32, ttl=SHARED_TTL, show_spinner=False)
 def health(key: str, _es: Any) -> dict[str, Any]:
     """Effective rank and spectrum, uniformity, and per label factor: leave-one-out kNN (never voting for
     itself) and core.metrics.invariance_report's held-out linear probe with its chance level and verdict."""
@@ -265,17 +311,10 @@ def health(key: str, _es: Any) -> dict[str, Any]:
 
 def views(space: Space, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Two augmented views of the space's first ``n`` images, embedded in projection space (where the loss
-    acts) with the space's own model and augmentation. Shape: (n, P), (n, P)."""
-    import torch
+    acts) with the space's own model and augmentation (core.batchview). Shape: (n, P), (n, P)."""
+    from core.batchview import two_view_embeddings
 
-    from core.augment import augment
-
-    x = space.imageset.images[:n]
-    gen = torch.Generator().manual_seed(seed)
-    v1, v2 = augment(x, space.augment, gen), augment(x, space.augment, gen)
-    z1 = space.model.embed(v1, space="projection", normalize=True).cpu().numpy()
-    z2 = space.model.embed(v2, space="projection", normalize=True).cpu().numpy()
-    return z1, z2
+    return two_view_embeddings(space.model, space.imageset.images[:n], space.augment, seed=seed)
 
 
 def pair_histograms(space: Space) -> dict[str, Any]:
@@ -352,22 +391,22 @@ def comparable_spaces(space: Space) -> dict[str, Any]:
 
 
 def clip_space(entry: Any, space: Space) -> Space:
-    """A CLIP registry entry's image embeddings of ``space``'s images (same ids, labels and pictures)."""
-    from core.clip import embed_images
-    from core.embed import EmbeddingSet
+    """A CLIP registry entry's image embeddings of ``space``'s images (same ids, labels and pictures), in the
+    session's store."""
+    def make() -> Space:
+        from core.clip import embed_images
+        from core.embed import EmbeddingSet
 
-    cache = st.session_state.setdefault("explorer._clip_cache", {})
-    key = (entry.name, entry.created, space.key)
-    if key not in cache:
         with st.spinner(f"Embedding {len(space.es):,} images with {entry.name}…"):
             vectors = embed_images(entry.payload, space.imageset)
         es = EmbeddingSet(np.asarray(vectors, dtype=np.float32), list(space.es.ids), dict(space.es.labels),
                           dict(space.es.classes), f"{entry.name} image tower on the images of {space.name}")
-        cache[key] = Space(f"{entry.name} on {space.name}", es, images=space.images, texts=space.texts)
-    return cache[key]
+        return Space(f"{entry.name} on {space.name}", es, images=space.images, texts=space.texts)
+
+    return store().get_or_make(("explorer.clip", entry.name, entry.created, space.key), make)
 
 
-@st.cache_data(max_entries=16, show_spinner="Comparing neighbourhoods…")
+@st.cache_data(max_entries=16, ttl=SHARED_TTL, show_spinner="Comparing neighbourhoods…")
 def _overlap(key_a: str, key_b: str, k: int, _a: np.ndarray, _b: np.ndarray) -> np.ndarray:
     from core.similarity import neighbour_overlap
 
@@ -403,123 +442,7 @@ def export_table(space: Space, coords: np.ndarray):
     return pd.concat([frame, dims], axis=1)
 
 
-def figure_html(fig: go.Figure) -> bytes:
-    """A standalone page with plotly.js inlined, so it opens offline."""
-    return fig.to_html(include_plotlyjs=True, full_html=True).encode("utf-8")
-
-
-# ------------------------------------------------------------------------------------------ figures
-def hover_text(space: Space, rows: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> list[str]:
-    es = space.es
-    names = {f: es.label_names(f) for f in es.factors[:6]}
-    out = []
-    for i in rows:
-        parts = [f"<b>{es.ids[i]}</b>"] + [f"{f}: {names[f][i]}" for f in names]
-        if space.texts is not None:
-            parts.append(str(space.texts[i])[:120])
-        for k, v in (extra or {}).items():
-            if np.isfinite(v[i]):
-                parts.append(f"{k}: {v[i]:.2f}")
-        out.append("<br>".join(parts))
-    return out
-
-
-def scatter(coords: np.ndarray, rows: np.ndarray, hover: list[str], *, categories: list[str] | None = None,
-            values: np.ndarray | None = None, value_name: str = "", title: str = "",
-            selected: set[int] | None = None, height: int = 560) -> go.Figure:
-    """WebGL scatter of map coordinates (2-D: Scattergl, 3-D: Scatter3d), one trace per category (legend)
-    or one trace coloured by ``values``. ``customdata`` holds each point's row, which selections return."""
-    dim = coords.shape[1]
-    fig = go.Figure()
-    c = coords[rows]
-
-    def add(mask: np.ndarray, name: str, marker: dict, show: bool = True) -> None:
-        r = rows[mask]
-        kw = dict(customdata=r, hovertext=[hover[j] for j in np.flatnonzero(mask)], hoverinfo="text",
-                  mode="markers", name=name, marker=marker, showlegend=show)
-        if dim >= 3:
-            fig.add_trace(go.Scatter3d(x=c[mask, 0], y=c[mask, 1], z=c[mask, 2], **kw))
-        else:
-            # SVG up to a few thousand points (a click on a WebGL point reaches Streamlit as an empty selection
-            # in Streamlit 1.67), WebGL above that, where only box / lasso selections come back
-            kind = go.Scatter if len(rows) <= SVG_POINTS else go.Scattergl
-            tr = kind(x=c[mask, 0], y=c[mask, 1] if dim > 1 else np.zeros(mask.sum()), **kw)
-            if selected:  # a figure drawn for a selection made elsewhere (e.g. the other map in Compare)
-                tr.selectedpoints = [j for j, row in enumerate(r) if int(row) in selected]
-            # plotly greys what a click / box / lasso leaves out by itself: the figure must not change with the
-            # chart's own selection, or Streamlit takes it for a new chart and drops the selection (no rerun)
-            tr.unselected = dict(marker=dict(opacity=0.15, color=GREY))
-            fig.add_trace(tr)
-
-    size = 6 if len(rows) <= 2000 else 4 if len(rows) <= 10000 else 2.5
-    if values is not None:
-        v = values[rows]
-        add(np.ones(len(rows), bool), value_name,
-            dict(size=size, color=np.nan_to_num(v, nan=-1), colorscale="RdYlGn", cmin=0, cmax=1,
-                 colorbar=dict(title=dict(text=value_name, side="right"), thickness=12)), show=False)
-    elif categories is not None:
-        cats = np.asarray(categories)
-        if len(cats) == len(coords) != len(rows):  # one per item: keep the drawn sample's (above MAX_POINTS)
-            cats = cats[rows]
-        for n, name in enumerate(dict.fromkeys(cats.tolist())):
-            add(cats == name, str(name), dict(size=size, color=PALETTE[n % len(PALETTE)]))
-    else:
-        add(np.ones(len(rows), bool), "items", dict(size=size, color=PALETTE[0]), show=False)
-    fig.update_layout(title=dict(text=title, x=0, xanchor="left", font=dict(size=14)), height=height,
-                      margin=dict(l=10, r=10, t=40, b=10), dragmode="zoom" if dim < 3 else "orbit",
-                      legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.01,
-                                  itemsizing="constant"),
-                      uirevision=title, clickmode="event+select")
-    if dim < 3:
-        fig.update_xaxes(showticklabels=False, title=None)
-        fig.update_yaxes(showticklabels=False, title=None, scaleanchor="x" if dim == 2 else None)
-    return fig
-
-
-def heatmap(matrix: np.ndarray, labels: list[str], title: str, *, zmin: float = -1.0, zmax: float = 1.0,
-            colorscale: str = "RdBu_r", outline: list[tuple[int, int]] | None = None, height: int = 520
-            ) -> go.Figure:
-    n = matrix.shape[0]
-    fig = go.Figure(go.Heatmap(z=matrix, zmin=zmin, zmax=zmax, colorscale=colorscale,
-                               text=[[f"{labels[i]} × {labels[j]}" for j in range(n)] for i in range(n)]
-                               if n <= 300 else None,
-                               hovertemplate="%{text}<br>%{z:.3f}<extra></extra>" if n <= 300 else
-                               "row %{y}, column %{x}<br>%{z:.3f}<extra></extra>"))
-    for i, j in outline or []:
-        fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5,
-                      line=dict(color="black", width=1.5))
-    fig.update_yaxes(autorange="reversed", showticklabels=False)
-    fig.update_xaxes(showticklabels=False)
-    fig.update_layout(title=dict(text=title, x=0, xanchor="left", font=dict(size=14)), height=height,
-                      margin=dict(l=10, r=10, t=40, b=10))
-    return fig
-
-
-def spectrum(values: np.ndarray) -> go.Figure:
-    fig = go.Figure(go.Bar(x=np.arange(1, len(values) + 1), y=values, marker_color=PALETTE[0]))
-    fig.update_yaxes(type="log", title_text="share of the singular-value sum")
-    fig.update_xaxes(title_text="component")
-    fig.update_layout(title=dict(text="Singular-value spectrum (a collapsed space has few large bars)", x=0,
-                                 font=dict(size=14)), height=280, margin=dict(l=10, r=10, t=40, b=10))
-    return fig
-
-
-def histograms(pos: np.ndarray, neg: np.ndarray, pos_name: str, neg_name: str, title: str) -> go.Figure:
-    fig = go.Figure()
-    bins = dict(start=-1.0, end=1.0, size=0.04)
-    fig.add_histogram(x=neg, name=neg_name, histnorm="probability density", xbins=bins,
-                      marker_color="rgba(239,85,59,0.6)")
-    fig.add_histogram(x=pos, name=pos_name, histnorm="probability density", xbins=bins,
-                      marker_color="rgba(0,150,110,0.7)")
-    fig.update_layout(barmode="overlay", height=280, margin=dict(l=10, r=10, t=40, b=10),
-                      title=dict(text=title, x=0, font=dict(size=14)),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1))
-    fig.update_xaxes(range=[-1, 1], title_text="cosine similarity")
-    fig.update_yaxes(showticklabels=False)
-    return fig
-
-
-def selected_rows(event: Any, fig: go.Figure | None = None) -> list[int]:
+def selected_rows(event: Any, fig: Any = None) -> list[int]:
     """Rows of the points a plotly_chart selection event holds, in order, without repeats: each point's
     ``customdata`` (our row), else its trace's customdata at ``point_index`` when ``fig`` is given."""
     if not event:

@@ -29,7 +29,7 @@ def dataset(name: str, **opts: Any):
     return _dataset(name, opts_key(opts))
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_resource(max_entries=1, show_spinner=False)
 def catalog() -> dict[str, str]:
     """Built-in dataset name -> one-line description, offline ones first."""
     from core.data import available_datasets
@@ -97,7 +97,7 @@ def text_model(spec: str = ""):
     return model
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_resource(max_entries=1, show_spinner=False)
 def text_corpus():
     """The built-in corpus (core.text.load_corpus), shared and never modified."""
     from core.text import load_corpus

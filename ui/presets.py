@@ -61,7 +61,7 @@ def load_all(directory: Path = PRESET_DIR) -> list[Preset]:
     return sorted(out, key=lambda p: (p.order, p.title))
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(max_entries=1, show_spinner=False)
 def cached_presets() -> list[Preset]:
     return load_all()
 

@@ -206,14 +206,6 @@ def augment_editor(*, where: str) -> None:
         slider("aug.solarize_p", step=0.05)
 
 
-def only_op(values: dict[str, Any], op: str) -> dict[str, Any]:
-    """The same settings with every op switched off except ``op`` (for per-op invariance checks)."""
-    out = dict(values)
-    for o in _OPS:
-        out[o] = o == op
-    return out
-
-
 OP_NAMES = {
     "crop": "random crop",
     "flip": "flip",

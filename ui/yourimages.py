@@ -207,7 +207,7 @@ def train_settings(ds: Any) -> dict[str, Any]:
 UNTRAINED = "Untrained encoder (a baseline)"
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_resource(max_entries=1, show_spinner=False)
 def _untrained_encoder():
     """The Train page's default encoder (fast_cnn) at its seed-0 initialisation: shared, read-only, eval mode."""
     import torch
@@ -254,12 +254,9 @@ def model_space(ds: Any, model: registry.Entry):
     from core.data import fingerprint
     from core.embed import EmbeddingSet
     from ui import explorer as X
+    from ui.cache import store
 
-    cache = st.session_state.setdefault("yourimages._spaces", {})
-    key = (fingerprint(ds), model.name, model.created)
-    if key not in cache:
-        while len(cache) >= 4:  # a few per session (the Compare view holds two at once); oldest out first
-            cache.pop(next(iter(cache)))
+    def make():
         bar = st.progress(0.0, text=f"Embedding {len(ds):,} images with {model.name}…")
         out = []
         for start in range(0, len(ds), 256):
@@ -274,11 +271,12 @@ def model_space(ds: Any, model: registry.Entry):
         es = EmbeddingSet(np.concatenate(out), list(ds.ids), dict(ds.labels), {k: list(v) for k, v in
                           ds.classes.items()}, f"{model.name} on your images {ds.name}")
         tm = model.payload if model.kind == "trained" else None
-        cache[key] = X.Space(f"{model.name} on {ds.name}", es, images=X.images_hwc(ds), texts=ds.captions,
-                             model=getattr(tm, "model", None) if tm is not None and
-                             ds.image_size == model.image_size else None,
-                             imageset=ds, augment=getattr(getattr(tm, "cfg", None), "augment", None))
-    return cache[key]
+        return X.Space(f"{model.name} on {ds.name}", es, images=X.images_hwc(ds), texts=ds.captions,
+                       model=getattr(tm, "model", None) if tm is not None and ds.image_size == model.image_size
+                       else None, imageset=ds, augment=getattr(getattr(tm, "cfg", None), "augment", None))
+
+    # the session's bounded store (ui.cache); the Compare view holds two at once
+    return store().get_or_make(("yourimages.space", fingerprint(ds), model.name, model.created), make)
 
 
 def compare_options(space: Any) -> dict[str, Any]:

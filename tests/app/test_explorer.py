@@ -176,6 +176,20 @@ def test_compare_the_finished_model_with_an_early_snapshot_of_its_run(make_app):
     assert "Jaccard@10" in text and "10 items" in text  # the probe's 10 images are in both spaces
 
 
+def test_a_t_sne_compare_of_few_shared_items_bounds_perplexity_by_the_compared_set(make_app):
+    """t-SNE's perplexity is capped by the points in the map being drawn: the Compare view's 10 shared probe items,
+    not the 40 of the space that was opened (the cap once came from the opened space and t-SNE refused)."""
+    entry = _trained_entry()
+    at = _open(make_app, registry={entry.name: entry}, **{"explorer.source": "Your models",
+                                                           "explorer.entry": "tiny run"})
+    at.session_state["explorer.applied"] = dict(PCA, method="tsne")
+    at.session_state["explorer.view"] = "Compare"
+    at.session_state["explorer.other"] = "tiny run · step 0 (snapshot)"
+    at.run()
+    assert_clean(at)
+    assert "10 items" in _texts(at)
+
+
 def test_my_model_vs_clip_on_the_same_images(make_app):
     """'My model vs CLIP' is one pick: the shipped mini-CLIP embeds the trained run's own held-out images."""
     from core.clip import load_clip
