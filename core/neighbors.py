@@ -26,13 +26,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.vectors import as_matrix, resolve_device, rows_per_chunk, unit_rows
+from core.vectors import as_array, as_matrix, resolve_device, rows_per_chunk, unit_array, unit_rows
 
 __all__ = ["METRICS", "BACKENDS", "knn", "choose_backend"]
 
 METRICS = ("cosine", "euclidean")
 BACKENDS = ("auto", "faiss", "torch")
 _EXACT_DIFF_DIMS = 3  # Euclidean search in this many dimensions or fewer uses torch's direct formula
+_ONE_THREAD_WORK = 1 << 26  # faiss searches below this many multiply-adds (Q x N x D) run on one thread
 
 
 def choose_backend(backend: str, device: torch.device, metric: str, dim: int) -> str:
@@ -76,20 +77,25 @@ def knn(base, k: int, *, queries=None, rows=None, metric: str = "cosine", exclud
     probe = base if isinstance(base, torch.Tensor) else np.asarray(base)
     dim = probe.shape[-1] if probe.ndim else 0
     engine = choose_backend(backend, dev, metric, dim)
-    dev = torch.device("cpu") if engine == "faiss" else dev
-    prepare = unit_rows if metric == "cosine" else as_matrix
-    b = prepare(base, "base", dev)  # (N, D)
+    if engine == "faiss":  # NumPy only up to faiss: no torch kernel (and its thread pool) in between
+        prepare = (lambda x, name: unit_array(x, name)) if metric == "cosine" else as_array
+    else:
+        prepare = (lambda x, name: (unit_rows if metric == "cosine" else as_matrix)(x, name, dev))
+    b = prepare(base, "base")  # (N, D)
     n = b.shape[0]
     if queries is not None:
         if rows is not None or exclude_self or labels is not None:
             raise ValueError("rows, exclude_self and labels need the queries to be rows of base; pass queries=None.")
-        q = prepare(queries, "queries", dev)
+        q = prepare(queries, "queries")
         if q.shape[1] != b.shape[1]:
             raise ValueError(f"queries have dimension {q.shape[1]}, base has {b.shape[1]}.")
         query_rows = None
     else:
         query_rows = _rows(rows, n)
-        q = b[torch.as_tensor(query_rows, device=dev)] if rows is not None else b
+        if rows is None:
+            q = b
+        else:
+            q = b[query_rows] if engine == "faiss" else b[torch.as_tensor(query_rows, device=dev)]
     codes = None
     if labels is not None:
         lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
@@ -100,10 +106,12 @@ def knn(base, k: int, *, queries=None, rows=None, metric: str = "cosine", exclud
     if q.shape[0] == 0 or n == 0:
         idx, scores = np.full((q.shape[0], width), -1, np.int64), np.full((q.shape[0], width), np.nan, np.float32)
     elif engine == "faiss":
-        idx, scores = _faiss(q.numpy(), b.numpy(), width, metric, query_rows if exclude_self else None,
+        idx, scores = _faiss(q, b, width, metric, query_rows if exclude_self else None,
                              codes, query_rows)
     else:
         idx, scores = _torch(q, b, width, metric, query_rows if exclude_self else None, codes, query_rows)
+    if metric == "euclidean":
+        scores = _exact_distances(q, b, idx)
     idx, scores = _tidy(idx, scores, metric)
     if width < k:  # pad to the requested width
         idx = np.pad(idx, ((0, 0), (0, k - width)), constant_values=-1)
@@ -121,6 +129,24 @@ def _rows(rows, n: int) -> np.ndarray:
     if r.size and (r.min() < 0 or r.max() >= n):
         raise ValueError(f"rows must lie in 0..{n - 1}.")
     return r
+
+
+def _exact_distances(q, b, idx: np.ndarray) -> np.ndarray:
+    """||q_i - b_idx[i, j]|| by the difference formula for the (Q, k) pairs found. Both engines search with
+    ||a||^2 + ||b||^2 - 2ab, whose rounding leaves a point ~1e-3 away from its own duplicate after the square
+    root; the few pairs found are cheap to score exactly. Missing places (-1) come back NaN. Shape: (Q, k)."""
+    safe = np.maximum(idx, 0)
+    out = np.empty(idx.shape, dtype=np.float32)
+    step = rows_per_chunk(idx.shape[1] * b.shape[1])
+    for start in range(0, idx.shape[0], step):
+        stop = min(start + step, idx.shape[0])
+        if isinstance(b, np.ndarray):
+            d = np.linalg.norm(q[start:stop, None, :] - b[safe[start:stop]], axis=2)  # (B, k)
+        else:
+            rows = torch.as_tensor(safe[start:stop], device=b.device)
+            d = (q[start:stop, None, :] - b[rows]).norm(dim=2).cpu().numpy()
+        out[start:stop] = d
+    return np.where(idx >= 0, out, np.nan).astype(np.float32)
 
 
 def _tidy(idx: np.ndarray, scores: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -172,8 +198,22 @@ def _faiss(q: np.ndarray, b: np.ndarray, width: int, metric: str, self_rows: np.
            codes: np.ndarray | None, query_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     import faiss
 
-    # faiss's OpenMP pool (and the OpenBLAS it ships, which uses the same pool) follows torch's setting
-    faiss.omp_set_num_threads(max(1, torch.get_num_threads()))
+    # faiss's OpenMP pool (and the OpenBLAS it ships, which uses the same pool) follows torch's setting. A small
+    # search (one click's row against the set) runs on one thread: a parallel region waits for every thread to
+    # be scheduled, and on busy cores that wait is far longer than a small search itself.
+    # The setting is put back afterwards: in some processes faiss and torch resolve to one libgomp, and torch's
+    # own thread count would silently change with it.
+    small = len(q) * len(b) * b.shape[1] < _ONE_THREAD_WORK
+    saved = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1 if small else max(1, torch.get_num_threads()))
+    try:
+        return _faiss_search(faiss, q, b, width, metric, self_rows, codes, query_rows)
+    finally:
+        faiss.omp_set_num_threads(saved)
+
+
+def _faiss_search(faiss, q: np.ndarray, b: np.ndarray, width: int, metric: str, self_rows: np.ndarray | None,
+                  codes: np.ndarray | None, query_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     kind = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
     q, b = np.ascontiguousarray(q, dtype=np.float32), np.ascontiguousarray(b, dtype=np.float32)
 
