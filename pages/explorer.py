@@ -189,6 +189,8 @@ def compute_map(sp: X.Space, a: dict, preview=None) -> tuple[np.ndarray, str, st
         with st.spinner(f"Computing the {METHOD_LABELS[method]} map of {len(v):,} points…"):
             coords = X.projection(sp.key, method, dim, pj, v)
         done.add((sp.key, method, dim, pj))
+        if note := X.projection_note(method, len(v)):  # a big set's UMAP: fitted on a sample
+            st.caption(note)
     else:
         coords = X.projection(sp.key, "pca", dim, "{}", v)
     return coords, METHOD_LABELS[method], build_metric(method, **params)

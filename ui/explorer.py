@@ -208,10 +208,22 @@ def unmappable(es: Any) -> str | None:
 # ------------------------------------------------------------------------------------------ cached compute
 @st.cache_data(max_entries=64, show_spinner=False)
 def projection(key: str, method: str, dim: int, params_json: str, _vectors: np.ndarray) -> np.ndarray:
-    """core.projection.project, cached by (content hash, method, dim, parameters)."""
+    """core.projection.project, cached by (content hash, method, dim, parameters). UMAP of more than
+    SLOW_MAP_POINTS is fitted on that many (core.bigmap.sampled_umap); :func:`projection_note` says so."""
     from core.projection import project
 
+    if method == "umap" and len(_vectors) > SLOW_MAP_POINTS:
+        from core.bigmap import sampled_umap
+
+        return sampled_umap(_vectors, sample=SLOW_MAP_POINTS, dim=dim, seed=0, **json.loads(params_json)).coords
     return project(_vectors, method, dim=dim, seed=0, **json.loads(params_json))
+
+
+def projection_note(method: str, n: int) -> str | None:
+    """The sentence under a map :func:`projection` fitted on a sample, else None."""
+    from core.bigmap import sampled_note
+
+    return sampled_note(n, SLOW_MAP_POINTS) if method == "umap" and n > SLOW_MAP_POINTS else None
 
 
 def sample_rows(n: int, limit: int, seed: int = 0) -> np.ndarray:
