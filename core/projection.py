@@ -497,7 +497,7 @@ def live_map(vectors, previous=None, *, method: str = "tsne", seed: int = 0, met
 def loo_knn_accuracy(coords, labels, k: int = 10) -> float:
     """Leave-one-out k-NN accuracy in a map, by Euclidean distance (how the eye reads it): each point takes the
     majority label of its k nearest other points; a tie between labels goes to the label of the nearest
-    neighbour among the tied ones (as :func:`core.metrics.knn_accuracy`). Brute force in row chunks.
+    neighbour among the tied ones (as :func:`core.metrics.knn_accuracy`). Exact search (core.neighbors).
     Shape: (N, d), (N,) -> float in [0, 1]."""
     return _loo_knn(np.asarray(coords, dtype=np.float64), {"y": labels}, k)["y"]
 
@@ -515,15 +515,7 @@ def _loo_knn(c: np.ndarray, labels: dict[str, np.ndarray], k: int) -> dict[str, 
         if y.shape != (n,):
             raise ValueError(f"labels {name!r} must hold one label per point ({n}), got shape {y.shape}.")
         encoded[name] = np.unique(y, return_inverse=True)
-    nn = np.empty((n, k), dtype=np.int64)
-    sq = (c * c).sum(1)
-    for start in range(0, n, 1024):
-        stop = min(start + 1024, n)
-        d = sq[start:stop, None] + sq[None, :] - 2.0 * (c[start:stop] @ c.T)  # (B, N)
-        d[np.arange(stop - start), np.arange(start, stop)] = np.inf  # never vote for yourself
-        part = np.argpartition(d, k - 1, axis=1)[:, :k]
-        order = np.argsort(np.take_along_axis(d, part, 1), axis=1, kind="stable")
-        nn[start:stop] = np.take_along_axis(part, order, 1)  # nearest first
+    nn = knn(c, k, metric="euclidean", exclude_self=True)[0]  # (N, k) nearest first, never yourself
     rows = np.arange(n)
     out = {}
     for name, (classes, y) in encoded.items():
