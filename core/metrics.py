@@ -43,7 +43,7 @@ def knn_accuracy(train_vectors, train_labels, test_vectors, test_labels, *, k: i
     vectors; a tie between labels goes to the label of the most similar neighbour among the tied ones.
 
     ``k`` larger than the training set is reduced to its size. Test labels never seen in training count as
-    errors. Works in chunks on the device, so 20,000 x 20,000 fits in memory.
+    errors. The search is exact and bounded in memory (core.neighbors), so 20,000 x 20,000 fits.
 
     A point must never vote for itself: with ``exclude_self=True`` the test set IS the training set (same rows,
     same order: leave-one-out) and row i never counts itself among its neighbours. Passing the same vectors as

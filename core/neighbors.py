@@ -78,7 +78,7 @@ def knn(base, k: int, *, queries=None, rows=None, metric: str = "cosine", exclud
     dim = probe.shape[-1] if probe.ndim else 0
     engine = choose_backend(backend, dev, metric, dim)
     if engine == "faiss":  # NumPy only up to faiss: no torch kernel (and its thread pool) in between
-        prepare = (lambda x, name: unit_array(x, name)) if metric == "cosine" else as_array
+        prepare = unit_array if metric == "cosine" else as_array
     else:
         prepare = (lambda x, name: (unit_rows if metric == "cosine" else as_matrix)(x, name, dev))
     b = prepare(base, "base")  # (N, D)
@@ -110,7 +110,8 @@ def knn(base, k: int, *, queries=None, rows=None, metric: str = "cosine", exclud
                              codes, query_rows)
     else:
         idx, scores = _torch(q, b, width, metric, query_rows if exclude_self else None, codes, query_rows)
-    if metric == "euclidean":
+    if metric == "euclidean":  # re-score the pairs found; places left out (-1, or -inf/NaN) stay missing
+        idx = np.where(np.isfinite(scores), idx, -1)
         scores = _exact_distances(q, b, idx)
     idx, scores = _tidy(idx, scores, metric)
     if width < k:  # pad to the requested width

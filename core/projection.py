@@ -3,10 +3,9 @@
 * PCA is exact (eigendecomposition in float64) with a fixed sign per component, so the same data always gives
   the same picture, and :func:`align_to` rotates one snapshot onto the previous so training timelines move
   smoothly instead of flipping.
-* UMAP (McInnes et al. 2018) via umap-learn, fed exact neighbours from :func:`core.neighbors.knn` (scikit-learn's
-  exact search was about 2.5x faster than umap's own approximate one at a few thousand points; faiss is the
-  same exact answer) and a PCA start. umap is imported lazily: the first import in a
-  process compiles numba code for about 13 s; :func:`warm_up` pays that up front.
+* UMAP (McInnes et al. 2018) via umap-learn, fed exact neighbours from :func:`core.neighbors.knn` (an exact
+  search up front beat umap's own approximate one, about 2.5x at a few thousand points) and a PCA start. umap
+  is imported lazily: the first import in a process compiles numba code; :func:`warm_up` pays that up front.
 * t-SNE (van der Maaten & Hinton 2008) via scikit-learn.
 * :func:`live_map`: the Train page's map of a few hundred probe images, redrawn at every snapshot. An exact
   t-SNE in NumPy (no numba, so no 12-28 s compile in a fresh training process), started from the previous

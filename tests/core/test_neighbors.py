@@ -105,12 +105,18 @@ def test_exclude_same_label(data, engine):
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_k_larger_than_the_set_pads_with_minus_one_and_nan(data, engine):
-    small = data[:4]
-    idx, sims = knn(small, 6, exclude_self=True, backend=engine, device="cpu")
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("dim", [9, 2])
+def test_k_larger_than_the_set_pads_with_minus_one_and_nan(data, engine, metric, dim):
+    small = data[:4, :dim]
+    idx, sims = knn(small, 6, metric=metric, exclude_self=True, backend=engine, device="cpu")
     assert idx.shape == (4, 6)
     assert (idx[:, :3] >= 0).all() and (idx[:, 3:] == -1).all() and np.isnan(sims[:, 3:]).all()
-    check((idx, sims), brute(small, 6, exclude_self=True))
+    assert not (idx == np.arange(4)[:, None]).any()  # never the row itself, even to fill a place
+    check((idx, sims), brute(small, 6, metric=metric, exclude_self=True))
+    labels = np.array([0, 0, 1, 1])
+    check(knn(small, 3, metric=metric, labels=labels, backend=engine, device="cpu"),
+          brute(small, 3, metric=metric, labels=labels))
 
 
 @pytest.mark.parametrize("engine", ENGINES)
