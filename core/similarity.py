@@ -7,11 +7,13 @@ floats; the k-nearest searches run in :func:`core.neighbors.knn` (faiss on the C
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
 from core.neighbors import knn
-from core.vectors import resolve_device, rows_per_chunk, unit_rows
+from core.vectors import resolve_device, rows_per_chunk, unit_array, unit_rows
 
 # cosine_matrix refuses to build dense matrices larger than this (256 MiB of float32).
 MAX_MATRIX_ELEMENTS = 1 << 26
@@ -52,7 +54,9 @@ def nearest(vectors, query, k: int = 10, *, exclude_self: bool = True,
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive whole number, got {k!r}.")
     dev = resolve_device(device)
-    base = unit_rows(vectors, "vectors", dev)  # (M, D)
+    # on the CPU in NumPy, which is what knn hands to faiss: no torch pass over the whole set per click
+    unit = unit_array if dev.type == "cpu" else functools.partial(unit_rows, device=dev)
+    base = unit(vectors, "vectors")  # (M, D)
     n = base.shape[0]
     q_arr = query.detach().cpu().numpy() if isinstance(query, torch.Tensor) else np.asarray(query)
     single = q_arr.ndim == 0 or (q_arr.ndim == 1 and not np.issubdtype(q_arr.dtype, np.integer))
@@ -64,7 +68,7 @@ def nearest(vectors, query, k: int = 10, *, exclude_self: bool = True,
         queries = None  # rows of the set itself
         skip_self = exclude_self
     else:
-        queries = unit_rows(q_arr, "query", dev)
+        queries = unit(q_arr, "query")
         if queries.shape[1] != base.shape[1]:
             raise ValueError(f"Query vectors have dimension {queries.shape[1]}, the set has {base.shape[1]}.")
         skip_self = False
