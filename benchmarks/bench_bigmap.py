@@ -4,9 +4,10 @@
     python benchmarks/bench_bigmap.py --n 200000 --umap-transform 0
 
 Prints: time to a first picture (PCA to 2-D, rasterise 800 x 800, PNG), time per zoom (re-rasterise a window),
-hit-test (KD-tree build, one click), faiss neighbours of one point, sampled UMAP (fit on a sample, transform
-rate, extrapolated to all rows unless --umap-transform covers them), peak memory; and beside them the plotly
-path: building a Scattergl figure and serialising it to JSON (what Streamlit sends to the browser) for growing N.
+hit-test (KD-tree build, one click), exact neighbours of one point, sampled UMAP (fit on a sample, transform
+rate, extrapolated to all rows unless --umap-transform covers them, and beside it the rate of the neighbour
+placement ``core.bigmap.sampled_umap`` uses), peak memory; and beside them the plotly path: building a
+Scattergl figure and serialising it to JSON (what Streamlit sends to the browser) for growing N.
 """
 from __future__ import annotations
 
@@ -127,9 +128,10 @@ def main() -> None:
     _, t_clicks = timed(lambda: [index.pick(cx, cy, raster) for cx, cy in clicks])
     print(f"hit-test: KD-tree build {t_tree:.2f} s, one click {t_clicks / len(clicks) * 1e6:.0f} us")
 
-    faiss_index, t_faiss = timed(lambda: bigmap.build_cosine_index(x))
-    _, t_nn = timed(lambda: bigmap.neighbours(x, [0], k=10, index=faiss_index))
-    print(f"faiss neighbours: IndexFlatIP build {t_faiss:.2f} s, 10 neighbours of one point {t_nn * 1e3:.0f} ms; "
+    from core.neighbors import knn
+
+    _, t_nn = timed(lambda: knn(x, 10, rows=[0], exclude_self=True))
+    print(f"neighbours (core.neighbors.knn, exact): 10 neighbours of one point {t_nn * 1e3:.0f} ms; "
           f"peak RSS {rss_mb():.0f} MB")
 
     if args.umap_transform:
@@ -149,6 +151,10 @@ def main() -> None:
         kind = "measured" if len(others) == rest else f"extrapolated from {len(others):,} rows"
         print(f"sampled UMAP: fit on {sample:,} in {t_fit:.1f} s; transform {rate:,.0f} rows/s -> "
               f"{rest:,} rows in {rest / rate:.0f} s ({kind}); peak RSS {rss_mb():.0f} MB")
+        _, t_place = timed(lambda: bigmap.place_by_neighbours(x[others], x[rows], reducer.embedding_,
+                                                              metric="euclidean"))  # umap's default metric
+        print(f"  beside it, bigmap.place_by_neighbours (what sampled_umap uses): "
+              f"{len(others) / t_place:,.0f} rows/s, {len(others) / t_place / rate:.0f}x transform's rate")
 
     print("plotly path (Scattergl figure -> JSON, what st.plotly_chart ships to the browser):")
     rows, payloads = [], {}

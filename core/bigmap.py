@@ -4,10 +4,10 @@ A plotly scatter sends every point to the browser as JSON, which stops being usa
 ~50,000 points (benchmarks/bench_bigmap.py measures where). Here the server draws the points into an image
 (datashader, Bednar et al.; every point is counted, none is dropped), a zoom draws the window again at full
 resolution, and a click or hover is resolved on the server against a KD-tree of the 2-D coordinates
-(scipy.spatial.cKDTree). Neighbours in the original vector space come from faiss (exact inner product on
-unit vectors, i.e. cosine). UMAP (McInnes et al. 2018) of a big set is fitted on a random sample and the
-other points are placed with umap-learn's ``transform``; :class:`SampledProjection` records which rows were
-in the sample so the page can say so.
+(scipy.spatial.cKDTree): the one place a KD-tree fits, 2-D points and one query per click; neighbours in the
+original vectors come from :mod:`core.neighbors`. UMAP (McInnes et al. 2018) of a big set is fitted on a
+random sample and every other point is placed among its nearest sampled points (:func:`sampled_umap`);
+:class:`SampledProjection` records which rows were in the sample so the page can say so.
 
 Shapes: ``coords`` (N, 2) float; ``labels`` (N,) int codes; images (H, W, 4) uint8 RGBA, row 0 at the top.
 """
@@ -21,7 +21,7 @@ import numpy as np
 from core.errors import PlaygroundError
 
 __all__ = ["BIG_MAP_THRESHOLD", "warm_up", "Raster", "extent", "zoom", "pan", "aggregate", "rasterize", "PointIndex",
-           "SampledProjection", "sampled_umap", "neighbours"]
+           "SampledProjection", "sampled_note", "place_by_neighbours", "sampled_umap"]
 
 BIG_MAP_THRESHOLD = 50_000  # above this many points the Explorer draws a raster instead of a plotly scatter
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -194,35 +194,62 @@ class PointIndex:
                     & (c[:, 1] >= y_range[0]) & (c[:, 1] <= y_range[1])).sum())
 
 
+def sampled_note(total: int, fitted: int, k: int = 10) -> str:
+    """The sentence a sampled map carries: how many points UMAP saw and how the others were placed."""
+    if fitted >= total:
+        return f"UMAP fitted on all {total:,} points."
+    return (f"UMAP fitted on a random sample of {fitted:,} of {total:,} points; each of the other "
+            f"{total - fitted:,} sits at the distance-weighted mean of its {k} nearest sampled points (nearest "
+            "in the original vectors), not refitted.")
+
+
 @dataclass
 class SampledProjection:
-    """UMAP of a big set: ``coords`` (N, 2) for all rows; ``sample`` the row indices the map was fitted on
-    (the others were placed by ``transform``)."""
+    """UMAP of a big set: ``coords`` (N, dim) for all rows; ``sample`` the row indices the map was fitted on
+    (the others were placed among their nearest sampled neighbours); ``k`` how many neighbours placed each."""
 
     coords: np.ndarray
     sample: np.ndarray
     total: int
+    k: int = 10
 
     @property
     def sampled(self) -> bool:
         return len(self.sample) < self.total
 
     def describe(self) -> str:
-        if not self.sampled:
-            return f"UMAP fitted on all {self.total:,} points."
-        return (f"UMAP fitted on a random sample of {len(self.sample):,} of {self.total:,} points; the other "
-                f"{self.total - len(self.sample):,} were placed with UMAP's transform (not refitted).")
+        return sampled_note(self.total, len(self.sample), self.k)
 
 
-def sampled_umap(vectors, *, sample: int = 20_000, seed: int = 0, chunk: int = 100_000,
-                 progress: Callable[[int, int], None] | None = None, **params) -> SampledProjection:
-    """Fit umap-learn's UMAP on ``sample`` random rows, then ``transform`` the rest in chunks.
-
-    ``params`` go to ``umap.UMAP`` (n_neighbors, min_dist, metric...). ``progress(done, total)`` after the fit
-    and after each chunk. With N <= sample this is a plain fit on every row.
-    Shape: (N, D) -> coords (N, 2).
+def place_by_neighbours(vectors, fitted_vectors, fitted_coords, *, k: int = 10, metric: str = "cosine"
+                        ) -> np.ndarray:
+    """Map positions for new rows: each goes to the mean of the map positions of its ``k`` nearest fitted rows
+    (exact search in :func:`core.neighbors.knn`, by ``metric`` in the original space), weighted by 1 / distance
+    so a row that repeats a fitted one lands on it. umap-learn's ``transform`` also starts each new point at a
+    weighted mean of its neighbours' positions (with its fuzzy-graph weights), then optimises it against the
+    fitted map; that optimisation made a million rows an hours-long job (benchmarks/RESULTS.md), while this
+    is one exact k-NN search.
+    Shape: (M, D), (S, D), (S, dim) -> float32 (M, dim).
     """
-    import umap
+    from core.neighbors import knn
+
+    fc = np.asarray(fitted_coords, dtype=np.float64)
+    idx, scores = knn(fitted_vectors, min(int(k), len(fc)), queries=vectors, metric=metric)  # (M, k) each
+    dist = np.maximum(1.0 - scores, 0.0) if metric == "cosine" else scores.astype(np.float64)
+    w = 1.0 / np.maximum(dist, 1e-12)  # (M, k)
+    return (np.einsum("mk,mkd->md", w, fc[idx]) / w.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def sampled_umap(vectors, *, sample: int = 20_000, dim: int = 2, seed: int = 0, k: int = 10, chunk: int = 50_000,
+                 progress: Callable[[int, int], None] | None = None, **params) -> SampledProjection:
+    """UMAP of a big set in minutes instead of hours: :func:`core.projection.project` fits UMAP on ``sample``
+    random rows (seeded), then :func:`place_by_neighbours` places the rest, ``chunk`` rows at a time.
+
+    ``params`` go to ``project`` (n_neighbors, min_dist, metric: the placement searches by the same metric).
+    ``progress(done, total)`` after the fit and after each chunk. With N <= sample this is a plain fit on every
+    row. Shape: (N, D) -> coords (N, dim).
+    """
+    from core.projection import project
 
     x = np.asarray(vectors, dtype=np.float32)
     if x.ndim != 2 or len(x) < 3:
@@ -230,50 +257,19 @@ def sampled_umap(vectors, *, sample: int = 20_000, seed: int = 0, chunk: int = 1
     if sample < 3:
         raise PlaygroundError(f"sample = {sample} is not allowed; UMAP needs at least 3 points to fit.")
     n = len(x)
-    rng = np.random.default_rng(seed)
-    fit_rows = np.sort(rng.choice(n, size=min(sample, n), replace=False))
-    reducer = umap.UMAP(n_components=2, random_state=seed, **params)
-    coords = np.empty((n, 2), dtype=np.float32)
-    coords[fit_rows] = reducer.fit_transform(x[fit_rows])
+    fit_rows = np.sort(np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False))
+    fitted = project(x[fit_rows], "umap", dim=dim, seed=seed, **params)  # (S, dim)
+    coords = np.empty((n, fitted.shape[1]), dtype=np.float32)
+    coords[fit_rows] = fitted
     rest = np.setdiff1d(np.arange(n), fit_rows, assume_unique=True)
     done = len(fit_rows)
     if progress is not None:
         progress(done, n)
+    metric = str(params.get("metric", "cosine"))
     for start in range(0, len(rest), chunk):
         rows = rest[start:start + chunk]
-        coords[rows] = reducer.transform(x[rows])
+        coords[rows] = place_by_neighbours(x[rows], x[fit_rows], fitted, k=k, metric=metric)
         done += len(rows)
         if progress is not None:
             progress(done, n)
-    return SampledProjection(coords, fit_rows, n)
-
-
-def neighbours(vectors, query_rows: Sequence[int] | np.ndarray, k: int = 10, *, index=None):
-    """The ``k`` nearest items (cosine) to each of ``query_rows`` in the original vector space, via a faiss
-    exact inner-product index on unit vectors. Returns ``(rows (Q, k), similarities (Q, k))``, the query
-    itself left out. Pass ``index`` (from a previous call's ``build_cosine_index``) to reuse it."""
-    x = np.asarray(vectors, dtype=np.float32)
-    q = np.asarray(query_rows, dtype=np.int64).reshape(-1)
-    if len(q) and (q.min() < 0 or q.max() >= len(x)):
-        raise PlaygroundError(f"Query rows must lie in 0..{len(x) - 1}.")
-    k = int(min(k, len(x) - 1))
-    if k < 1:
-        raise PlaygroundError("Neighbours need at least two vectors.")
-    index = index if index is not None else build_cosine_index(x)
-    unit = x[q] / np.maximum(np.linalg.norm(x[q], axis=1, keepdims=True), 1e-12)
-    sims, rows = index.search(np.ascontiguousarray(unit, dtype=np.float32), k + 1)
-    keep = rows != q[:, None]
-    out_rows = np.stack([r[m][:k] for r, m in zip(rows, keep)])
-    out_sims = np.stack([s[m][:k] for s, m in zip(sims, keep)])
-    return out_rows, out_sims
-
-
-def build_cosine_index(vectors):
-    """A faiss ``IndexFlatIP`` over the unit-normalised rows (exact cosine search)."""
-    import faiss
-
-    x = np.ascontiguousarray(vectors, dtype=np.float32).copy()
-    faiss.normalize_L2(x)
-    index = faiss.IndexFlatIP(x.shape[1])
-    index.add(x)
-    return index
+    return SampledProjection(coords, fit_rows, n, min(int(k), len(fit_rows)))

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from core.similarity import _as_matrix, _chunked_topk, _device, _rows_per_chunk, _unit_rows
+from core.neighbors import knn
+from core.vectors import as_matrix, resolve_device, rows_per_chunk, unit_rows
 
 if TYPE_CHECKING:
     from core.data import ImageSet
@@ -32,7 +33,7 @@ def _labels_1d(labels, n: int, name: str) -> np.ndarray:
 
 
 def _numpy_matrix(x, name: str) -> np.ndarray:
-    return _as_matrix(x, name, torch.device("cpu")).numpy()
+    return as_matrix(x, name, torch.device("cpu")).numpy()
 
 
 def knn_accuracy(train_vectors, train_labels, test_vectors, test_labels, *, k: int = 10,
@@ -42,7 +43,7 @@ def knn_accuracy(train_vectors, train_labels, test_vectors, test_labels, *, k: i
     vectors; a tie between labels goes to the label of the most similar neighbour among the tied ones.
 
     ``k`` larger than the training set is reduced to its size. Test labels never seen in training count as
-    errors. Works in chunks on the device, so 20,000 x 20,000 fits in memory.
+    errors. The search is exact and bounded in memory (core.neighbors), so 20,000 x 20,000 fits.
 
     A point must never vote for itself: with ``exclude_self=True`` the test set IS the training set (same rows,
     same order: leave-one-out) and row i never counts itself among its neighbours. Passing the same vectors as
@@ -64,9 +65,9 @@ def knn_accuracies(train_vectors, train_labels: dict, test_vectors, test_labels:
         raise ValueError(f"k must be a positive whole number, got {k!r}.")
     if set(train_labels) != set(test_labels):
         raise ValueError("train_labels and test_labels must name the same labelings.")
-    dev = _device(device)
-    train = _unit_rows(train_vectors, "train_vectors", dev)  # (N, D)
-    test = _unit_rows(test_vectors, "test_vectors", dev)  # (M, D)
+    dev = resolve_device(device)
+    train = unit_rows(train_vectors, "train_vectors", dev)  # (N, D)
+    test = unit_rows(test_vectors, "test_vectors", dev)  # (M, D)
     if train.shape[1] != test.shape[1]:
         raise ValueError(f"Train and test vectors differ in dimension ({train.shape[1]} vs {test.shape[1]}).")
     labels = {name: (_labels_1d(train_labels[name], train.shape[0], "train_labels"),
@@ -84,11 +85,11 @@ def knn_accuracies(train_vectors, train_labels: dict, test_vectors, test_labels:
                          "nearest neighbour; pass exclude_self=True (leave-one-out) or hold out a test split.")
     k_eff = min(int(k), train.shape[0] - (1 if exclude_self else 0))
 
-    def drop_self(start: int, stop: int, sims: torch.Tensor) -> None:
-        local = torch.arange(stop - start, device=dev)
-        sims[local, local + start] = float("-inf")
-
-    _, nn_idx = _chunked_topk(test, train, k_eff, drop_self if exclude_self else None)  # (M, k), best first
+    if exclude_self:  # leave-one-out: the test rows are the training rows
+        nn_idx = knn(train, k_eff, exclude_self=True, device=dev)[0]  # (M, k), best first
+    else:
+        nn_idx = knn(train, k_eff, queries=test, device=dev)[0]
+    nn_idx = torch.as_tensor(nn_idx, device=dev)
     return {name: _knn_vote(nn_idx, y_train, y_test, k_eff, dev) for name, (y_train, y_test) in labels.items()}
 
 
@@ -155,8 +156,8 @@ def alignment(z1, z2, alpha: float = 2) -> float:
     """
     if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not alpha > 0:
         raise ValueError(f"alpha must be positive, got {alpha!r}.")
-    dev = _device(None)
-    a, b = _unit_rows(z1, "z1", dev), _unit_rows(z2, "z2", dev)
+    dev = resolve_device(None)
+    a, b = unit_rows(z1, "z1", dev), unit_rows(z2, "z2", dev)
     if a.shape != b.shape:
         raise ValueError(f"z1 and z2 must have the same shape (row i of each is a positive pair), "
                          f"got {tuple(a.shape)} and {tuple(b.shape)}.")
@@ -172,13 +173,13 @@ def uniformity(z, t: float = 2) -> float:
     """
     if not isinstance(t, (int, float)) or isinstance(t, bool) or not t > 0:
         raise ValueError(f"t must be positive, got {t!r}.")
-    dev = _device(None)
-    u = _unit_rows(z, "z", dev)
+    dev = resolve_device(None)
+    u = unit_rows(z, "z", dev)
     n = u.shape[0]
     if n < 2:
         raise ValueError("Uniformity needs at least two vectors.")
     parts = []
-    step = _rows_per_chunk(n)
+    step = rows_per_chunk(n)
     for start in range(0, n, step):
         stop = min(start + step, n)
         sq = (2.0 - 2.0 * (u[start:stop] @ u.T)).clamp_(min=0.0)  # (B, N) squared distances of unit vectors
@@ -220,8 +221,8 @@ def pair_similarities(z1, z2, *, max_negatives: int = 20_000, seed: int = 0) -> 
     """
     if isinstance(max_negatives, bool) or not isinstance(max_negatives, int) or max_negatives < 1:
         raise ValueError(f"max_negatives must be a positive whole number, got {max_negatives!r}.")
-    dev = _device(None)
-    a, b = _unit_rows(z1, "z1", dev), _unit_rows(z2, "z2", dev)
+    dev = resolve_device(None)
+    a, b = unit_rows(z1, "z1", dev), unit_rows(z2, "z2", dev)
     if a.shape != b.shape:
         raise ValueError(f"z1 and z2 must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}.")
     n = a.shape[0]

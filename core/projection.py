@@ -3,9 +3,9 @@
 * PCA is exact (eigendecomposition in float64) with a fixed sign per component, so the same data always gives
   the same picture, and :func:`align_to` rotates one snapshot onto the previous so training timelines move
   smoothly instead of flipping.
-* UMAP (McInnes et al. 2018) via umap-learn, fed exact neighbours from scikit-learn (about 2.5x faster than
-  its own search at a few thousand points) and a PCA start. umap is imported lazily: the first import in a
-  process compiles numba code for about 13 s; :func:`warm_up` pays that up front.
+* UMAP (McInnes et al. 2018) via umap-learn, fed exact neighbours from :func:`core.neighbors.knn` (an exact
+  search up front beat umap's own approximate one, about 2.5x at a few thousand points) and a PCA start. umap
+  is imported lazily: the first import in a process compiles numba code; :func:`warm_up` pays that up front.
 * t-SNE (van der Maaten & Hinton 2008) via scikit-learn.
 * :func:`live_map`: the Train page's map of a few hundred probe images, redrawn at every snapshot. An exact
   t-SNE in NumPy (no numba, so no 12-28 s compile in a fresh training process), started from the previous
@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from core.errors import PlaygroundError
-from core.similarity import _as_matrix, _chunked_topk, _device, _rows_per_chunk, _unit_rows
+from core.neighbors import METRICS as KNN_METRICS, knn
+from core.vectors import as_matrix, resolve_device, rows_per_chunk
 
 __all__ = ["METHODS", "MAP_METRICS", "LIVE_METHODS", "project", "align_to", "warm_up", "build_metric",
            "neighbour_preservation", "neighbour_preservation_per_point", "trustworthiness", "live_map", "live_method",
@@ -47,7 +48,7 @@ _warm = False
 
 def _check_vectors(vectors) -> np.ndarray:
     try:
-        x = _as_matrix(vectors, "vectors", torch.device("cpu")).numpy()
+        x = as_matrix(vectors, "vectors", torch.device("cpu")).numpy()
     except ValueError as exc:
         raise PlaygroundError(str(exc)) from exc
     if x.shape[0] == 0:
@@ -82,27 +83,13 @@ def _pca(x: np.ndarray, dim: int) -> np.ndarray:
 
 def _knn(x: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest neighbours including the point itself first, as umap's ``precomputed_knn`` expects.
-    Shape: (N, D) -> indices (N, k) int64, distances (N, k) float32."""
-    if metric == "cosine":
-        u = _unit_rows(x, "vectors", _device(None))
-        sims, idx = _chunked_topk(u, u, k)
-        dists = (1.0 - sims).clamp_(min=0.0).cpu().numpy()
-        idx = idx.cpu().numpy()
-        # a point's own similarity can tie with a duplicate; force self to the front
-        rows = np.arange(x.shape[0])
-        not_first = idx[:, 0] != rows
-        if not_first.any():
-            for r in np.flatnonzero(not_first):
-                others = idx[r][idx[r] != r][: k - 1]
-                idx[r] = np.concatenate([[r], others])
-                dists[r] = np.concatenate([[0.0], np.sort(dists[r])[: k - 1]])
-        dists[:, 0] = 0.0
-        return idx.astype(np.int64), dists.astype(np.float32)
-    from sklearn.neighbors import NearestNeighbors
-
-    nn = NearestNeighbors(n_neighbors=k, metric=metric, algorithm="brute").fit(x)
-    dists, idx = nn.kneighbors(x)
-    return idx.astype(np.int64), dists.astype(np.float32)
+    Shape: (N, D) -> indices (N, k) int64, distances (N, k) float32 (cosine distance is 1 - similarity)."""
+    # the k - 1 nearest OTHER points, then self in front: a duplicate of a point can tie with it, and umap
+    # wants the point itself in column 0
+    idx, scores = knn(x, k - 1, metric=metric, exclude_self=True)  # (N, k - 1); k <= N, so nothing missing
+    dists = np.maximum(1.0 - scores, 0.0) if metric == "cosine" else scores
+    rows = np.arange(x.shape[0], dtype=np.int64)[:, None]
+    return np.hstack([rows, idx]), np.hstack([np.zeros_like(rows, dtype=np.float32), dists]).astype(np.float32)
 
 
 def _umap(x: np.ndarray, dim: int, seed: int, params: dict[str, Any]) -> np.ndarray:
@@ -114,17 +101,16 @@ def _umap(x: np.ndarray, dim: int, seed: int, params: dict[str, Any]) -> np.ndar
     if n_neighbors < 2:
         raise PlaygroundError(f"UMAP n_neighbors must be at least 2, got {n_neighbors}.")
     n_neighbors = min(n_neighbors, n - 1)
+    if metric not in KNN_METRICS:
+        raise PlaygroundError(f"UMAP here measures neighbours by {' or '.join(KNN_METRICS)}, got metric {metric!r}.")
     settings: dict[str, Any] = {"n_components": dim, "n_neighbors": n_neighbors, "metric": metric,
                                 "min_dist": 0.1, "init": "pca", "n_epochs": 200, "random_state": seed}
     settings.update(params)
-    try:
-        knn = _knn(x, n_neighbors, metric)
-    except ValueError as exc:
-        raise PlaygroundError(f"UMAP cannot use metric {metric!r} ({exc}).") from exc
+    graph = _knn(x, n_neighbors, metric)
     with warnings.catch_warnings():
         # "n_jobs overridden by setting random_state" and similar notes are not for users
         warnings.simplefilter("ignore")
-        reducer = umap.UMAP(precomputed_knn=knn, **settings)
+        reducer = umap.UMAP(precomputed_knn=graph, **settings)
         return reducer.fit_transform(x)
 
 
@@ -227,9 +213,9 @@ def _honesty_inputs(vectors, coords, k, metric: str) -> tuple[torch.Tensor, torc
         raise ValueError(f"k must be a positive whole number, got {k!r}.")
     if metric not in MAP_METRICS:
         raise ValueError(f"metric must be one of {', '.join(MAP_METRICS)}, got {metric!r}.")
-    dev = _device(None)
-    x = _as_matrix(vectors, "vectors", dev)
-    c = _as_matrix(coords, "coords", dev)
+    dev = resolve_device(None)
+    x = as_matrix(vectors, "vectors", dev)
+    c = as_matrix(coords, "coords", dev)
     n = x.shape[0]
     if c.shape[0] != n:
         raise ValueError(f"vectors has {n} rows but coords has {c.shape[0]}; they must match.")
@@ -249,7 +235,7 @@ def neighbour_preservation_per_point(vectors, coords, k: int = 10, *, metric: st
     high = _neighbours(x, k, cosine=metric == "cosine")  # (N, k)
     low = _neighbours(c, k, cosine=False)
     out = np.empty(n, dtype=np.float64)
-    step = _rows_per_chunk(2 * k)
+    step = rows_per_chunk(2 * k)
     for start in range(0, n, step):
         h, lo = high[start:start + step], low[start:start + step]
         hits = (h.unsqueeze(2) == lo.unsqueeze(1)).any(dim=2).sum(dim=1)  # (B,) via a (B, k, k) membership test
@@ -284,7 +270,7 @@ def trustworthiness(vectors, coords, k: int = 10, *, metric: str = "euclidean") 
     if metric == "cosine":
         u = torch.nn.functional.normalize(x, dim=1)
     penalty = 0.0
-    step = _rows_per_chunk(n)
+    step = rows_per_chunk(n)
     for start in range(0, n, step):
         stop = min(start + step, n)
         if metric == "cosine":
@@ -302,27 +288,9 @@ def trustworthiness(vectors, coords, k: int = 10, *, metric: str = "euclidean") 
 
 
 def _neighbours(x: torch.Tensor, k: int, *, cosine: bool) -> torch.Tensor:
-    """Indices of the k nearest other rows. Shape: (N, D) -> (N, k)."""
-    n = x.shape[0]
-
-    def drop_self(start: int, stop: int, scores: torch.Tensor) -> None:
-        local = torch.arange(stop - start, device=x.device)
-        scores[local, local + start] = float("-inf")
-
-    if cosine:
-        u = torch.nn.functional.normalize(x, dim=1)
-        return _chunked_topk(u, u, k, drop_self)[1]
-    # Euclidean. Map coordinates (d <= 3) get the direct difference formula, exact even for near ties; for
-    # high d the matmul form ||a||^2 + ||b||^2 - 2ab is the only affordable one
-    mode = "donot_use_mm_for_euclid_dist" if x.shape[1] <= 3 else "use_mm_for_euclid_dist"
-    out = []
-    step = _rows_per_chunk(n)
-    for start in range(0, n, step):
-        stop = min(start + step, n)
-        scores = -torch.cdist(x[start:stop], x, compute_mode=mode)
-        drop_self(start, stop, scores)
-        out.append(torch.topk(scores, k, dim=1).indices)
-    return torch.cat(out)
+    """Indices of the k nearest other rows (:func:`core.neighbors.knn`). Shape: (N, D) -> (N, k) on x's device."""
+    idx, _ = knn(x, k, metric="cosine" if cosine else "euclidean", exclude_self=True, device=x.device)
+    return torch.as_tensor(idx, device=x.device)
 
 
 # ---------------------------------------------------------------------------------------------- the live map
@@ -528,7 +496,7 @@ def live_map(vectors, previous=None, *, method: str = "tsne", seed: int = 0, met
 def loo_knn_accuracy(coords, labels, k: int = 10) -> float:
     """Leave-one-out k-NN accuracy in a map, by Euclidean distance (how the eye reads it): each point takes the
     majority label of its k nearest other points; a tie between labels goes to the label of the nearest
-    neighbour among the tied ones (as :func:`core.metrics.knn_accuracy`). Brute force in row chunks.
+    neighbour among the tied ones (as :func:`core.metrics.knn_accuracy`). Exact search (core.neighbors).
     Shape: (N, d), (N,) -> float in [0, 1]."""
     return _loo_knn(np.asarray(coords, dtype=np.float64), {"y": labels}, k)["y"]
 
@@ -546,15 +514,7 @@ def _loo_knn(c: np.ndarray, labels: dict[str, np.ndarray], k: int) -> dict[str, 
         if y.shape != (n,):
             raise ValueError(f"labels {name!r} must hold one label per point ({n}), got shape {y.shape}.")
         encoded[name] = np.unique(y, return_inverse=True)
-    nn = np.empty((n, k), dtype=np.int64)
-    sq = (c * c).sum(1)
-    for start in range(0, n, 1024):
-        stop = min(start + 1024, n)
-        d = sq[start:stop, None] + sq[None, :] - 2.0 * (c[start:stop] @ c.T)  # (B, N)
-        d[np.arange(stop - start), np.arange(start, stop)] = np.inf  # never vote for yourself
-        part = np.argpartition(d, k - 1, axis=1)[:, :k]
-        order = np.argsort(np.take_along_axis(d, part, 1), axis=1, kind="stable")
-        nn[start:stop] = np.take_along_axis(part, order, 1)  # nearest first
+    nn = knn(c, k, metric="euclidean", exclude_self=True)[0]  # (N, k) nearest first, never yourself
     rows = np.arange(n)
     out = {}
     for name, (classes, y) in encoded.items():

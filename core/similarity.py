@@ -2,80 +2,21 @@
 
 All functions take NumPy arrays or torch tensors shaped (N, D), L2-normalise rows inside (cosine similarity is
 the dot product of unit vectors) and return NumPy. Work is split into row chunks so an (N, N) similarity
-matrix is never held in memory: 20,000 x 20,000 runs in pieces of at most ``_CHUNK_ELEMENTS`` floats.
+matrix is never held in memory: 20,000 x 20,000 runs in pieces of at most ``core.vectors.CHUNK_ELEMENTS``
+floats; the k-nearest searches run in :func:`core.neighbors.knn` (faiss on the CPU, torch on a GPU).
 """
 from __future__ import annotations
 
-from typing import Callable
+import functools
 
 import numpy as np
 import torch
 
-from core.device import pick_device
+from core.neighbors import knn
+from core.vectors import resolve_device, rows_per_chunk, unit_array, unit_rows
 
-# Largest (rows x columns) similarity block held at once: 2**24 float32 = 64 MiB.
-_CHUNK_ELEMENTS = 1 << 24
 # cosine_matrix refuses to build dense matrices larger than this (256 MiB of float32).
 MAX_MATRIX_ELEMENTS = 1 << 26
-
-
-def _device(device: torch.device | str | None) -> torch.device:
-    return torch.device(device) if device is not None else pick_device()
-
-
-def _as_matrix(x, name: str, device: torch.device) -> torch.Tensor:
-    """(N, D) float32 tensor on ``device``; a 1-D input is treated as one row. Raises ValueError if malformed."""
-    if isinstance(x, torch.Tensor):
-        t = x.detach()
-    else:
-        try:
-            arr = np.asarray(x)
-        except Exception as exc:  # ragged lists and the like
-            raise ValueError(f"{name} must be a numeric array shaped (N, D).") from exc
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise ValueError(f"{name} must be a numeric array shaped (N, D), got dtype {arr.dtype}.")
-        t = torch.from_numpy(np.ascontiguousarray(arr))
-    if t.dim() == 1:
-        t = t.unsqueeze(0)
-    if t.dim() != 2 or t.shape[1] == 0:
-        raise ValueError(f"{name} must be shaped (N, D) with D >= 1, got {tuple(t.shape)}.")
-    t = t.to(device=device, dtype=torch.float32)
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains NaN or infinite values.")
-    return t
-
-
-def _unit_rows(x, name: str, device: torch.device) -> torch.Tensor:
-    # zero rows stay zero (similarity 0 to everything) instead of becoming NaN
-    return torch.nn.functional.normalize(_as_matrix(x, name, device), dim=1)
-
-
-def _rows_per_chunk(columns: int) -> int:
-    return max(1, _CHUNK_ELEMENTS // max(1, columns))
-
-
-def _chunked_topk(queries: torch.Tensor, base: torch.Tensor, k: int,
-                  mask: Callable[[int, int, torch.Tensor], None] | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k dot products of each query row against ``base``. Shape: (Q, D), (M, D) -> (Q, k), (Q, k).
-
-    ``mask(start, stop, sims)`` may set entries of the (stop - start, M) block to -inf in place before
-    the top-k (to drop self matches or same-label items). Returns (sims, indices), best first.
-    """
-    sims_out, idx_out = [], []
-    step = _rows_per_chunk(base.shape[0])
-    for start in range(0, queries.shape[0], step):
-        stop = min(start + step, queries.shape[0])
-        sims = queries[start:stop] @ base.T  # (B, M)
-        if mask is not None:
-            mask(start, stop, sims)
-        s, i = torch.topk(sims, k, dim=1)  # sorted=True: most similar first
-        sims_out.append(s)
-        idx_out.append(i)
-    if not sims_out:
-        empty = torch.empty(0, k, device=base.device)
-        return empty, empty.long()
-    return torch.cat(sims_out), torch.cat(idx_out)
 
 
 def cosine_matrix(a, b=None, *, device: torch.device | str | None = None) -> np.ndarray:
@@ -86,9 +27,9 @@ def cosine_matrix(a, b=None, *, device: torch.device | str | None = None) -> np.
     >>> cosine_matrix(np.eye(2)).tolist()
     [[1.0, 0.0], [0.0, 1.0]]
     """
-    dev = _device(device)
-    ua = _unit_rows(a, "a", dev)
-    ub = ua if b is None else _unit_rows(b, "b", dev)
+    dev = resolve_device(device)
+    ua = unit_rows(a, "a", dev)
+    ub = ua if b is None else unit_rows(b, "b", dev)
     if ua.shape[1] != ub.shape[1]:
         raise ValueError(f"a and b need the same dimension, got {ua.shape[1]} and {ub.shape[1]}.")
     if ua.shape[0] * ub.shape[0] > MAX_MATRIX_ELEMENTS:
@@ -112,8 +53,10 @@ def nearest(vectors, query, k: int = 10, *, exclude_self: bool = True,
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive whole number, got {k!r}.")
-    dev = _device(device)
-    base = _unit_rows(vectors, "vectors", dev)  # (M, D)
+    dev = resolve_device(device)
+    # on the CPU in NumPy, which is what knn hands to faiss: no torch pass over the whole set per click
+    unit = unit_array if dev.type == "cpu" else functools.partial(unit_rows, device=dev)
+    base = unit(vectors, "vectors")  # (M, D)
     n = base.shape[0]
     q_arr = query.detach().cpu().numpy() if isinstance(query, torch.Tensor) else np.asarray(query)
     single = q_arr.ndim == 0 or (q_arr.ndim == 1 and not np.issubdtype(q_arr.dtype, np.integer))
@@ -122,24 +65,20 @@ def nearest(vectors, query, k: int = 10, *, exclude_self: bool = True,
         if rows.size and (rows.min() < -n or rows.max() >= n):
             raise ValueError(f"Query index out of range for {n} vectors.")
         rows = np.where(rows < 0, rows + n, rows)
-        rows_t = torch.as_tensor(rows, device=dev)
-        queries = base[rows_t]  # (Q, D)
+        queries = None  # rows of the set itself
         skip_self = exclude_self
     else:
-        queries = _unit_rows(q_arr, "query", dev)
+        queries = unit(q_arr, "query")
         if queries.shape[1] != base.shape[1]:
             raise ValueError(f"Query vectors have dimension {queries.shape[1]}, the set has {base.shape[1]}.")
         skip_self = False
     k_eff = min(int(k), n - 1 if skip_self else n)
     if k_eff < 1:
         raise ValueError("There are no other vectors to compare with.")
-
-    def drop_self(start: int, stop: int, sims: torch.Tensor) -> None:
-        local = torch.arange(stop - start, device=dev)
-        sims[local, rows_t[start:stop]] = float("-inf")
-
-    sims, idx = _chunked_topk(queries, base, k_eff, drop_self if skip_self else None)
-    idx_np, sims_np = idx.cpu().numpy(), sims.clamp(-1.0, 1.0).cpu().numpy()
+    if queries is None:
+        idx_np, sims_np = knn(base, k_eff, rows=rows, exclude_self=skip_self, device=dev)
+    else:
+        idx_np, sims_np = knn(base, k_eff, queries=queries, device=dev)
     if single:
         return idx_np[0], sims_np[0]
     return idx_np, sims_np
@@ -156,12 +95,12 @@ def near_duplicates(vectors, threshold: float = 0.98, *, max_pairs: int = 10_000
         raise ValueError(f"threshold must be a cosine similarity between -1 and 1, got {threshold!r}.")
     if isinstance(max_pairs, bool) or not isinstance(max_pairs, int) or max_pairs < 1:
         raise ValueError(f"max_pairs must be a positive whole number, got {max_pairs!r}.")
-    dev = _device(device)
-    u = _unit_rows(vectors, "vectors", dev)
+    dev = resolve_device(device)
+    u = unit_rows(vectors, "vectors", dev)
     n = u.shape[0]
     found_i, found_j, found_s = [], [], []
     kept = 0
-    step = _rows_per_chunk(n)
+    step = rows_per_chunk(n)
     for start in range(0, n, step):
         stop = min(start + step, n)
         sims = u[start:stop] @ u.T  # (B, N)
@@ -193,7 +132,7 @@ def _rows_and_label_codes(vectors, labels, k, dev: torch.device) -> tuple[torch.
     """Checked unit rows (N, D) and labels as int codes (N,) on ``dev``, for the label-aware searches."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive whole number, got {k!r}.")
-    u = _unit_rows(vectors, "vectors", dev)
+    u = unit_rows(vectors, "vectors", dev)
     n = u.shape[0]
     lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
     if lab.shape != (n,):
@@ -208,23 +147,10 @@ def hardest_negatives(vectors, labels, k: int = 5, *,
     Returns ``(indices, sims)``, each shaped (N, k), best first. Where fewer than k items carry another
     label, the missing places hold index -1 and similarity NaN. Shape: vectors (N, D), labels (N,).
     """
-    dev = _device(device)
+    dev = resolve_device(device)
     u, codes = _rows_and_label_codes(vectors, labels, k, dev)
-    n = u.shape[0]
-    k_eff = min(int(k), n)
-
-    def drop_same_label(start: int, stop: int, sims: torch.Tensor) -> None:
-        same = codes[start:stop].unsqueeze(1) == codes.unsqueeze(0)  # (B, N), includes self
-        sims.masked_fill_(same, float("-inf"))
-
-    sims, idx = _chunked_topk(u, u, k_eff, drop_same_label)
-    sims_np, idx_np = sims.cpu().numpy(), idx.cpu().numpy()
-    missing = ~np.isfinite(sims_np)  # -inf: ran out of other-label items
-    idx_np[missing] = -1
-    sims_np[missing] = np.nan
-    if k_eff < k:  # pad to the requested width
-        idx_np = np.pad(idx_np, ((0, 0), (0, k - k_eff)), constant_values=-1)
-        sims_np = np.pad(sims_np, ((0, 0), (0, k - k_eff)), constant_values=np.nan)
+    # the labels' codes leave out every same-label row, self included; short rows come back as -1 / NaN
+    idx_np, sims_np = knn(u, int(k), labels=codes.cpu().numpy(), device=dev)
     return idx_np, np.clip(sims_np, -1.0, 1.0)
 
 
@@ -235,23 +161,18 @@ def neighbour_overlap(a, b, k: int = 10, *, device: torch.device | str | None = 
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive whole number, got {k!r}.")
-    dev = _device(device)
-    ua, ub = _unit_rows(a, "a", dev), _unit_rows(b, "b", dev)
+    dev = resolve_device(device)
+    ua, ub = unit_rows(a, "a", dev), unit_rows(b, "b", dev)
     n = ua.shape[0]
     if ub.shape[0] != n:
         raise ValueError(f"The two spaces must hold the same items: {n} rows vs {ub.shape[0]}.")
     if n < 2:
         raise ValueError("Neighbour overlap needs at least two items.")
     k = min(int(k), n - 1)
-    rows = torch.arange(n, device=dev)
-
-    def drop_self(start: int, stop: int, sims: torch.Tensor) -> None:
-        sims[torch.arange(stop - start, device=dev), rows[start:stop]] = float("-inf")
-
-    na = _chunked_topk(ua, ua, k, drop_self)[1]  # (N, k)
-    nb = _chunked_topk(ub, ub, k, drop_self)[1]
+    na = torch.as_tensor(knn(ua, k, exclude_self=True, device=dev)[0], device=dev)  # (N, k)
+    nb = torch.as_tensor(knn(ub, k, exclude_self=True, device=dev)[0], device=dev)
     out = np.empty(n, dtype=np.float64)
-    step = _rows_per_chunk(2 * k)
+    step = rows_per_chunk(2 * k)
     for start in range(0, n, step):
         inter = (na[start:start + step].unsqueeze(2) == nb[start:start + step].unsqueeze(1)).any(dim=2).sum(dim=1)
         out[start:start + step] = (inter / (2 * k - inter)).cpu().numpy()
@@ -266,11 +187,11 @@ def likely_false_negatives(vectors, labels, k: int = 50, *,
     pushed apart even though they are the same class: the "false negatives" of Chen et al. 2021 / Huynh et al.
     2022. Shape: vectors (N, D), labels (N,).
     """
-    dev = _device(device)
+    dev = resolve_device(device)
     u, codes = _rows_and_label_codes(vectors, labels, k, dev)
     n = u.shape[0]
     best_s, best_i, best_j = [], [], []
-    step = _rows_per_chunk(n)
+    step = rows_per_chunk(n)
     cols = torch.arange(n, device=dev).unsqueeze(0)
     for start in range(0, n, step):
         stop = min(start + step, n)
@@ -301,8 +222,8 @@ def contrastive_softmax(z1, z2, temperature: float = 0.2, *,
     """
     if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not temperature > 0:
         raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
-    dev = _device(device)
-    a, b = _unit_rows(z1, "z1", dev), _unit_rows(z2, "z2", dev)
+    dev = resolve_device(device)
+    a, b = unit_rows(z1, "z1", dev), unit_rows(z2, "z2", dev)
     if a.shape != b.shape:
         raise ValueError(f"z1 and z2 must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}.")
     z = torch.cat([a, b])  # (2N, D)
@@ -322,7 +243,7 @@ def cluster(vectors, method: str = "kmeans", *, n_clusters: int = 8, seed: int =
     """
     if method not in CLUSTER_METHODS:
         raise ValueError(f"Unknown clustering {method!r}; use one of {', '.join(CLUSTER_METHODS)}.")
-    u = _unit_rows(vectors, "vectors", torch.device("cpu")).numpy()
+    u = unit_rows(vectors, "vectors", torch.device("cpu")).numpy()
     n = u.shape[0]
     if method == "kmeans":
         from sklearn.cluster import KMeans

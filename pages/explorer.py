@@ -114,8 +114,8 @@ if len(rows_drawn) < n_all:
 # ------------------------------------------------------------------------------------------ settings
 DEFAULTS = {n: st.session_state.get(f"{P}.{n}", S.default(f"{P}.{n}"))  # the table's defaults, or a link's
             for n in ("method", "dim", "n_neighbors", "min_dist", "metric", "perplexity", "k")}
-# Above the plotly limit a UMAP of every point takes minutes (its transform places ~100 rows a second here,
-# benchmarks/RESULTS.md), so big sets open on PCA; UMAP stays one click away in the settings.
+# Above the plotly limit big sets open on PCA, which is instant; UMAP stays one click away in the settings (fitted
+# on a sample, the rest placed by their nearest sampled neighbours: core.bigmap.sampled_umap).
 applied = st.session_state.setdefault(f"{P}.applied", dict(DEFAULTS, method="pca") if len(rows_drawn) < n_all
                                       else dict(DEFAULTS))
 with st.expander("Map settings", icon=":material/tune:", expanded=False):

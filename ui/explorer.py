@@ -205,9 +205,14 @@ def unmappable(es: Any) -> str | None:
 # ------------------------------------------------------------------------------------------ cached compute
 @st.cache_data(max_entries=64, ttl=SHARED_TTL, show_spinner=False)
 def projection(key: str, method: str, dim: int, params_json: str, _vectors: np.ndarray) -> np.ndarray:
-    """core.projection.project, cached by (content hash, method, dim, parameters)."""
+    """core.projection.project, cached by (content hash, method, dim, parameters). UMAP of more than
+    SLOW_MAP_POINTS is fitted on that many (core.bigmap.sampled_umap); :func:`projection_note` says so."""
     from core.projection import project
 
+    if method == "umap" and len(_vectors) > SLOW_MAP_POINTS:
+        from core.bigmap import sampled_umap
+
+        return sampled_umap(_vectors, sample=SLOW_MAP_POINTS, dim=dim, seed=0, **json.loads(params_json)).coords
     return project(_vectors, method, dim=dim, seed=0, **json.loads(params_json))
 
 
@@ -249,6 +254,8 @@ def compute_map(sp: Space, a: dict, rows: np.ndarray | None = None, preview: Any
         with st.spinner(f"Computing the {METHOD_LABELS[method]} map of {len(v):,} points…"):
             coords = projection(sp.key, method, dim, pj, v)
         done.add((sp.key, method, dim, pj))
+        if note := projection_note(method, len(v)):  # a big set's UMAP: fitted on a sample
+            st.caption(note)
     else:
         coords = projection(sp.key, "pca", dim, "{}", v)
     return coords, METHOD_LABELS[method], build_metric(method, **params)
@@ -258,6 +265,13 @@ def map_scores(sp: Space, a: dict, used: str, metric: str, coords: np.ndarray, k
     """:func:`honesty` of the map ``compute_map(sp, a)`` drew, keyed like it."""
     params = json.dumps(map_params(a, len(sp.es))[1], sort_keys=True)
     return honesty(sp.key, used, coords.shape[1], params, metric, int(k), sp.es.vectors, coords)
+
+
+def projection_note(method: str, n: int) -> str | None:
+    """The sentence under a map :func:`projection` fitted on a sample, else None."""
+    from core.bigmap import sampled_note
+
+    return sampled_note(n, SLOW_MAP_POINTS) if method == "umap" and n > SLOW_MAP_POINTS else None
 
 
 def sample_rows(n: int, limit: int, seed: int = 0) -> np.ndarray:

@@ -72,17 +72,25 @@ def test_pick_is_the_brute_force_nearest(points):
     assert index.count_within(r.x_range, r.y_range) == len(coords)
 
 
-def test_neighbours_match_brute_force_cosine():
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_placement_is_the_inverse_distance_mean_of_the_nearest_fitted_points(metric):
     rng = np.random.default_rng(3)
-    x = rng.normal(size=(500, 16)).astype(np.float32)
-    rows, sims = bigmap.neighbours(x, [0, 7], k=5)
-    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
-    for q, r, s in zip([0, 7], rows, sims):
-        full = unit @ unit[q]
-        full[q] = -np.inf
-        ref = np.argsort(-full)[:5]
-        np.testing.assert_array_equal(r, ref)
-        np.testing.assert_allclose(s, full[ref], atol=1e-5)
+    fitted = rng.normal(size=(80, 6))
+    fitted_coords = rng.normal(size=(80, 2))
+    new = rng.normal(size=(30, 6))
+    new[0] = fitted[17] * (2.0 if metric == "cosine" else 1.0)  # repeats a fitted row: lands on its position
+    got = bigmap.place_by_neighbours(new, fitted, fitted_coords, k=4, metric=metric)
+    # brute force in float64
+    if metric == "cosine":
+        un, uf = (v / np.linalg.norm(v, axis=1, keepdims=True) for v in (new, fitted))
+        d = 1.0 - un @ uf.T
+    else:
+        d = np.linalg.norm(new[:, None] - fitted[None], axis=2)
+    for i in range(1, len(new)):
+        near = np.argsort(d[i])[:4]
+        w = 1.0 / d[i, near]
+        np.testing.assert_allclose(got[i], (w[:, None] * fitted_coords[near]).sum(0) / w.sum(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got[0], fitted_coords[17], atol=1e-4)
 
 
 def test_bad_inputs_are_refused():
@@ -104,7 +112,7 @@ def test_sampled_umap_fits_a_sample_and_places_the_rest_near_their_cluster():
     x, y = make_blobs(n_samples=1500, centers=4, n_features=8, cluster_std=0.5, random_state=0)
     proj = bigmap.sampled_umap(x, sample=500, seed=0, n_neighbors=10, n_epochs=100)
     assert proj.coords.shape == (1500, 2) and len(proj.sample) == 500 and proj.sampled
-    assert "500 of 1,500" in proj.describe()
+    assert "500 of 1,500" in proj.describe() and "10 nearest sampled points" in proj.describe()
     rest = np.setdiff1d(np.arange(1500), proj.sample)
     # transformed points land among sample points of their own blob (kNN on the 2-D map)
     knn = KNeighborsClassifier(5).fit(proj.coords[proj.sample], y[proj.sample])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import core.similarity as sim
+import core.vectors as vectors_mod
 from core.metrics import (INVARIANCE_RULE, alignment, effective_rank, invariance_report, knn_accuracies,
                           knn_accuracy, linear_probe_accuracy, pair_similarities, similarity_histograms,
                           uniformity)
@@ -28,7 +28,7 @@ def _blobs(n, d, n_classes, spread, seed):
 def test_knn_matches_sklearn(k, monkeypatch):
     from sklearn.neighbors import KNeighborsClassifier
 
-    monkeypatch.setattr(sim, "_CHUNK_ELEMENTS", 1000)  # several chunks
+    monkeypatch.setattr(vectors_mod, "CHUNK_ELEMENTS", 1000)  # several chunks
     x, y = _blobs(300, 8, 2, 1.5, seed=k)  # two classes and odd k: no vote ties
     xtr, ytr, xte, yte = x[:200], y[:200], x[200:], y[200:]
     ref = KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute").fit(xtr, ytr).score(xte, yte)
@@ -135,7 +135,7 @@ def test_alignment_matches_numpy_loop(alpha):
 
 @pytest.mark.parametrize("t", [0.5, 2, 5])
 def test_uniformity_matches_numpy_loop(t, monkeypatch):
-    monkeypatch.setattr(sim, "_CHUNK_ELEMENTS", 200)  # rows split over chunks
+    monkeypatch.setattr(vectors_mod, "CHUNK_ELEMENTS", 200)  # rows split over chunks
     z = np.random.default_rng(3).normal(size=(50, 4))
     assert uniformity(z, t=t) == pytest.approx(_np_uniformity(z, t), rel=1e-4, abs=1e-5)
     assert uniformity(np.ones((10, 3))) == pytest.approx(0.0, abs=1e-5)  # collapsed: log 1

@@ -88,9 +88,9 @@ def test_neighbour_preservation_truly_2d_data_and_shuffled_map():
 def test_trustworthiness_matches_sklearn(metric, monkeypatch):
     from sklearn.manifold import trustworthiness as sk_trust
 
-    import core.similarity as sim
+    import core.vectors as vectors_mod
 
-    monkeypatch.setattr(sim, "_CHUNK_ELEMENTS", 5000)  # several row chunks
+    monkeypatch.setattr(vectors_mod, "CHUNK_ELEMENTS", 5000)  # several row chunks
     rng = np.random.default_rng(11)
     x = rng.normal(size=(150, 9))
     for coords in (x[:, :2] + 0.3 * rng.normal(size=(150, 2)), rng.normal(size=(150, 2)), project(x, "pca")):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import core.similarity as sim
+import core.vectors as vectors_mod
 from core.similarity import cosine_matrix, hardest_negatives, near_duplicates, nearest
 
 torch.set_num_threads(1)
@@ -37,7 +38,7 @@ def test_cosine_matrix_refuses_huge(monkeypatch, vectors):
 
 
 def test_nearest_by_index_matches_numpy(vectors, monkeypatch):
-    monkeypatch.setattr(sim, "_CHUNK_ELEMENTS", 64)  # force many chunks
+    monkeypatch.setattr(vectors_mod, "CHUNK_ELEMENTS", 64)  # force many chunks
     s = _np_cos(vectors, vectors)
     np.fill_diagonal(s, -np.inf)
     idx, sims = nearest(vectors, np.arange(60), k=5)
@@ -63,7 +64,7 @@ def test_nearest_by_vector_keeps_self(vectors):
 
 
 def test_near_duplicates_matches_numpy(monkeypatch):
-    monkeypatch.setattr(sim, "_CHUNK_ELEMENTS", 50)
+    monkeypatch.setattr(vectors_mod, "CHUNK_ELEMENTS", 50)
     rng = np.random.default_rng(1)
     base = rng.normal(size=(40, 16))
     dup = base[[3, 7, 7, 20]] + rng.normal(scale=1e-3, size=(4, 16))
@@ -81,7 +82,7 @@ def test_near_duplicates_matches_numpy(monkeypatch):
 
 
 def test_hardest_negatives_matches_numpy(vectors, monkeypatch):
-    monkeypatch.setattr(sim, "_CHUNK_ELEMENTS", 100)
+    monkeypatch.setattr(vectors_mod, "CHUNK_ELEMENTS", 100)
     labels = np.arange(60) % 4
     idx, sims = hardest_negatives(vectors, labels, k=3)
     s = _np_cos(vectors, vectors)
@@ -125,7 +126,7 @@ def test_neighbour_overlap_hand_computed_case():
 
 
 def test_neighbour_overlap_matches_brute_force(monkeypatch):
-    monkeypatch.setattr(sim, "_CHUNK_ELEMENTS", 300)
+    monkeypatch.setattr(vectors_mod, "CHUNK_ELEMENTS", 300)
     rng = np.random.default_rng(4)
     a, b = rng.normal(size=(50, 6)), rng.normal(size=(50, 3))
     k = 5
@@ -141,7 +142,7 @@ def test_neighbour_overlap_matches_brute_force(monkeypatch):
 
 
 def test_likely_false_negatives_matches_brute_force(monkeypatch):
-    monkeypatch.setattr(sim, "_CHUNK_ELEMENTS", 120)
+    monkeypatch.setattr(vectors_mod, "CHUNK_ELEMENTS", 120)
     rng = np.random.default_rng(5)
     x = rng.normal(size=(30, 4))
     y = rng.integers(0, 3, size=30)
