@@ -1,6 +1,6 @@
 """Text page, a long paste (issue 30): the first PASTE_SYNC lines are embedded at once, the rest on request,
-chunk by chunk under a progress bar, and search then ranks every line as a plain sentence-transformers
-ranking does. The limits are lowered so the test pastes 8 lines, not 20,000."""
+chunk by chunk under a progress bar without embedding the first ones again, and search then ranks every line as
+a plain sentence-transformers ranking does. The limits are lowered so the test pastes 8 lines, not 20,000."""
 from __future__ import annotations
 
 import numpy as np
@@ -34,8 +34,18 @@ def _texts(at) -> str:
 def test_a_long_paste_is_embedded_in_part_then_all_on_request(make_app, monkeypatch, reference):
     import ui.textembed as TE
 
+    import core.text
+
     monkeypatch.setattr(TE, "PASTE_SYNC", 5)
     monkeypatch.setattr(TE, "CHUNK", 3)
+    embedded: list[str] = []  # every text the model is asked for (loaders.text_vectors reads core.text's name)
+    plain_embed = core.text.embed_texts
+
+    def counting(model, texts, **kw):
+        embedded.extend(texts)
+        return plain_embed(model, texts, **kw)
+
+    monkeypatch.setattr(core.text, "embed_texts", counting)
     at = make_app(page=TEXT)
     at.radio(key="text.source").set_value("Paste a list").run()
     at.text_area(key="text.paste").input("\n".join(LINES)).run()
@@ -57,3 +67,6 @@ def test_a_long_paste_is_embedded_in_part_then_all_on_request(make_app, monkeypa
     shown = _ranked(at)
     assert shown == expected[:len(shown)]
     assert "A puppy fetched a stick in the park." in shown[:2]
+    # "Embed all" reused the first 5 the page had embedded: no pasted line went through the model twice
+    pasted = [t for t in embedded if t in LINES]
+    assert sorted(pasted) == sorted(set(pasted)), [t for t in set(pasted) if pasted.count(t) > 1]
