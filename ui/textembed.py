@@ -4,8 +4,8 @@ Pasting 20,000 lines once meant embedding all of them under one spinner before t
 
 * ``cap_paste``: a paste longer than ``PASTE_SYNC`` lines is embedded up to that many at once, with a sentence
   and a button that embeds the rest; the choice is remembered for that exact paste. Embedding is nearly all of
-  the page's work (the model's forward pass; benchmarks/server/bench_text_paste.py), so PASTE_SYNC is what
-  "at once" costs: about a second of MiniLM on two CPU cores.
+  the page's work (the model's forward pass; benchmarks/server/bench_text_paste.py), so PASTE_SYNC alone sets
+  what "at once" costs.
 * ``shared_vectors``: a shared model's vectors are made in chunks, each cached by content for every session
   (``ui.loaders.text_vectors``), under a progress bar. The first chunk is the first PASTE_SYNC texts, so
   "embed them all" reuses what the page already embedded; then CHUNK at a time, so a paste that grows by a
