@@ -42,7 +42,8 @@ class TextPair:
     topic: str | None = None
 
 
-def _encode(values: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+def encode_labels(values: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Category names -> (int64 codes (N,), the sorted distinct names they index), as TextSet.labels keeps them."""
     names = sorted(set(values))
     lookup = {n: i for i, n in enumerate(names)}
     return np.array([lookup[v] for v in values], dtype=np.int64), names
@@ -55,7 +56,7 @@ def _read_jsonl(path: Path) -> list[dict]:
 def load_corpus() -> TextSet:
     """The built-in corpus: about 300 short sentences over 10 topics, with a ``topic`` label."""
     rows = _read_jsonl(ASSETS / "corpus.jsonl")
-    codes, names = _encode([r["topic"] for r in rows])
+    codes, names = encode_labels([r["topic"] for r in rows])
     return TextSet([r["text"] for r in rows], [r["id"] for r in rows], {"topic": codes}, {"topic": names},
                    name="the built-in corpus")
 

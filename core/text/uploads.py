@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from core.errors import PlaygroundError
-from core.text.corpus import TextPair, TextSet, _encode
+from core.text.corpus import TextPair, TextSet, encode_labels
 
 MAX_TEXT_FILE_BYTES = 5 * 1024 * 1024  # an upload larger than this is refused before decoding
 MAX_TEXTS = 20_000  # rows kept from one upload or paste
@@ -59,7 +59,7 @@ def _clean_rows(rows: list[tuple[int, str, str | None]], name: str, what: str = 
         notes.append(f"Skipped {len(blank)} empty {what}{'s' if len(blank) != 1 else ''} ({what} {shown}).")
     out = TextSet(kept, [str(i) for i in range(len(kept))], name=name, notes=notes)
     if any(lab is not None for lab in labels):
-        codes, names = _encode([lab if lab is not None else "(none)" for lab in labels])
+        codes, names = encode_labels([lab if lab is not None else "(none)" for lab in labels])
         out.labels, out.classes = {"label": codes}, {"label": names}
     return out
 
