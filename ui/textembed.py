@@ -1,12 +1,15 @@
 """Embedding many pasted texts without freezing the Text page.
 
-Pasting 20,000 lines once meant ~70 s under one spinner before the page answered. Now:
+Pasting 20,000 lines once meant embedding all of them under one spinner before the page answered. Now:
 
-* ``cap_paste``: a paste longer than ``PASTE_SYNC`` lines is embedded up to that many at once (seconds),
-  with a sentence and a button that embeds the rest; the choice is remembered for that exact paste.
-* ``shared_vectors``: a shared model's vectors are made in chunks of ``CHUNK`` texts, each cached by content
-  for every session (``ui.loaders.text_vectors``), under a progress bar: a paste that grows by a few lines
-  re-embeds only its last chunk, and the bar moves while the rest is worked through.
+* ``cap_paste``: a paste longer than ``PASTE_SYNC`` lines is embedded up to that many at once, with a sentence
+  and a button that embeds the rest; the choice is remembered for that exact paste. Embedding is nearly all of
+  the page's work (the model's forward pass; benchmarks/server/bench_text_paste.py), so PASTE_SYNC alone sets
+  what "at once" costs.
+* ``shared_vectors``: a shared model's vectors are made in chunks, each cached by content for every session
+  (``ui.loaders.text_vectors``), under a progress bar. The first chunk is the first PASTE_SYNC texts, so
+  "embed them all" reuses what the page already embedded; then CHUNK at a time, so a paste that grows by a
+  few lines re-embeds only its last chunk.
 """
 from __future__ import annotations
 
@@ -17,8 +20,8 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-PASTE_SYNC = 2000  # lines embedded before the page answers; the rest on request
-CHUNK = 2500  # texts per cached chunk (loaders.text_vectors keeps 16 entries: a 20,000-line paste takes 8)
+PASTE_SYNC = 500  # lines embedded before the page answers; the rest on request
+CHUNK = 2500  # texts per cached chunk after the first (loaders.text_vectors keeps 16: 20,000 lines take 9)
 
 
 def _digest(texts) -> str:
@@ -54,14 +57,20 @@ def shared_vectors(spec: str, texts: list[str], what: str) -> np.ndarray:
     """Unit vectors (N, D) of ``texts`` under the shared model ``spec``, chunk by chunk under a progress bar."""
     from ui import loaders
 
-    if len(texts) <= CHUNK:
+    if len(texts) <= PASTE_SYNC:
         with st.spinner(f"Embedding {len(texts):,} {what}…"):
             return loaders.text_vectors(spec, tuple(texts))
     bar = st.progress(0.0, text=f"Embedding {len(texts):,} {what}…")
     parts = []
-    for start in range(0, len(texts), CHUNK):
-        parts.append(loaders.text_vectors(spec, tuple(texts[start:start + CHUNK])))
-        done = min(start + CHUNK, len(texts))
-        bar.progress(done / len(texts), text=f"Embedding {what}: {done:,} of {len(texts):,}")
+    for start, end in chunks(len(texts)):
+        parts.append(loaders.text_vectors(spec, tuple(texts[start:end])))
+        bar.progress(end / len(texts), text=f"Embedding {what}: {end:,} of {len(texts):,}")
     bar.empty()
     return np.concatenate(parts)
+
+
+def chunks(n: int) -> list[tuple[int, int]]:
+    """(start, end) of each cached chunk of n texts: [0, PASTE_SYNC) first (what cap_paste embedded already),
+    then CHUNK at a time."""
+    starts = [0, *range(PASTE_SYNC, n, CHUNK)] if n > PASTE_SYNC else [0]
+    return list(zip(starts, [*starts[1:], n]))
