@@ -138,10 +138,10 @@ def test_a_template_without_a_slot_and_a_runaway_format_spec_get_a_sentence(make
 
 
 def test_offline_pretrained_tag_shows_one_sentence(make_app, monkeypatch):
-    import core.clip as cc
+    import core.clip.load as clip_load  # load_clip looks these up in its own module
 
-    monkeypatch.setattr(cc, "_cached_tag_weights", lambda *a: None)
-    monkeypatch.setattr(cc, "_hub_reachable", lambda timeout: False)
+    monkeypatch.setattr(clip_load, "_cached_tag_weights", lambda *a: None)
+    monkeypatch.setattr(clip_load, "_hub_reachable", lambda timeout: False)
     at = make_app(page=CLIP)
     at.radio(key="clip.source").set_value("tag").run()
     at.button(key="clip.load").click().run()
