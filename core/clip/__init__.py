@@ -8,7 +8,7 @@ around it (Radford et al. 2021, "Learning Transferable Visual Models From Natura
 - :func:`load_clip` takes one spec string for every source, fails within seconds with no network (open_clip
   alone spends ~45 s in hub retries), and returns a :class:`ClipBundle` (model in eval mode on ``pick_device()``).
 - :func:`embed_images` / :func:`embed_texts`: L2-normalised float32 arrays, batched, with progress; image
-  embeddings are cached on disk by (model fingerprint, image content hash).
+  embeddings are cached on disk by (model fingerprint, image content hash), in a cache with a size cap.
 - :func:`zero_shot_weights` / :func:`zero_shot`: the classifier of ``open_clip.build_zero_shot_classifier``
   (normalise per template, average, renormalise) and its ``scale * image @ W`` logits.
 - The shipped offline mini-CLIP (``assets/mini_clip``, an open_clip ``local-dir``), trained by this project's

@@ -112,7 +112,8 @@ def embed_images(
     identity there, so ``ToTensor`` + ``Normalize`` on the whole batch is the same computation). Batches run on the
     bundle's device under ``torch.inference_mode``. ``progress(done, total)`` after every batch.
     ``cache``: look up and store vectors on disk by (model fingerprint, image content hash)
-    (:class:`EmbeddingCache`); a second run over the same images only hashes them.
+    (:class:`EmbeddingCache`, capped by ``$CP_CLIP_CACHE_MB``); a second run over the same images only hashes
+    them, and vectors evicted since are recomputed.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise PlaygroundError(f"batch_size must be a positive whole number, got {batch_size!r}.")

@@ -195,11 +195,11 @@ def test_progress_is_reported_per_batch(bundle, pil_images, cache_root):
 
 def test_cache_hits_skip_the_model_and_return_the_same_vectors(bundle, pil_images, cache_root, monkeypatch):
     first = cc.embed_images(bundle, pil_images)
-    assert list(cache_root.rglob("*.npz")), "embeddings were written to the cache folder"
+    assert list(cache_root.rglob("cache.db")), "embeddings were written to the cache folder"
     calls = []
     original = bundle.model.encode_image
     monkeypatch.setattr(bundle.model, "encode_image", lambda x, **k: calls.append(len(x)) or original(x, **k))
-    cc.EmbeddingCache._memory.clear()  # as a new process: read back from disk
+    clip_cache.close_all()  # as a new process: read back from disk
     again = cc.embed_images(bundle, pil_images)
     assert calls == [] and np.array_equal(first, again)
     # one new image: only it is encoded
