@@ -26,19 +26,19 @@ Spec strings understood by :func:`load_clip`:
 One role per module, as open_clip cuts its own: :mod:`core.clip.load` (specs, loading, the offline error),
 :mod:`core.clip.cache` (the disk cache of image embeddings), :mod:`core.clip.embed` (image and text
 embeddings), :mod:`core.clip.zeroshot` (templates, class weights, logits, accuracy, presets),
-:mod:`core.clip.retrieval` (search, query arithmetic, modality gap) and :mod:`core.clip.trainable` (the CLIP
-core.train trains, and its export). Every public name is re-exported here.
+:mod:`core.clip.retrieval` (search, query arithmetic, modality gap, the joint map) and
+:mod:`core.clip.trainable` (the CLIP core.train trains, and its export). Every public name is re-exported here.
 
 open_clip is imported inside the functions, so importing this package costs nothing on the app's start path.
 """
 from __future__ import annotations
 
-from core.clip.cache import EmbeddingCache
+from core.clip.cache import EmbeddingCache, images_key
 from core.clip.embed import (MAX_TEXTS, MAX_UPLOADS, ProgressFn, embed_image_tensor, embed_images, embed_texts,
                              images_from_uploads, model_pixels)
 from core.clip.load import (CONFIG_NAME, HUB_PROBE_TIMEOUT, MINI_CLIP_DIR, MINI_CLIP_SPEC, ROOT, WEIGHTS_NAME,
                             ClipBundle, load_clip, parse_spec)
-from core.clip.retrieval import combine_queries, modality_gap, search
+from core.clip.retrieval import MAP_MAX_POINTS, JointMap, combine_queries, joint_map, modality_gap, search
 from core.clip.trainable import (TRAINABLE_CONFIGS, TRAINABLE_NAMES, TrainableClip, build_trainable_clip,
                                  bundle_from_trainer, export_local_dir, trainable_config)
 from core.clip.zeroshot import (CIFAR10_CLASSNAMES, MAX_TEMPLATE_CHARS, OPENAI_LOGIT_SCALE, ZeroShotResult,
@@ -51,12 +51,12 @@ __all__ = [
     "HUB_PROBE_TIMEOUT", "ROOT",
     # embeddings and their disk cache
     "embed_images", "embed_texts", "embed_image_tensor", "model_pixels", "images_from_uploads", "EmbeddingCache",
-    "ProgressFn", "MAX_TEXTS", "MAX_UPLOADS",
+    "images_key", "ProgressFn", "MAX_TEXTS", "MAX_UPLOADS",
     # zero-shot
     "ZeroShotWeights", "ZeroShotResult", "zero_shot_weights", "zero_shot", "accuracy_report", "template_set",
     "classname_presets", "CIFAR10_CLASSNAMES", "MAX_TEMPLATE_CHARS", "OPENAI_LOGIT_SCALE",
     # retrieval and the modality gap
-    "search", "combine_queries", "modality_gap",
+    "search", "combine_queries", "modality_gap", "JointMap", "joint_map", "MAP_MAX_POINTS",
     # trainable CLIP and export
     "TRAINABLE_CONFIGS", "TRAINABLE_NAMES", "TrainableClip", "trainable_config", "build_trainable_clip",
     "export_local_dir", "bundle_from_trainer",

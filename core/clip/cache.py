@@ -184,6 +184,15 @@ def _image_hashes(images: Sequence[Any]) -> list[str]:
     return out
 
 
+def images_key(images: Sequence[Any]) -> str:
+    """One content id for a collection of images (sha256 of the per-image hashes, in order): what identifies a
+    user's upload for caching, whatever the files were called."""
+    h = hashlib.sha256()
+    for one in _image_hashes(images):
+        h.update(one.encode())
+    return h.hexdigest()
+
+
 class EmbeddingCache:
     """Image embeddings of one model on disk, in the shared capped cache (module docstring).
 

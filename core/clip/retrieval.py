@@ -1,7 +1,9 @@
-"""Retrieval on unit CLIP vectors (query arithmetic, top-k search) and the modality gap between image and text."""
+"""Retrieval on unit CLIP vectors (query arithmetic, top-k search), the modality gap between image and text, and
+the joint 2-D map of images and class prompts."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,3 +48,38 @@ def modality_gap(image_vectors: np.ndarray, text_vectors: np.ndarray) -> float:
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
     b = b / np.linalg.norm(b, axis=1, keepdims=True)
     return float(np.linalg.norm(a.mean(axis=0) - b.mean(axis=0)))
+
+
+MAP_MAX_POINTS = 1000  # images (and prompts) drawn on the joint map: a seeded sample beyond this
+
+
+@dataclass
+class JointMap:
+    """Images and class prompts projected together into 2-D.
+
+    ``keep`` (n,): the image rows drawn (sorted; all of them up to :data:`MAP_MAX_POINTS`); ``image_xy`` (n, 2)
+    and ``prompt_xy`` (m, 2) their coordinates; ``prompt_class`` (m,): the class of each prompt (templates
+    repeat the classes, template-major); ``gap``: :func:`modality_gap` of all images against the prompts.
+    """
+
+    keep: np.ndarray
+    image_xy: np.ndarray
+    prompt_xy: np.ndarray
+    prompt_class: np.ndarray
+    gap: float
+
+
+def joint_map(image_vectors: np.ndarray, per_template: np.ndarray, *, method: str = "pca", seed: int = 0,
+              max_points: int = MAP_MAX_POINTS) -> JointMap:
+    """Project unit image embeddings and every prompt's text embedding together (core.projection.project), so
+    that the modality gap shows as two clouds. Shape: (N, D) images, (T, C, D) prompts (a
+    :class:`~core.clip.zeroshot.ZeroShotWeights`' ``per_template``) -> :class:`JointMap`."""
+    from core.projection import project
+
+    feats = np.asarray(image_vectors, dtype=np.float32)
+    per_template = np.asarray(per_template, dtype=np.float32)
+    keep = np.sort(np.random.default_rng(seed).permutation(len(feats))[:max_points])
+    prompts = per_template.reshape(-1, per_template.shape[-1])[:max_points]  # (T*C, D) one per prompt
+    prompt_class = np.tile(np.arange(per_template.shape[1]), per_template.shape[0])[:max_points]
+    coords = project(np.vstack([feats[keep], prompts]), method=method, dim=2, seed=seed)
+    return JointMap(keep, coords[:len(keep)], coords[len(keep):], prompt_class, modality_gap(feats, prompts))

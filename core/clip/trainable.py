@@ -1,5 +1,6 @@
 """A trainable open_clip CLIP for core.train (method "clip" with ``clip_model`` set) and its way back out: a
-``local-dir`` folder on disk (:func:`export_local_dir`) or a frozen :class:`ClipBundle` (:func:`bundle_from_trainer`)."""
+``local-dir`` folder on disk (:func:`export_local_dir`) or a frozen :class:`ClipBundle`
+(:func:`bundle_from_trainer`)."""
 from __future__ import annotations
 
 import hashlib
