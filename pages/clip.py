@@ -193,7 +193,9 @@ with tab_zs:
             classnames = presets[preset]
         else:
             typed = c1.text_area("One class per line (or comma-separated)", **bind("clip.typed"))
-            classnames = [c.strip() for part in typed.splitlines() for c in part.split(",") if c.strip()]
+            from core.clip import parse_classnames
+
+            classnames = parse_classnames(typed)
 
     # Assigned (not setdefault) on every run: a value set while the box was hidden (a new image source resets
     # it) otherwise stays in the session but never reaches the browser, which shows an empty box.
@@ -276,9 +278,9 @@ with tab_zs:
             cm = rep["confusion"]
             event = pc2.plotly_chart(clipcharts.confusion_heatmap(cm, w.classnames), key="clip.chart.confusion",
                                      width="stretch", on_select="rerun", selection_mode="points")
-            off = cm.copy()
-            np.fill_diagonal(off, 0)
-            worst = np.unravel_index(int(off.argmax()), off.shape)
+            from core.clip import cell_images, worst_confusion
+
+            worst = worst_confusion(cm)
             points = (event or {}).get("selection", {}).get("points", []) if event else []
             if points:
                 names_idx = {c: i for i, c in enumerate(w.classnames)}
@@ -287,10 +289,10 @@ with tab_zs:
                     st.session_state["clip.cm_true"] = p0["y"]
                     st.session_state["clip.cm_pred"] = p0["x"]
             s1, s2 = st.columns(2)
-            t_name = s1.selectbox("True class", w.classnames, index=int(worst[0]), key="clip.cm_true")
-            p_name = s2.selectbox("Predicted as", w.classnames, index=int(worst[1]), key="clip.cm_pred")
+            t_name = s1.selectbox("True class", w.classnames, index=worst[0], key="clip.cm_true")
+            p_name = s2.selectbox("Predicted as", w.classnames, index=worst[1], key="clip.cm_pred")
             ti, pi = w.classnames.index(t_name), w.classnames.index(p_name)
-            hits = np.flatnonzero((y == ti) & (result.predictions == pi))
+            hits = cell_images(y, result.predictions, ti, pi)
             word = "right" if ti == pi else "mistaken"
             st.caption(f"{len(hits)} images of **{t_name}** classified as **{p_name}** ({word}).")
             if len(hits):

@@ -42,8 +42,8 @@ from core.clip.retrieval import MAP_MAX_POINTS, JointMap, combine_queries, joint
 from core.clip.trainable import (TRAINABLE_CONFIGS, TRAINABLE_NAMES, TrainableClip, build_trainable_clip,
                                  bundle_from_trainer, export_local_dir, trainable_config)
 from core.clip.zeroshot import (CIFAR10_CLASSNAMES, MAX_TEMPLATE_CHARS, OPENAI_LOGIT_SCALE, ZeroShotResult,
-                                ZeroShotWeights, accuracy_report, classname_presets, template_set, zero_shot,
-                                zero_shot_weights)
+                                ZeroShotWeights, accuracy_report, cell_images, classname_presets, parse_classnames,
+                                template_set, worst_confusion, zero_shot, zero_shot_weights)
 
 __all__ = [
     # loading
@@ -54,7 +54,8 @@ __all__ = [
     "images_key", "ProgressFn", "MAX_TEXTS", "MAX_UPLOADS",
     # zero-shot
     "ZeroShotWeights", "ZeroShotResult", "zero_shot_weights", "zero_shot", "accuracy_report", "template_set",
-    "classname_presets", "CIFAR10_CLASSNAMES", "MAX_TEMPLATE_CHARS", "OPENAI_LOGIT_SCALE",
+    "classname_presets", "CIFAR10_CLASSNAMES", "MAX_TEMPLATE_CHARS", "OPENAI_LOGIT_SCALE", "worst_confusion",
+    "cell_images", "parse_classnames",
     # retrieval and the modality gap
     "search", "combine_queries", "modality_gap", "JointMap", "joint_map", "MAP_MAX_POINTS",
     # trainable CLIP and export

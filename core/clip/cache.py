@@ -37,8 +37,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CAP_MB = 512  # ~0.9 M images at 64-d (a row takes ~570 B in SQLite), ~150 k at 768-d
 CAP_ENV = "CP_CLIP_CACHE_MB"
-PAGE_CACHE_PAGES = 1024  # SQLite's in-memory page cache per connection: 4 MB at 4 KiB pages
+PAGE_SIZE = 8192  # SQLite pages: a 512-d row (~2.2 kB) fills half a 4 KiB page; three fill 82 % of these
+PAGE_CACHE_PAGES = 512  # SQLite's in-memory page cache per connection: 4 MB
 MAX_OPEN = 4  # open caches kept per process (one folder in the app; tests open a few)
+SHM_BYTES = 64 << 10  # set aside for the log's shared-memory index (32 kB)
 _MAGIC = b"cpv1"
 _HEADER = struct.Struct("<4sI")  # magic, dimension
 
@@ -114,17 +116,25 @@ def _make(folder: str, cap: int):
     thread), sized so that database + log stay within ``cap`` bytes.
 
     diskcache's ``size_limit`` counts the database's pages (its ``volume``); the log is checkpointed every
-    :func:`wal_budget` / 2 bytes and truncated back to the budget. ``cull_limit=0``: a ``set`` evicts nothing
+    :func:`wal_budget` / 4 bytes and truncated back to the budget. ``cull_limit=0``: a ``set`` evicts nothing
     (inside one transaction the database cannot shrink yet, so per-set culling would empty the cache); the
     eviction runs after each committed batch (:meth:`EmbeddingCache.put`).
     """
     import diskcache
 
+    db = Path(folder) / "cache.db"
+    if not db.exists():  # page size is fixed when the file is made, and diskcache turns on WAL before setting it
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(db) as con:
+            con.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+            con.execute("PRAGMA auto_vacuum = 1")  # FULL, as diskcache sets it: deleted rows shrink the file
+            con.execute("CREATE TABLE IF NOT EXISTS Settings (key TEXT NOT NULL UNIQUE, value)")  # diskcache's
+        con.close()
     wal = wal_budget(cap)
     return diskcache.Cache(
-        folder, disk=_raw_disk_class(), size_limit=cap - wal - (64 << 10), eviction_policy="least-recently-stored",
-        cull_limit=0, tag_index=True, disk_min_file_size=1 << 30,  # values stay inside SQLite, never as files
-        sqlite_cache_size=PAGE_CACHE_PAGES, sqlite_wal_autocheckpoint=max(wal // 2 // 4096, 4),
+        folder, disk=_raw_disk_class(), size_limit=cap - wal - SHM_BYTES, eviction_policy="least-recently-stored",
+        cull_limit=0, disk_min_file_size=1 << 30,  # values stay inside SQLite, never as files
+        sqlite_cache_size=PAGE_CACHE_PAGES, sqlite_wal_autocheckpoint=max(wal // 4 // PAGE_SIZE, 4),
         sqlite_journal_size_limit=wal, timeout=10,
     )
 
@@ -136,7 +146,9 @@ _OPEN_LOCK = threading.Lock()
 def _open(folder: str, cap: int):
     """The process's cache for ``folder`` (at most :data:`MAX_OPEN` kept open)."""
     with _OPEN_LOCK:
-        cache = _OPEN.pop((folder, cap), None) or _make(folder, cap)
+        cache = _OPEN.pop((folder, cap), None)
+        if cache is None:  # not ``or``: an empty Cache is falsy (it has a length)
+            cache = _make(folder, cap)
         _OPEN[(folder, cap)] = cache
         while len(_OPEN) > MAX_OPEN:
             _OPEN.popitem(last=False)[1].close()
@@ -207,7 +219,7 @@ class EmbeddingCache:
         self.folder = Path(root) if root is not None else default_cache_dir() / "clip-embeddings-v2"
         self.cap = cap_bytes() if cap is None else int(cap)
         self._prefix = fingerprint + "\x00"
-        self.tag = hashlib.sha256(fingerprint.encode()).hexdigest()[:32]
+        self.tag = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]  # for clear(); not indexed
 
     def key(self, image_hash: str) -> str:
         """The disk key of one image under this model: sha256 hex of (fingerprint, image hash)."""
@@ -241,8 +253,9 @@ class EmbeddingCache:
             return
         vectors = np.asarray(vectors, dtype=np.float32)
         # Rows per transaction: a transaction's pages all land in the write-ahead log before a checkpoint can
-        # trim it, so one transaction writes at most a quarter of the log's budget (~3x the value bytes a row).
-        per_txn = max(1, wal_budget(self.cap) // 4 // (3 * (8 + 4 * vectors.shape[1])))
+        # trim it; a row touches about two pages not shared with its neighbours (its table leaf and a leaf of the
+        # key index, which is in random order), so a transaction writes at most half the log's budget.
+        per_txn = max(1, wal_budget(self.cap) // 2 // (2 * PAGE_SIZE))
         try:
             for start in range(0, len(keys), per_txn):
                 with cache.transact(retry=True):

@@ -157,6 +157,26 @@ def accuracy_report(predictions: np.ndarray, labels: np.ndarray, n_classes: int)
             "per_class": per_class, "confusion": cm, "support": support}
 
 
+def worst_confusion(confusion: np.ndarray) -> tuple[int, int]:
+    """(true, predicted) of the largest off-diagonal cell of a confusion matrix: the most frequent mistake
+    (row-major first on ties; (0, 0) when there is no mistake). Shape: (C, C) -> two class indices."""
+    off = np.array(confusion, copy=True)
+    np.fill_diagonal(off, 0)
+    t, p = np.unravel_index(int(off.argmax()), off.shape)
+    return int(t), int(p)
+
+
+def cell_images(labels: np.ndarray, predictions: np.ndarray, true_class: int, predicted_class: int) -> np.ndarray:
+    """Indices of the images of ``true_class`` classified as ``predicted_class`` (one confusion-matrix cell).
+    Shape: (N,), (N,) -> (k,) ascending."""
+    return np.flatnonzero((np.asarray(labels) == true_class) & (np.asarray(predictions) == predicted_class))
+
+
+def parse_classnames(text: str) -> list[str]:
+    """Class names typed one per line or comma-separated, stripped, empty ones dropped."""
+    return [c.strip() for part in str(text).splitlines() for c in part.split(",") if c.strip()]
+
+
 # ------------------------------------------------------------------------------------------ presets
 # CIFAR-10's class names (torchvision reads them from the downloaded archive, so they are listed here).
 CIFAR10_CLASSNAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

@@ -340,6 +340,40 @@ def test_query_arithmetic_and_modality_gap_follow_their_formulas():
     assert cc.modality_gap(img, txt) == pytest.approx(np.linalg.norm([0.5, 0.5, -1.0]))
 
 
+@pytest.mark.parametrize("n_images,method", [(50, "pca"), (1300, "pca")])
+def test_joint_map_projects_images_and_prompts_together(n_images, method):
+    from core.projection import project
+
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(n_images, 8)).astype(np.float32)
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    per_template = rng.normal(size=(3, 4, 8)).astype(np.float32)  # (T, C, D)
+    per_template /= np.linalg.norm(per_template, axis=2, keepdims=True)
+    jm = cc.joint_map(feats, per_template, method=method, seed=0)
+    keep = np.sort(np.random.default_rng(0).permutation(n_images)[:1000])
+    assert np.array_equal(jm.keep, keep) and len(jm.keep) == min(n_images, 1000)
+    prompts = per_template.reshape(12, 8)  # template-major: template 0's four classes first
+    assert np.array_equal(jm.prompt_class, [0, 1, 2, 3] * 3)
+    coords = project(np.vstack([feats[keep], prompts]), method=method, dim=2, seed=0)
+    np.testing.assert_allclose(jm.image_xy, coords[:len(keep)], atol=1e-5)
+    np.testing.assert_allclose(jm.prompt_xy, coords[len(keep):], atol=1e-5)
+    assert jm.gap == pytest.approx(cc.modality_gap(feats, prompts))  # over all images, not just the drawn ones
+
+
+def test_confusion_helpers_match_brute_force():
+    rng = np.random.default_rng(0)
+    labels, preds = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
+    cm = cc.accuracy_report(preds, labels, 4)["confusion"]
+    mistakes = [(cm[t, p], -(t * 4 + p), t, p) for t in range(4) for p in range(4) if t != p]
+    _, _, t, p = max(mistakes)
+    assert cc.worst_confusion(cm) == (t, p)
+    assert cc.worst_confusion(np.diag([3, 4, 5])) == (0, 0)  # no mistake at all
+    assert np.array_equal(cc.cell_images(labels, preds, t, p),
+                          [i for i in range(200) if labels[i] == t and preds[i] == p])
+    assert len(cc.cell_images(labels, preds, t, p)) == cm[t, p]
+    assert cc.parse_classnames(" circle, star\n\nsquare ,\n") == ["circle", "star", "square"]
+
+
 # ------------------------------------------------------------------------------------------ the shipped model
 @pytest.mark.slow
 def test_shipped_mini_clip_classifies_fresh_shapes(cache_root):

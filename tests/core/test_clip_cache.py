@@ -89,20 +89,20 @@ def test_vectors_round_trip_bit_exactly(tmp_path):
 
 
 def test_the_folder_never_exceeds_its_cap_and_the_oldest_go_first(tmp_path):
-    cap = 2 << 20
+    cap = 1 << 20
     store = cc.EmbeddingCache("m", root=tmp_path, cap=cap)
     rng = np.random.default_rng(0)
     written = 0
-    for b in range(13):
-        vecs = rng.standard_normal((1000, 128)).astype(np.float32)
-        store.put([f"{b}-{i}" for i in range(1000)], vecs)
+    for b in range(6):  # 3 MiB of 512-d vectors (a ViT-B's)
+        vecs = rng.standard_normal((256, 512)).astype(np.float32)
+        store.put([f"{b}-{i}" for i in range(256)], vecs)
         written += vecs.nbytes
         assert folder_bytes(tmp_path) <= cap, (b, folder_bytes(tmp_path))
         assert store.volume() <= cap
     assert written >= 3 * cap
-    newest, oldest = store.get([f"12-{i}" for i in range(1000)]), store.get([f"0-{i}" for i in range(1000)])
+    newest, oldest = store.get([f"5-{i}" for i in range(256)]), store.get([f"0-{i}" for i in range(256)])
     assert all(v is not None for v in newest) and all(v is None for v in oldest)
-    assert len(C._open(str(tmp_path), cap)) < 13_000  # evicted, not just hidden
+    assert len(C._open(str(tmp_path), cap)) < 6 * 256  # evicted, not just hidden
 
 
 def test_evicted_images_are_recomputed_to_the_same_vectors(bundle, images, tmp_path, monkeypatch):
@@ -111,9 +111,9 @@ def test_evicted_images_are_recomputed_to_the_same_vectors(bundle, images, tmp_p
     first = cc.embed_images(bundle, images, cache=store)
     np.testing.assert_allclose(first, reference, atol=1e-6)
     # Other images' vectors push the oldest of these out (least recently stored first).
-    filler = np.random.default_rng(2).standard_normal((3000, 16)).astype(np.float32)
-    for s in range(0, 3000, 500):
-        store.put([f"other-{i}" for i in range(s, s + 500)], filler[s:s + 500])
+    filler = np.random.default_rng(2).standard_normal((300, 512)).astype(np.float32)  # another model's, 600 kB
+    for s in range(0, 300, 100):
+        store.put([f"other-{i}" for i in range(s, s + 100)], filler[s:s + 100])
     keys = C._image_hashes(images)
     missing = sum(v is None for v in store.get(keys))
     assert 0 < missing <= len(images)
@@ -177,6 +177,10 @@ def test_the_cap_comes_from_the_environment(monkeypatch, tmp_path):
     assert off.get(["a"]) == [None] and not (tmp_path / "off").exists()
 
 
+def test_one_open_cache_per_folder_even_while_empty(tmp_path):
+    assert C._open(str(tmp_path), 1 << 20) is C._open(str(tmp_path), 1 << 20)  # an empty Cache is falsy
+
+
 def test_clear_drops_one_models_vectors_only(tmp_path):
     a, b = cc.EmbeddingCache("model-a", root=tmp_path), cc.EmbeddingCache("model-b", root=tmp_path)
     a.put(["x"], np.ones((1, 8), np.float32))
@@ -198,7 +202,7 @@ _WRITER = textwrap.dedent("""
         return np.random.default_rng(seed).standard_normal(32).astype(np.float32)
 
     store = EmbeddingCache("shared-model", root=root, cap=cap)
-    for b in range(25):
+    for b in range(8):
         # half the keys both processes write (two sessions embedding the same images), half their own
         keys = [f"shared-{(b * 60 + i) % 900}" for i in range(60)] + [f"p{who}-{b}-{i}" for i in range(60)]
         store.put(keys, np.stack([expected(k) for k in keys]))
@@ -218,7 +222,7 @@ def test_two_processes_writing_one_cache_leave_it_consistent(tmp_path):
     with sqlite3.connect(root / "cache.db") as con:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     store = cc.EmbeddingCache("shared-model", root=root, cap=cap)
-    keys = [f"shared-{i}" for i in range(900)] + [f"p{w}-{b}-{i}" for w in (0, 1) for b in range(25) for i in range(60)]
+    keys = [f"shared-{i}" for i in range(900)] + [f"p{w}-{b}-{i}" for w in (0, 1) for b in range(8) for i in range(60)]
     found = {k: v for k, v in zip(keys, store.get(keys)) if v is not None}
     assert found and all(np.array_equal(v, expected_vector(k)) for k, v in found.items())
     assert any(k.startswith("p0-") for k in found) and any(k.startswith("p1-") for k in found)
