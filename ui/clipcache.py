@@ -3,7 +3,8 @@
 - Image features of a built-in set under a model are the same for every session: ``st.cache_data`` keyed by the
   model's fingerprint and the set's recipe, at most :data:`SHARED_SETS` sets, for :data:`TTL` seconds.
 - Image features of a user's own images (uploads, a .zip) stay in that session: at most :data:`USER_SETS` sets,
-  keyed by the images' content (``core.clip.images_key``, so a new upload under an old file name is embedded anew).
+  keyed by the images' content (``core.clip.images_key``, ``core.data.fingerprint``), so a new upload under an
+  old file name is embedded anew.
 - The joint map of images and prompts (``core.clip.joint_map``, a PCA or UMAP fit) is ``st.cache_data`` keyed by
   the features, the prompts and the method: a widget that changes none of them never re-projects.
 - Zero-shot class weights: ``st.cache_data`` by model fingerprint, class names and templates.
@@ -46,9 +47,15 @@ def image_features(bundle: Any, images: Any, *, builtin: bool) -> np.ndarray:
     """
     if builtin:
         return _shared_features(bundle, bundle.fingerprint, repr(images.spec), images)
-    from core.clip import images_key
+    if isinstance(images, list):  # uploaded PIL images (at most 64): hashed here
+        from core.clip import images_key
 
-    key = (bundle.fingerprint, images_key(list(images.images) if hasattr(images, "images") else images))
+        content = images_key(images)
+    else:  # an ImageSet (a .zip): its content fingerprint, computed once per set
+        from core.data import fingerprint
+
+        content = fingerprint(images)
+    key = (bundle.fingerprint, content)
     store: dict = st.session_state.setdefault(USER_KEY, {})
     if key in store:
         store[key] = store.pop(key)  # most recently used last
