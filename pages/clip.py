@@ -1,8 +1,9 @@
 """CLIP: zero-shot classification, text/image retrieval and images + prompts on one map (core.clip).
 
 Opens on the shipped mini-CLIP and fresh built-in shapes, so the zero-shot demo runs with no click and no
-network. Everything heavy is cached: the model (ui.loaders.clip_model, shared read-only), image features
-(on disk by model and image content, core.clip.EmbeddingCache) and class weights (st.cache_data).
+network. Everything heavy is cached, each cache bounded: the model (ui.loaders.clip_model, shared read-only),
+image features, class weights and the joint map (ui.clipcache), and under them the capped disk cache of
+image embeddings (core.clip.cache).
 """
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ from ui.router import require as _routed
 _routed()  # a page opened before app.py ever ran: route it through app.py (ui/router.py)
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
-from ui import loaders, registry, yourimages
+from ui import clipcache, clipcharts, loaders, registry, yourimages
 from ui.attribution import heatmap_panel, photo_notice
 from ui.widgets import user_errors
 from ui import settings as S
@@ -155,32 +155,9 @@ def _pixels(idx) -> np.ndarray:
         np.zeros((0, 128, 128, 3), np.uint8)
 
 
-def _features() -> np.ndarray:
-    """Image features of the current set: per session memo, then the on-disk cache, else embed with progress."""
-    from core.clip import embed_images
-
-    key = (bundle.fingerprint, dataset_name, len(images),
-           images.spec.__repr__() if labelled else tuple(names_for_display))
-    memo = st.session_state.setdefault("clip._features", {})
-    if key not in memo:
-        bar = st.progress(0.0, text="Embedding the images…")
-        memo.clear()  # one set per session is enough; the disk cache keeps the rest
-        memo[key] = embed_images(bundle, images, progress=lambda d, t: bar.progress(d / max(t, 1),
-                                 text=f"Embedding the images… {d}/{t}"))
-        bar.empty()
-    return memo[key]
-
-
-@st.cache_data(max_entries=32, show_spinner="Embedding the class prompts…")
-def _weights(_bundle, fingerprint: str, names: tuple[str, ...], templates: tuple[str, ...]):
-    from core.clip import zero_shot_weights
-
-    return zero_shot_weights(_bundle, list(names), list(templates))
-
-
 feats = None
 with user_errors("embedding the images"):
-    feats = _features()
+    feats = clipcache.image_features(bundle, images, builtin=dataset_name in ("shapes", "photos", "digits"))
 if feats is None:
     st.stop()
 
@@ -216,7 +193,9 @@ with tab_zs:
             classnames = presets[preset]
         else:
             typed = c1.text_area("One class per line (or comma-separated)", **bind("clip.typed"))
-            classnames = [c.strip() for part in typed.splitlines() for c in part.split(",") if c.strip()]
+            from core.clip import parse_classnames
+
+            classnames = parse_classnames(typed)
 
     # Assigned (not setdefault) on every run: a value set while the box was hidden (a new image source resets
     # it) otherwise stays in the session but never reaches the browser, which shows an empty box.
@@ -247,7 +226,7 @@ with tab_zs:
     with user_errors("classifying"):
         from core.clip import accuracy_report, zero_shot
 
-        w = _weights(bundle, bundle.fingerprint, tuple(classnames), tuple(templates))
+        w = clipcache.zero_shot_weights(bundle, bundle.fingerprint, tuple(classnames), tuple(templates))
         result = zero_shot(bundle, feats, w, logit_scale=float(scale))
         if len(w.templates) > 1:
             single = zero_shot(bundle, feats, w.single(0), logit_scale=float(scale))
@@ -261,11 +240,7 @@ with tab_zs:
         left.image(loaders.upscale(_pixels([pick])[0], 192), width=192,
                    caption=(names_for_display[pick] if names_for_display else
                             f"true: {images.classes[factor][images.labels[factor][pick]]}" if labelled else None))
-        bars = go.Figure(go.Bar(x=top_p[pick][::-1], y=[w.classnames[i] for i in top_idx[pick][::-1]],
-                                orientation="h", marker_color="#4c78a8",
-                                text=[f"{p:.1%}" for p in top_p[pick][::-1]], textposition="auto"))
-        bars.update_layout(title=f"Top-{len(top_idx[pick])} probabilities at logit scale {scale}", height=260,
-                           margin=dict(l=10, r=10, t=40, b=10), xaxis=dict(range=[0, 1], tickformat=".0%"))
+        bars = clipcharts.topk_bars(top_p[pick], [w.classnames[i] for i in top_idx[pick]], scale)
         right.plotly_chart(bars, key="clip.chart.topk", width="stretch")
         heatmap_panel(bundle, images, int(pick), feats[pick], w, int(top_idx[pick][0]), float(scale),
                       shapes=dataset_name == "shapes")
@@ -298,22 +273,14 @@ with tab_zs:
             else:
                 m2.caption("Choose several templates (custom list or OpenAI's) to see what ensembling adds.")
             pc1, pc2 = st.columns(2)
-            per = go.Figure(go.Bar(x=w.classnames, y=np.nan_to_num(rep["per_class"]), marker_color="#72b7b2"))
-            per.update_layout(title="Accuracy per class", height=320, yaxis=dict(range=[0, 1], tickformat=".0%"),
-                              margin=dict(l=10, r=10, t=40, b=10))
-            pc1.plotly_chart(per, key="clip.chart.per_class", width="stretch")
+            pc1.plotly_chart(clipcharts.per_class_bars(w.classnames, rep["per_class"]), key="clip.chart.per_class",
+                             width="stretch")
             cm = rep["confusion"]
-            heat = go.Figure(go.Heatmap(z=cm, x=w.classnames, y=w.classnames, colorscale="Blues",
-                                        text=cm, texttemplate="%{text}", hovertemplate=
-                                        "true %{y}, predicted %{x}: %{z} images<extra></extra>"))
-            heat.update_layout(title="Confusion matrix (click a cell)", height=320,
-                               xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
-                               margin=dict(l=10, r=10, t=40, b=10))
-            event = pc2.plotly_chart(heat, key="clip.chart.confusion", width="stretch", on_select="rerun",
-                                     selection_mode="points")
-            off = cm.copy()
-            np.fill_diagonal(off, 0)
-            worst = np.unravel_index(int(off.argmax()), off.shape)
+            event = pc2.plotly_chart(clipcharts.confusion_heatmap(cm, w.classnames), key="clip.chart.confusion",
+                                     width="stretch", on_select="rerun", selection_mode="points")
+            from core.clip import cell_images, worst_confusion
+
+            worst = worst_confusion(cm)
             points = (event or {}).get("selection", {}).get("points", []) if event else []
             if points:
                 names_idx = {c: i for i, c in enumerate(w.classnames)}
@@ -322,10 +289,10 @@ with tab_zs:
                     st.session_state["clip.cm_true"] = p0["y"]
                     st.session_state["clip.cm_pred"] = p0["x"]
             s1, s2 = st.columns(2)
-            t_name = s1.selectbox("True class", w.classnames, index=int(worst[0]), key="clip.cm_true")
-            p_name = s2.selectbox("Predicted as", w.classnames, index=int(worst[1]), key="clip.cm_pred")
+            t_name = s1.selectbox("True class", w.classnames, index=worst[0], key="clip.cm_true")
+            p_name = s2.selectbox("Predicted as", w.classnames, index=worst[1], key="clip.cm_pred")
             ti, pi = w.classnames.index(t_name), w.classnames.index(p_name)
-            hits = np.flatnonzero((y == ti) & (result.predictions == pi))
+            hits = cell_images(y, result.predictions, ti, pi)
             word = "right" if ti == pi else "mistaken"
             st.caption(f"{len(hits)} images of **{t_name}** classified as **{p_name}** ({word}).")
             if len(hits):
@@ -376,44 +343,25 @@ with tab_ret:
 
 # ------------------------------------------------------------------------------------------ shared map
 with tab_map:
-    from core.clip import modality_gap
-    from core.projection import project
-
     if w is None:
         st.info("Choose class names and templates on the Zero-shot tab first.")
     else:
         m1, m2 = st.columns([1, 3])
         method = m1.radio("Projection", ["pca", "umap"], key="clip.map_method", format_func=str.upper,
                           help="PCA is instant and keeps distances' big picture; UMAP keeps neighbours.")
-        rng = np.random.default_rng(0)
-        keep = np.sort(rng.permutation(len(feats))[:1000])
-        prompts = w.per_template.reshape(-1, w.per_template.shape[-1])[:1000]  # (T*C, D) one per prompt
-        prompt_class = np.tile(np.arange(len(w.classnames)), w.per_template.shape[0])[:1000]
-        gap = modality_gap(feats, prompts)
-        m1.metric("Modality gap", f"{gap:.3f}", help="Distance between the centroid of the image embeddings and "
+        jm = None
+        with user_errors("projecting the embeddings"):
+            jm = clipcache.joint_map(feats, w.per_template, method)
+    if w is not None and jm is not None:
+        m1.metric("Modality gap", f"{jm.gap:.3f}", help="Distance between the centroid of the image embeddings and "
                   "the centroid of the prompt embeddings (Liang et al. 2022). CLIP keeps the two kinds in separate "
                   "cones: 0 would mean they share one centre; 2 is the most two unit-vector centroids can differ.")
-        m1.caption(f"{len(keep)} images (circles) and {len(prompts)} prompts (stars).")
-        with user_errors("projecting the embeddings"):
-            with st.spinner("Projecting…"):
-                coords = project(np.vstack([feats[keep], prompts]), method=method, dim=2, seed=0)
-            ci, ct = coords[: len(keep)], coords[len(keep):]
-            fig = go.Figure()
-            if labelled and name_mode == "dataset":
-                colour_of = images.labels[factor][keep]
-                img_text = [images.classes[factor][c] for c in colour_of]
-            else:
-                colour_of = result.predictions[keep] if result is not None else np.zeros(len(keep), int)
-                img_text = [f"predicted {w.classnames[c]}" for c in colour_of]
-            fig.add_trace(go.Scattergl(x=ci[:, 0], y=ci[:, 1], mode="markers", name="images",
-                                       marker=dict(size=6, color=colour_of, colorscale="Turbo", opacity=0.7),
-                                       text=img_text, hovertemplate="%{text}<extra>image</extra>"))
-            fig.add_trace(go.Scatter(x=ct[:, 0], y=ct[:, 1], mode="markers+text" if len(ct) <= 40 else "markers",
-                                     name="class prompts", text=[w.classnames[c] for c in prompt_class],
-                                     textposition="top center",
-                                     marker=dict(size=13, symbol="star", color=prompt_class, colorscale="Turbo",
-                                                 line=dict(width=1, color="black")),
-                                     hovertemplate="%{text}<extra>prompt</extra>"))
-            fig.update_layout(height=520, margin=dict(l=10, r=10, t=30, b=10),
-                              title=f"{method.upper()} of image and prompt embeddings")
-            m2.plotly_chart(fig, key="clip.chart.map", width="stretch")
+        m1.caption(f"{len(jm.keep)} images (circles) and {len(jm.prompt_xy)} prompts (stars).")
+        if labelled and name_mode == "dataset":
+            colour_of = images.labels[factor][jm.keep]
+            img_text = [images.classes[factor][c] for c in colour_of]
+        else:
+            colour_of = result.predictions[jm.keep] if result is not None else np.zeros(len(jm.keep), int)
+            img_text = [f"predicted {w.classnames[c]}" for c in colour_of]
+        m2.plotly_chart(clipcharts.joint_map_figure(jm, colour_of, img_text, w.classnames, method),
+                        key="clip.chart.map", width="stretch")

@@ -138,10 +138,10 @@ def test_a_template_without_a_slot_and_a_runaway_format_spec_get_a_sentence(make
 
 
 def test_offline_pretrained_tag_shows_one_sentence(make_app, monkeypatch):
-    import core.clip as cc
+    import core.clip.load as clip_load  # load_clip looks these up in its own module
 
-    monkeypatch.setattr(cc, "_cached_tag_weights", lambda *a: None)
-    monkeypatch.setattr(cc, "_hub_reachable", lambda timeout: False)
+    monkeypatch.setattr(clip_load, "_cached_tag_weights", lambda *a: None)
+    monkeypatch.setattr(clip_load, "_hub_reachable", lambda timeout: False)
     at = make_app(page=CLIP)
     at.radio(key="clip.source").set_value("tag").run()
     at.button(key="clip.load").click().run()
@@ -183,3 +183,49 @@ def test_a_users_own_vit_local_dir_gets_legrad_beside_occlusion(make_app, tmp_pa
     assert any(c.startswith("LeGrad over 2 blocks (4 x 4 patches)") for c in caps), caps
     assert any(c.startswith("Occlusion:") for c in caps)
     assert not any("trained only on coloured shapes" in i.value for i in at.info)
+
+
+def test_a_widget_that_changes_nothing_on_the_map_does_not_reproject(make_app, monkeypatch):
+    import streamlit as st
+
+    from core.clip import retrieval
+
+    calls = []
+    original = retrieval.joint_map
+    monkeypatch.setattr(retrieval, "joint_map", lambda *a, **k: calls.append(k.get("method")) or original(*a, **k))
+    st.cache_data.clear()  # the map cache is the process's: start from empty so the first run must project
+    at = make_app(page=CLIP)
+    assert_clean(at)
+    assert calls == ["pca"]
+    at.select_slider(key="clip.topk").set_value(3).run()
+    at.select_slider(key="clip.scale").set_value(2).run()
+    at.text_input(key="clip.query").set_value("a blue star").run()
+    at.radio(key="clip.ret_mode").set_value("image").run()
+    assert_clean(at)
+    assert calls == ["pca"], "an unrelated widget re-fitted the projection"
+    at.radio(key="clip.tmode").set_value("custom").run()  # other prompts: a new map
+    assert_clean(at)
+    assert calls == ["pca", "pca"]
+    assert any(m.label == "Modality gap" for m in at.metric)
+
+
+def test_a_sessions_own_image_sets_are_kept_within_a_bound(make_app):
+    from ui.clipcache import USER_KEY, USER_SETS
+
+    at = make_app(page=CLIP)
+    for n in (50, 100):  # built-in sets are shared (st.cache_data), never copied into the session
+        at.select_slider(key="clip.n").set_value(n).run()
+    assert_clean(at)
+    assert USER_KEY not in at.session_state and "clip._features" not in at.session_state
+    at.segmented_control(key="clip.dataset").set_value("upload").run()
+    for i in range(USER_SETS + 3):  # different images each time
+        at.file_uploader(key="clip.upload").clear().upload(f"img{i}.png", png_bytes(24 + 4 * i), "image/png").run()
+        assert not at.exception and not errors(at)
+        assert 1 <= len(at.session_state[USER_KEY]) <= USER_SETS
+        assert not at.get("progress")  # the embedding's progress bar is gone once done
+    assert len(at.session_state[USER_KEY]) == USER_SETS
+    # a new upload under an old name is a new set: keyed by content, not by file name
+    before = set(at.session_state[USER_KEY])
+    at.file_uploader(key="clip.upload").clear().upload("img0.png", png_bytes(60), "image/png").run()
+    assert set(at.session_state[USER_KEY]) - before and len(at.session_state[USER_KEY]) == USER_SETS
+    assert {v.shape for v in at.session_state[USER_KEY].values()} == {(1, 64)}

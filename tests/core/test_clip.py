@@ -15,6 +15,9 @@ import torch
 from PIL import Image
 
 import core.clip as cc
+import core.clip.cache as clip_cache
+import core.clip.load as clip_load  # where load_clip looks up its probe and cache helpers
+import core.clip.zeroshot as clip_zeroshot
 from core.data import load_dataset
 from core.errors import DownloadUnavailable, PlaygroundError
 
@@ -72,7 +75,7 @@ def no_network(monkeypatch):
 
     import open_clip
 
-    monkeypatch.setattr(cc, "_hub_reachable", refuse)
+    monkeypatch.setattr(clip_load, "_hub_reachable", refuse)
     monkeypatch.setattr(open_clip, "download_pretrained", refuse)
 
 
@@ -101,7 +104,7 @@ def test_pretrained_tag_loads_from_the_local_cache_without_network(bundle, tiny_
     pcfg = {"hf_hub": "someorg/tiny-clip/", "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
     monkeypatch.setattr(open_clip, "get_pretrained_cfg", lambda m, t: pcfg if (m, t) == (TINY_NAME, "fake") else {})
     weights = str(tiny_dir / cc.WEIGHTS_NAME)
-    monkeypatch.setattr(cc, "_hf_cached", lambda repo, name, cache_dir: weights
+    monkeypatch.setattr(clip_load, "_hf_cached", lambda repo, name, cache_dir: weights
                         if (repo, name) == ("someorg/tiny-clip", "open_clip_model.safetensors") else None)
     tagged = cc.load_clip(TINY_NAME, pretrained="fake", device="cpu")
     assert tagged.mean == (0.5, 0.5, 0.5) and tagged.std == (0.25, 0.25, 0.25)  # the tag's preprocessing
@@ -111,7 +114,7 @@ def test_pretrained_tag_loads_from_the_local_cache_without_network(bundle, tiny_
 def test_hf_hub_repo_loads_from_the_local_cache_without_network(bundle, tiny_dir, monkeypatch):
     no_network(monkeypatch)
     files = {cc.CONFIG_NAME: tiny_dir / cc.CONFIG_NAME, "open_clip_model.safetensors": tiny_dir / cc.WEIGHTS_NAME}
-    monkeypatch.setattr(cc, "_hf_cached", lambda repo, name, cache_dir: str(files[name])
+    monkeypatch.setattr(clip_load, "_hf_cached", lambda repo, name, cache_dir: str(files[name])
                         if repo == "someorg/tiny" and name in files else None)
     hub = cc.load_clip("hf-hub:someorg/tiny", device="cpu")
     np.testing.assert_allclose(cc.embed_texts(hub, ["a cross"]), cc.embed_texts(bundle, ["a cross"]), atol=1e-6)
@@ -122,11 +125,11 @@ def test_offline_fails_fast_naming_the_offline_choices(spec, monkeypatch):
     import open_clip
 
     probes = []
-    monkeypatch.setattr(cc, "_hf_cached", lambda *a: None)
-    monkeypatch.setattr(cc, "_cached_tag_weights", lambda *a: None)
-    monkeypatch.setattr(cc, "_hub_reachable", lambda timeout: probes.append(timeout) or False)
+    monkeypatch.setattr(clip_load, "_hf_cached", lambda *a: None)
+    monkeypatch.setattr(clip_load, "_cached_tag_weights", lambda *a: None)
+    monkeypatch.setattr(clip_load, "_hub_reachable", lambda timeout: probes.append(timeout) or False)
     monkeypatch.setattr(open_clip, "download_pretrained", lambda *a, **k: pytest.fail("no download offline"))
-    monkeypatch.setattr(cc, "_create", lambda *a, **k: pytest.fail("open_clip must not be asked to download"))
+    monkeypatch.setattr(clip_load, "_create", lambda *a, **k: pytest.fail("open_clip must not be asked to download"))
     t0 = time.perf_counter()
     with pytest.raises(DownloadUnavailable) as err:
         cc.load_clip(spec, device="cpu")
@@ -192,11 +195,11 @@ def test_progress_is_reported_per_batch(bundle, pil_images, cache_root):
 
 def test_cache_hits_skip_the_model_and_return_the_same_vectors(bundle, pil_images, cache_root, monkeypatch):
     first = cc.embed_images(bundle, pil_images)
-    assert list(cache_root.rglob("*.npz")), "embeddings were written to the cache folder"
+    assert list(cache_root.rglob("cache.db")), "embeddings were written to the cache folder"
     calls = []
     original = bundle.model.encode_image
     monkeypatch.setattr(bundle.model, "encode_image", lambda x, **k: calls.append(len(x)) or original(x, **k))
-    cc.EmbeddingCache._memory.clear()  # as a new process: read back from disk
+    clip_cache.close_all()  # as a new process: read back from disk
     again = cc.embed_images(bundle, pil_images)
     assert calls == [] and np.array_equal(first, again)
     # one new image: only it is encoded
@@ -208,7 +211,7 @@ def test_cache_hits_skip_the_model_and_return_the_same_vectors(bundle, pil_image
 def test_cache_keys_follow_the_model(bundle, pil_images, tmp_path):
     a = cc.EmbeddingCache("model-a", root=tmp_path)
     b = cc.EmbeddingCache("model-b", root=tmp_path)
-    keys = cc._image_hashes(pil_images[:2])
+    keys = clip_cache._image_hashes(pil_images[:2])
     a.put(keys, np.ones((2, 16), dtype=np.float32))
     assert b.get(keys) == [None, None] and a.get(keys)[0] is not None
 
@@ -337,6 +340,40 @@ def test_query_arithmetic_and_modality_gap_follow_their_formulas():
     assert cc.modality_gap(img, txt) == pytest.approx(np.linalg.norm([0.5, 0.5, -1.0]))
 
 
+@pytest.mark.parametrize("n_images,method", [(50, "pca"), (1300, "pca")])
+def test_joint_map_projects_images_and_prompts_together(n_images, method):
+    from core.projection import project
+
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(n_images, 8)).astype(np.float32)
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    per_template = rng.normal(size=(3, 4, 8)).astype(np.float32)  # (T, C, D)
+    per_template /= np.linalg.norm(per_template, axis=2, keepdims=True)
+    jm = cc.joint_map(feats, per_template, method=method, seed=0)
+    keep = np.sort(np.random.default_rng(0).permutation(n_images)[:1000])
+    assert np.array_equal(jm.keep, keep) and len(jm.keep) == min(n_images, 1000)
+    prompts = per_template.reshape(12, 8)  # template-major: template 0's four classes first
+    assert np.array_equal(jm.prompt_class, [0, 1, 2, 3] * 3)
+    coords = project(np.vstack([feats[keep], prompts]), method=method, dim=2, seed=0)
+    np.testing.assert_allclose(jm.image_xy, coords[:len(keep)], atol=1e-5)
+    np.testing.assert_allclose(jm.prompt_xy, coords[len(keep):], atol=1e-5)
+    assert jm.gap == pytest.approx(cc.modality_gap(feats, prompts))  # over all images, not just the drawn ones
+
+
+def test_confusion_helpers_match_brute_force():
+    rng = np.random.default_rng(0)
+    labels, preds = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
+    cm = cc.accuracy_report(preds, labels, 4)["confusion"]
+    mistakes = [(cm[t, p], -(t * 4 + p), t, p) for t in range(4) for p in range(4) if t != p]
+    _, _, t, p = max(mistakes)
+    assert cc.worst_confusion(cm) == (t, p)
+    assert cc.worst_confusion(np.diag([3, 4, 5])) == (0, 0)  # no mistake at all
+    assert np.array_equal(cc.cell_images(labels, preds, t, p),
+                          [i for i in range(200) if labels[i] == t and preds[i] == p])
+    assert len(cc.cell_images(labels, preds, t, p)) == cm[t, p]
+    assert cc.parse_classnames(" circle, star\n\nsquare ,\n") == ["circle", "star", "square"]
+
+
 # ------------------------------------------------------------------------------------------ the shipped model
 @pytest.mark.slow
 def test_shipped_mini_clip_classifies_fresh_shapes(cache_root):
@@ -366,6 +403,6 @@ def test_templates_are_bounded_before_anything_is_formatted(bundle, template, ne
 
 def test_every_shipped_template_set_passes_the_check(bundle):
     for name in ("one", "simple", "openai"):
-        assert cc._check_templates(cc.template_set(name)) == cc.template_set(name)
+        assert clip_zeroshot._check_templates(cc.template_set(name)) == cc.template_set(name)
     w = cc.zero_shot_weights(bundle, ["cat", "dog"], ["{{a}} {}", "a {0}."])
     assert w.weights.shape == (16, 2)
