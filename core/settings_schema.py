@@ -91,7 +91,7 @@ _TRAIN: list[Spec] = [
       help="auto: bf16 on CPUs where it trained faster (bf16 in hardware with AMX or AVX512-FP16, as Intel's "
            "since Sapphire Rapids), else fp32. bf16 halves the bits of each number in the forward pass; the loss "
            "curve stays within noise of fp32."),
-    Spec("train.steps", "int", 200, 1, 100_000, options=(5, 10, 25, 50, 100, 200, 300, 500, 1000, 2000, 5000),
+    Spec("train.steps", "int", 200, 1, 100_000, options=(5, 10, 25, 50, 100, 150, 200, 300, 500, 1000, 2000, 5000),
       label="Steps"),
     # The number input's upper end is the config's bound: any seed a checkpoint may carry can be typed back.
     Spec("train.seed", "int", 0, 0, 2**31 - 1, label="Seed", help="Same seed and settings give the same run."),
