@@ -22,7 +22,7 @@ from benchmarks._common import machine_info, report  # noqa: E402
 
 QUESTION = "Do the defaults learn on every trainable built-in dataset (held-out kNN, untrained -> default run)?"
 FULL: list[str] = []
-QUICK = ["--datasets", "digits", "--steps", "20"]
+QUICK = ["--datasets", "digits", "--steps", "3"]
 MINUTES = (1, 6)
 
 

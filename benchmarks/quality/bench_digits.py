@@ -21,7 +21,7 @@ from core.train import TrainConfig, Trainer
 
 QUESTION = "Real data: held-out kNN on scikit-learn's digits, SimCLR against raw pixels and the untrained encoder"
 FULL: list[str] = []
-QUICK = ["--steps", "20"]
+QUICK = ["--steps", "3"]
 MINUTES = (1, 2)
 
 

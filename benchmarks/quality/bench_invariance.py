@@ -24,7 +24,7 @@ from core.train import DEFAULT_DATASET, Trainer, default_preset
 
 QUESTION = "What colour jitter teaches: linear probes of colour and shape with jitter+grayscale on vs off"
 FULL: list[str] = []
-QUICK = ["--steps", "20"]
+QUICK = ["--steps", "3"]
 MINUTES = (1, 4)
 
 

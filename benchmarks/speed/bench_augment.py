@@ -27,7 +27,7 @@ from core.augment import PRESETS, AugmentConfig, two_views
 
 QUESTION = "Two augmented views of a batch: batched core.augment vs per-image torchvision/PIL and kornia"
 FULL = ["--ops"]
-QUICK = ["--repeats", "3"]
+QUICK = ["--repeats", "2", "--n", "64"]
 MINUTES = (1, 2)
 
 

@@ -25,7 +25,7 @@ from benchmarks._common import report  # noqa: E402
 
 QUESTION = "Maps of a million points: datashader raster, zoom, hit-test, sampled UMAP against the plotly path"
 FULL: list[str] = []
-QUICK = ["--n", "50000", "--umap-transform", "0", "--no-browser"]
+QUICK = ["--n", "20000", "--umap-transform", "0", "--no-browser"]
 MINUTES = (1, 6)
 
 

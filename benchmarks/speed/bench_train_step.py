@@ -35,7 +35,7 @@ from benchmarks._lesson import lesson_config, warm_up  # noqa: E402
 
 QUESTION = "Seconds per training step: batched vs per-image augmentation, the lesson's levers, fused AdamW"
 FULL: list[str] = []
-QUICK = ["--repeats", "2", "--batch", "64", "--optimizer-steps", "20"]
+QUICK = ["--repeats", "1", "--batch", "32", "--optimizer-steps", "5"]
 MINUTES = (1, 4)
 
 
