@@ -77,15 +77,18 @@ def run(name: str, cfg, data: dict, seed: int, max_steps: int) -> dict:
     MAP_TIMES.clear()
     trainer = Trainer(replace(cfg, seed=seed, steps=max_steps), load_dataset("shapes", **data))
     t0 = time.perf_counter()
-    goal = None
-    while trainer.step_count < max_steps:
-        trainer.step()
-        if trainer.step_count == 1:  # the page's job evaluates right after the first step
-            trainer.evaluate()
-        ev = trainer.evals[-1]
-        if ev.step == trainer.step_count and ev.knn["shape"] >= 0.95:
-            goal = trainer.step_count
-            break
+
+    class Goal:  # after the page's own callbacks (snapshots, and evaluations after step 1 and every eval_every)
+        reached = None
+
+        def on_step(self, t, record) -> None:
+            ev = t.evals[-1] if t.evals else None
+            if ev is not None and ev.step == t.step_count and ev.knn["shape"] >= 0.95 and self.reached is None:
+                self.reached = t.step_count
+
+    g = Goal()
+    trainer.run(max_steps, callbacks=[*trainer.default_callbacks(), g], stop=lambda: g.reached is not None)
+    goal = g.reached
     wall = time.perf_counter() - t0
     snap = trainer.snapshots[-1]  # what the page shows at the goal moment
     probe = trainer.probe
