@@ -93,13 +93,14 @@ def old_rows(text: str, suite: str) -> list[list[str]]:
     return rows
 
 
-def merge_rows(order: list[str], new: list[list[str]], old: list[list[str]]) -> list[list[str]]:
+def merge_rows(order: list[str], new: list[list[str]], old: list[list[str]], ran: set[str] = frozenset()
+               ) -> list[list[str]]:
     """This run's rows replace the rows with the same question and figure; every other row is carried over,
-    marked "(recorded <when>, not rerun)" once."""
+    marked "(recorded <when>, not rerun)" once, except an earlier failure of a question that ran this time."""
     fresh = {(r[0], r[1]) for r in new}
     carried = []
     for r in old:
-        if (r[0], r[1]) in fresh:
+        if (r[0], r[1]) in fresh or (r[1] == "run" and r[0].strip("`") in ran):
             continue
         r = list(r)
         if NOT_RERUN not in r[-1]:
@@ -112,9 +113,10 @@ def merge_rows(order: list[str], new: list[list[str]], old: list[list[str]]) -> 
     return out + [r for r in carried if r[0].strip("`") not in order]
 
 
-def write_markdown(suite: str, path: Path, order: list[str], new: list[list[str]], header: str) -> None:
+def write_markdown(suite: str, path: Path, order: list[str], new: list[list[str]], header: str,
+                   ran: set[str] = frozenset()) -> None:
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    rows = merge_rows(order, new, old_rows(text, suite))
+    rows = merge_rows(order, new, old_rows(text, suite), ran)
     body = [f"<!-- suite:{suite} -->", f"## {suite}: {SUITES[suite]}", "", header, "",
             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     body += ["| " + " | ".join(r) + " |" for r in rows]
@@ -198,5 +200,5 @@ def main(suite: str, argv: list[str] | None = None) -> int:
         header = (f"Last written by `python -m benchmarks.{suite}{' --quick' if args.quick else ''}"
                   f"{' --only ' + args.only if args.only else ''} --markdown` from {started}: {machine}; "
                   f"{load0} at the start, {load1.split(' on ')[0]} at the end.")
-        write_markdown(suite, path, list(table), new_rows, header)
+        write_markdown(suite, path, list(table), new_rows, header, set(names))
     return 1 if failed else 0
