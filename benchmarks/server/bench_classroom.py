@@ -53,7 +53,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 
 # --------------------------------------------------------------------------------------------- (jobs)
 def _trainer(batch: int | None, seed: int, n: int | None = None):
-    """A trainer on the first lesson's settings (``bench_time_to_insight.lesson_config``: encoder, image size,
+    """A trainer on the first lesson's settings (``benchmarks._lesson.lesson_config``: encoder, image size,
     augmentations); ``batch`` replaces the lesson's batch size, ``n`` its number of shapes."""
     from benchmarks._lesson import lesson_config
 

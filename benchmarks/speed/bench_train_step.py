@@ -94,7 +94,7 @@ def part_levers(repeats: int, batch_override: int | None) -> None:
     from core.train import Trainer, default_preset
 
     cfg, data_opts = lesson_config()
-    quiet = dict(steps=10**6, snapshot_every=10**6, eval_every=10**6)  # the step alone
+    quiet = dict(steps=10_000, snapshot_every=10_000, eval_every=10_000)  # the step alone
     lesson = replace(cfg, **quiet, batch_size=batch_override or cfg.batch_size)
     data = load_dataset("shapes", **data_opts)
     textbook = replace(default_preset(), **quiet, batch_size=batch_override or default_preset().batch_size)
@@ -131,7 +131,7 @@ def part_optimizer(steps: int) -> None:
     from core.train import Trainer
 
     cfg, data_opts = lesson_config()
-    trainer = Trainer(replace(cfg, eval_every=10**6, snapshot_every=10**6), load_dataset("shapes", **data_opts))
+    trainer = Trainer(replace(cfg, eval_every=10_000, snapshot_every=10_000), load_dataset("shapes", **data_opts))
     for _ in range(3):
         trainer.step()  # the gradients and AdamW's moments exist
     groups = [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in trainer.optimizer.param_groups]
