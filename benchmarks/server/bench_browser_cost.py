@@ -46,12 +46,14 @@ APP = Path(__file__).resolve().parent / "browser_cost_app.py"
 
 
 def _chromium_cpu() -> float:
+    """CPU seconds of the Chromium processes this benchmark started (its descendants only: on a shared machine
+    other people's browsers run too)."""
     import psutil
 
     total = 0.0
-    for p in psutil.process_iter(["name"]):
+    for p in psutil.Process().children(recursive=True):
         try:
-            if "chrom" in (p.info["name"] or ""):
+            if "chrom" in p.name():
                 t = p.cpu_times()
                 total += t.user + t.system
         except psutil.NoSuchProcess:
