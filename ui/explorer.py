@@ -100,7 +100,7 @@ def demo_spaces() -> dict[str, Space]:
     """Untrained vs trained encoder (the first lesson's) on 1,000 built-in shapes at the size it trained on, both
     in encoder space. Shared, read-only.
 
-    The trained weights ship in assets/demo (made by benchmarks/make_explorer_demo.py through core.train):
+    The trained weights ship in assets/demo (made by scripts/make_explorer_demo.py through core.train):
     training them live would take minutes on a shared CPU, embedding 1,000 images takes a second or two.
     """
     import torch
@@ -115,7 +115,7 @@ def demo_spaces() -> dict[str, Space]:
     meta_path = DEMO_DIR / "shapes_small_cnn.json"
     weights = DEMO_DIR / "shapes_small_cnn.safetensors"
     if not meta_path.is_file() or not weights.is_file():
-        raise PlaygroundError("The demo model is missing from assets/demo; run benchmarks/make_explorer_demo.py.")
+        raise PlaygroundError("The demo model is missing from assets/demo; run scripts/make_explorer_demo.py.")
     meta = json.loads(meta_path.read_text())
     cfg = EncoderConfig.from_dict(meta["encoder"])
     images = load_dataset("shapes", n=1000, size=int(meta.get("dataset", {}).get("size", 32)), seed=0)

@@ -220,7 +220,7 @@ def load_clip(
         folder = Path(model_name)
         if not (folder / CONFIG_NAME).is_file():
             missing = "was not found" if not folder.is_dir() else f"has no {CONFIG_NAME}"
-            hint = " Run benchmarks/make_mini_clip.py to rebuild the shipped one." if folder == MINI_CLIP_DIR else ""
+            hint = " Run scripts/make_mini_clip.py to rebuild the shipped one." if folder == MINI_CLIP_DIR else ""
             raise PlaygroundError(f"The CLIP folder {folder} {missing}.{hint}")
         weights = folder / WEIGHTS_NAME
         if not weights.is_file():

@@ -1,4 +1,4 @@
-"""The Explorer's shipped demo model (assets/demo, made by benchmarks/make_explorer_demo.py) has learned shape, so
+"""The Explorer's shipped demo model (assets/demo, made by scripts/make_explorer_demo.py) has learned shape, so
 its default map can group by shape (issue 30: the old one had learned background, size and position instead)."""
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Benchmark suites of Contrastive Playground: ``quality``, ``speed``, ``lessons``, ``server`` (README.md)."""

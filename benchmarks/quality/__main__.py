@@ -1,0 +1,3 @@
+from benchmarks._suite import main
+
+raise SystemExit(main("quality"))
