@@ -98,6 +98,17 @@ class _Progress:
                           f"{self.label}: step {record.step} of {self.steps}")
 
 
+def _rank_and_uniformity_panels(runs: dict[str, ToyTrainer]) -> list[Panel]:
+    """The toy presets' two charts: effective rank and uniformity against steps, one line per loss."""
+    x = [e.step for e in next(iter(runs.values())).evals]  # every run evaluates at the same steps
+    return [Panel("Effective rank (3 = fills the sphere, 1 = one direction)", "line", x,
+                  {TOY_LOSS_NAMES[k]: [e.effective_rank for e in r.evals] for k, r in runs.items()},
+                  y_label="effective rank"),
+            Panel("Uniformity (0 = all points equal)", "line", x,
+                  {TOY_LOSS_NAMES[k]: [e.uniformity for e in r.evals] for k, r in runs.items()},
+                  y_label="uniformity")]
+
+
 def preset_collapse(progress: Progress = _no_progress, steps: int = 200) -> PresetResult:
     """No negatives: the alignment term alone is minimised by mapping everything to one point (the toy, 3-D)."""
     runs = {}
@@ -105,7 +116,6 @@ def preset_collapse(progress: Progress = _no_progress, steps: int = 200) -> Pres
         t = ToyTrainer(ToyConfig(loss=loss, dim=3, steps=steps, eval_every=10))
         t.run(callbacks=[*t.default_callbacks(), _Progress(progress, i, 2, TOY_LOSS_NAMES[loss], steps)])
         runs[loss] = t
-    x = [e.step for e in runs["align"].evals]
     er = {k: r.evals[-1].effective_rank for k, r in runs.items()}
     un = {k: r.evals[-1].uniformity for k, r in runs.items()}
     collapsed = er["align"] < 1.2 and un["align"] > -0.1 and er["nt_xent"] > 2.5
@@ -118,12 +128,7 @@ def preset_collapse(progress: Progress = _no_progress, steps: int = 200) -> Pres
         claim="Without negatives, pulling positives together collapses the embedding: effective rank -> 1, "
               "uniformity -> 0 (Wang & Isola 2020).",
         reproduced=bool(collapsed), verdict=verdict,
-        panels=[Panel("Effective rank (3 = fills the sphere, 1 = one direction)", "line", x,
-                      {TOY_LOSS_NAMES[k]: [e.effective_rank for e in r.evals] for k, r in runs.items()},
-                      y_label="effective rank"),
-                Panel("Uniformity (0 = all points equal)", "line", x,
-                      {TOY_LOSS_NAMES[k]: [e.uniformity for e in r.evals] for k, r in runs.items()},
-                      y_label="uniformity")],
+        panels=_rank_and_uniformity_panels(runs),
         numbers={"effective_rank_align": er["align"], "uniformity_align": un["align"],
                  "effective_rank_nt_xent": er["nt_xent"], "uniformity_nt_xent": un["nt_xent"]},
         setup=f"the toy: 4 classes x 64 points on the sphere, MLP, {steps} steps, alignment-only vs NT-Xent t=0.2")
@@ -146,7 +151,6 @@ def preset_no_negatives(progress: Progress = _no_progress, steps: int = 200, see
         t = ToyTrainer(ToyConfig(loss=loss, dim=3, steps=steps, eval_every=10, seed=seed))
         t.run(callbacks=[*t.default_callbacks(), _Progress(progress, i, 2, TOY_LOSS_NAMES[loss], steps)])
         runs[loss] = t
-    x = [e.step for e in runs["vicreg"].evals]
     er = {k: r.evals[-1].effective_rank for k, r in runs.items()}
     un = {k: r.evals[-1].uniformity for k, r in runs.items()}
     cos = {k: _mean_pair_cosine(r.points()) for k, r in runs.items()}
@@ -168,12 +172,7 @@ def preset_no_negatives(progress: Progress = _no_progress, steps: int = 200, see
               "each dimension's standard deviation at 1 (variance) and the dimensions decorrelated (covariance) "
               "(Bardes, Ponce & LeCun 2022).",
         reproduced=bool(collapsed and spread), verdict=verdict,
-        panels=[Panel("Effective rank (3 = fills the sphere, 1 = one direction)", "line", x,
-                      {TOY_LOSS_NAMES[k]: [e.effective_rank for e in r.evals] for k, r in runs.items()},
-                      y_label="effective rank"),
-                Panel("Uniformity (0 = all points equal)", "line", x,
-                      {TOY_LOSS_NAMES[k]: [e.uniformity for e in r.evals] for k, r in runs.items()},
-                      y_label="uniformity")],
+        panels=_rank_and_uniformity_panels(runs),
         numbers={**{f"effective_rank_{k}": v for k, v in er.items()}, **{f"uniformity_{k}": v for k, v in un.items()},
                  **{f"mean_cosine_{k}": v for k, v in cos.items()}, **{f"knn_{k}": v for k, v in knn.items()}},
         setup=f"the toy: 4 classes x 64 points on the sphere, MLP, {steps} steps, seed {seed}; VICReg 25/25/1 vs "
