@@ -14,14 +14,13 @@ when a generator or an int seed is given, the same seed gives the same views on 
 not depend on which ops are switched on, so toggling blur in the preview keeps the same crops.
 
 The pixel ops are kornia's (``kornia.enhance`` / ``kornia.filters`` / ``kornia.color``, given our per-sample
-parameters) with two exceptions in plain torch, each timed against kornia by
-``benchmarks/bench_augment.py --ops`` (512 images of 32 px, one thread, shared machine, medians):
+parameters) with two exceptions in plain torch, each compared with kornia by ``benchmarks/bench_augment.py --ops``:
 
-* crop + flip + rotation are one affine warp (one ``grid_sample``) instead of kornia's three resampling modules
-  (about 9 ms instead of 31 ms), and only one interpolation softens the image;
-* hue shift: ``kornia.enhance.adjust_hue`` (a full RGB -> HSV -> RGB round trip) took about 26 ms, more than
-  all other ops together; :func:`_shift_hue` is torchvision's formula in closed form (value and chroma do not
-  change under a hue rotation, so only the hue is computed), about 10 ms.
+* crop + flip + rotation are one affine warp (one ``grid_sample``) instead of kornia's three resampling modules:
+  one resampling costs a third as much, and only one interpolation softens the image;
+* hue shift: ``kornia.enhance.adjust_hue`` (a full RGB -> HSV -> RGB round trip) cost more than all other ops
+  together; :func:`_shift_hue` is torchvision's formula in closed form (value and chroma do not change under a
+  hue rotation, so only the hue is computed).
 """
 from __future__ import annotations
 
@@ -382,8 +381,8 @@ def _shift_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
 def _affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """``F.affine_grid(theta, (N, C, H, W), align_corners=False)`` by broadcasting: (N, 2, 3) -> (N, H, W, 2).
 
-    Same numbers; the library version runs a batched (H*W, 3) @ (3, 2) matmul, about twice as slow on CPU for
-    small images (``bench_augment.py --ops``: 5.9 vs 3.1 ms for 512 images of 32 px).
+    Same numbers; the library version runs a batched (H*W, 3) @ (3, 2) matmul, which is slower on a CPU for small
+    images (``bench_augment.py --ops``).
     """
     xs = (torch.arange(width, device=theta.device, dtype=theta.dtype) * 2 + 1) / width - 1  # pixel centres
     ys = (torch.arange(height, device=theta.device, dtype=theta.dtype) * 2 + 1) / height - 1

@@ -14,9 +14,10 @@ from typing import Callable
 import numpy as np
 import torch
 
+from core import losses
 from core.errors import PlaygroundError
-from core.lab.shapes_runs import (PRESET_DATA, PRESET_STEPS, Progress, _chance, _no_progress, _probe,
-                                  _shapes_config, _trained)
+from core.lab.shapes_runs import (PRESET_STEPS, Progress, _chance, _no_progress, _probe, _shapes_config, _trained,
+                                  describe)
 from core.lab.toy import TOY_LOSS_NAMES, ToyConfig, ToyTrainer
 
 
@@ -82,7 +83,7 @@ def preset_temperature(progress: Progress = _no_progress, taus: tuple[float, ...
                       {f"t = {t:g}": r.curves["hardest_share"] for t, r in runs.items()}, y_label="share")],
         numbers={**{f"uniformity_t{t:g}": r.curves["uniformity"][-1] for t, r in runs.items()},
                  **{f"hardest_share_t{t:g}": r.curves["hardest_share"][-1] for t, r in runs.items()}},
-        setup=f"SimCLR, shapes n={PRESET_DATA['n']}, small_cnn width 16, batch 64, {steps} steps, t in {taus}",
+        setup=describe(runs[lo].trainer.cfg, temperatures=taus),
         seconds=sum(r.seconds for r in runs.values()))
 
 
@@ -96,6 +97,14 @@ class _Progress:
         if record.step % 20 == 1 or record.step == self.steps:
             self.progress((self.index + record.step / self.steps) / self.count,
                           f"{self.label}: step {record.step} of {self.steps}")
+
+
+def _toy_setup(run: ToyTrainer) -> str:
+    """The setup of a toy run, read from its config."""
+    cfg = run.cfg
+    where = {2: "circle", 3: "sphere"}.get(cfg.dim, f"unit sphere in {cfg.dim}-D")
+    return (f"the toy: {cfg.n_classes} classes x {cfg.per_class} points on the {where}, MLP, batch {run.batch_size}, "
+            f"{cfg.steps} steps, seed {cfg.seed}")
 
 
 def _rank_and_uniformity_panels(runs: dict[str, ToyTrainer]) -> list[Panel]:
@@ -131,7 +140,7 @@ def preset_collapse(progress: Progress = _no_progress, steps: int = 200) -> Pres
         panels=_rank_and_uniformity_panels(runs),
         numbers={"effective_rank_align": er["align"], "uniformity_align": un["align"],
                  "effective_rank_nt_xent": er["nt_xent"], "uniformity_nt_xent": un["nt_xent"]},
-        setup=f"the toy: 4 classes x 64 points on the sphere, MLP, {steps} steps, alignment-only vs NT-Xent t=0.2")
+        setup=f"{_toy_setup(runs['align'])}; alignment only vs NT-Xent t={runs['nt_xent'].cfg.temperature:g}")
 
 
 def _mean_pair_cosine(points: np.ndarray) -> float:
@@ -175,8 +184,8 @@ def preset_no_negatives(progress: Progress = _no_progress, steps: int = 200, see
         panels=_rank_and_uniformity_panels(runs),
         numbers={**{f"effective_rank_{k}": v for k, v in er.items()}, **{f"uniformity_{k}": v for k, v in un.items()},
                  **{f"mean_cosine_{k}": v for k, v in cos.items()}, **{f"knn_{k}": v for k, v in knn.items()}},
-        setup=f"the toy: 4 classes x 64 points on the sphere, MLP, {steps} steps, seed {seed}; VICReg 25/25/1 vs "
-              "its invariance term alone")
+        setup=f"{_toy_setup(runs['vicreg'])}; VICReg {losses.VICREG_INVARIANCE:g}/{losses.VICREG_VARIANCE:g}/"
+              f"{losses.VICREG_COVARIANCE:g} vs its invariance term alone")
 
 
 def preset_color_jitter(progress: Progress = _no_progress, steps: int = PRESET_STEPS) -> PresetResult:
@@ -194,7 +203,8 @@ def preset_color_jitter(progress: Progress = _no_progress, steps: int = PRESET_S
                f"({'falls, as claimed' if falls else 'does NOT fall'}); shape probe {on['shape']:.2f} vs "
                f"{offa['shape']:.2f} (chance {_chance('shape'):.2f}). ")
     verdict += ("Shape stays high." if shape_high else
-                f"Shape is not 'high' (0.9 or more) after {steps} small steps at batch 64; a longer run may get there.")
+                f"Shape is not 'high' (0.9 or more) after {steps} small steps at batch {base.batch_size}; a longer "
+                "run may get there.")
     return PresetResult(
         key="color_jitter", title="Colour jitter removes colour",
         claim="Colour jitter makes the embedding colour-invariant: colour probe accuracy falls, shape stays high "
@@ -205,8 +215,8 @@ def preset_color_jitter(progress: Progress = _no_progress, steps: int = PRESET_S
                       y_label="accuracy")],
         numbers={"colour_on": on["colour"], "colour_off": offa["colour"], "shape_on": on["shape"],
                  "shape_off": offa["shape"]},
-        setup=f"SimCLR, shapes n={PRESET_DATA['n']}, batch 64, {steps} steps; augment 'shapes' vs the same "
-              "without colour jitter and grayscale", seconds=on_run.seconds + off_run.seconds)
+        setup=f"{describe(base)}; augment 'shapes' vs the same without colour jitter and grayscale",
+        seconds=on_run.seconds + off_run.seconds)
 
 
 def preset_negatives(progress: Progress = _no_progress, batches: tuple[int, ...] = (16, 64, 128),
@@ -230,7 +240,7 @@ def preset_negatives(progress: Progress = _no_progress, batches: tuple[int, ...]
         panels=[Panel("Held-out shape kNN accuracy", "line", steps_x,
                       {f"batch {b}": r.curves["knn_shape"] for b, r in runs.items()}, y_label="kNN accuracy")],
         numbers={f"knn_shape_batch{b}": v for b, v in final.items()},
-        setup=f"SimCLR t=0.2, shapes n={PRESET_DATA['n']}, {steps} steps at batch {batches}",
+        setup=describe(runs[batches[0]].trainer.cfg, batches=batches),
         seconds=sum(r.seconds for r in runs.values()))
 
 
@@ -254,8 +264,8 @@ def preset_head(progress: Progress = _no_progress, steps: int = PRESET_STEPS) ->
                       {f"{s} output": [acc[s]["shape"], acc[s]["colour"]] for s in acc}, x_label="factor",
                       y_label="accuracy")],
         numbers={f"{s}_{f}": v for s, d in acc.items() for f, v in d.items()},
-        setup=f"SimCLR t=0.2, shapes n={PRESET_DATA['n']}, batch 64, {steps} steps; probes on 800 train / 300 "
-              "held-out images", seconds=run.seconds)
+        setup=f"{describe(run.trainer.cfg)}; probes on {len(run.trainer._knn_ref)} train / "
+              f"{len(run.trainer.heldout)} held-out images", seconds=run.seconds)
 
 
 def preset_shortcut(progress: Progress = _no_progress, steps: int = PRESET_STEPS) -> PresetResult:
@@ -283,8 +293,8 @@ def preset_shortcut(progress: Progress = _no_progress, steps: int = PRESET_STEPS
                 Panel("Held-out colour kNN accuracy", "line", steps_x,
                       {k: r.curves["knn_colour"] for k, r in runs.items()}, y_label="kNN accuracy")],
         numbers={"shape_hue0.1": sa[-1], "shape_hue0.5": sb[-1], "colour_hue0.1": ca, "colour_hue0.5": cb},
-        setup=f"SimCLR t=0.2, shapes n={PRESET_DATA['n']}, batch 64, {steps} steps; augment 'shapes' with hue 0.1 "
-              "vs 0.5", seconds=ra.seconds + rb.seconds)
+        setup=f"{describe(full)}; augment 'shapes' with hue {textbook.augment.hue:g} vs {full.augment.hue:g}",
+        seconds=ra.seconds + rb.seconds)
 
 
 PRESETS: dict[str, tuple[str, Callable[..., PresetResult]]] = {

@@ -22,7 +22,7 @@ def _no_progress(fraction: float, message: str) -> None:  # noqa: ARG001 - a def
     return None
 
 
-# The real-model presets train core.train.Trainer on the built-in shapes, sized to take seconds on a 2-core CPU:
+# The real-model presets train core.train.Trainer on the built-in shapes, small enough to wait for on a CPU:
 # 1,500 images at 32 px (1,200 train / 300 held out), a half-width small CNN, batch 64, 150 steps.
 PRESET_DATA = {"n": 1500, "size": 32, "seed": 0}
 PRESET_STEPS = 150
@@ -45,6 +45,15 @@ def _shapes_config(**changes):
                       augment=AUGMENT["shapes"], eval_every=10**6, snapshot_every=10**6, probe_size=100,
                       knn_reference=800, seed=0)
     return replace(cfg, **changes)
+
+
+def describe(cfg, *, temperatures: tuple[float, ...] = (), batches: tuple[int, ...] = ()) -> str:
+    """The setup of a shapes run, read from its config (so the text cannot drift from what was trained);
+    ``temperatures`` / ``batches`` name the values a preset swept instead of the config's one."""
+    t = " / ".join(f"{v:g}" for v in temperatures or (cfg.temperature,))
+    b = " / ".join(str(v) for v in batches or (cfg.batch_size,))
+    return (f"{cfg.method} t={t}, shapes n={PRESET_DATA['n']} at {PRESET_DATA['size']} px, {cfg.encoder.arch} "
+            f"width {cfg.encoder.width}, batch {b}, {cfg.steps} steps")
 
 
 def _probe_views(trainer, n: int = 128):

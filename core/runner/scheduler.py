@@ -106,9 +106,9 @@ class Runner:
     def threads_now(self, running: int | None = None) -> int:
         """Torch threads per running worker: the cores split between the jobs training now, and one while other
         work keeps the machine busy (the 1-minute load average, less this runner's own threads, above the cores
-        minus a half). Measured on a shared 2-core machine at load 8-22: a lone worker on two OpenMP threads
-        trained 0.9-2.1 steps/s at batch 64, on one thread 16-17 (two threads spin-wait for each other whenever
-        one loses its core). ``CP_WORKER_THREADS`` fixes the count."""
+        minus a half). Why one on a busy machine: OpenMP threads spin-wait for each other, so whenever one of a
+        worker's threads loses its core the others stall, and two threads then train many times slower than one
+        (figures: benchmarks/RESULTS.md). ``CP_WORKER_THREADS`` fixes the count."""
         if self.fixed_threads:
             return self.fixed_threads
         n = self.slots.running if running is None else running
