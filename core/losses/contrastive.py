@@ -117,10 +117,6 @@ class FeatureQueue:
     def __len__(self) -> int:
         return self._count
 
-    @property
-    def is_full(self) -> bool:
-        return self._count == self.size
-
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
         """Append ``keys`` (B, dim), detached, overwriting the oldest entries when the queue is full."""

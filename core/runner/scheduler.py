@@ -3,8 +3,8 @@ reads their records into each job's mirror, admits queued jobs first come first 
 its quantum while others wait a place at the back, shares the cores between running workers, pauses jobs whose
 page went away and notices dead workers. It never trains and never calls a page.
 
-:func:`default_runner` is the server's one runner; :func:`live_jobs`, :func:`server_load` and :func:`stop_all`
-read it.
+:func:`default_runner` is the server's one runner; :func:`live_jobs` and :func:`stop_all` read it (the pages'
+"3 of 10 training" is :func:`ui.jobs.server_load`).
 """
 from __future__ import annotations
 
@@ -126,10 +126,6 @@ class Runner:
 
     def live_jobs(self) -> list["Job"]:
         return list(self._jobs.values())
-
-    def worker_pids(self) -> list[int]:
-        with self._lock:
-            return [w.pid for w in self._workers if w.alive]
 
     # ---------------------------------------------------------------- jobs
     def register(self, job: "Job") -> None:
@@ -289,13 +285,6 @@ def default_runner() -> Runner:
             _default = Runner()
             atexit.register(_default.shutdown, 2.0)
         return _default
-
-
-def server_load(runner: Runner | None = None) -> tuple[int, int]:
-    """(jobs training now, jobs training or queued) across all sessions, for "3 of 10 training"."""
-    slots = (runner or default_runner()).slots
-    running, waiting = slots.running, slots.waiting
-    return running, running + waiting
 
 
 def live_jobs() -> list[Job]:

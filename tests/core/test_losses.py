@@ -445,11 +445,11 @@ def rows(*values: float) -> torch.Tensor:
 
 def test_feature_queue_fifo_and_wrap_around():
     q = FeatureQueue(dim=2, size=4, device="cpu")
-    assert len(q) == 0 and q.tensor.shape == (0, 2) and not q.is_full
+    assert len(q) == 0 and q.tensor.shape == (0, 2)
     q.enqueue(rows(1, 2, 3))
     assert q.tensor[:, 0].tolist() == [1, 2, 3] and len(q) == 3
     q.enqueue(rows(4, 5))  # wraps: 1 is dropped
-    assert q.tensor[:, 0].tolist() == [2, 3, 4, 5] and len(q) == 4 and q.is_full
+    assert q.tensor[:, 0].tolist() == [2, 3, 4, 5] and len(q) == q.size == 4
     q.enqueue(rows(6, 7, 8))  # wraps across the end of the buffer
     assert q.tensor[:, 0].tolist() == [5, 6, 7, 8]
     q.enqueue(rows(*range(10, 20)))  # larger than the queue: only the newest four survive
