@@ -15,7 +15,7 @@ from _common import machine_info
 from bench_augment import torchvision_pipeline
 from PIL import Image
 
-from core.augment import AugmentConfig, two_views
+from core.augment import AugmentConfig, augment
 from core.data import load_dataset
 from core.losses import nt_xent
 from core.models import EncoderConfig, build_model
@@ -48,7 +48,7 @@ def main() -> None:
         opt.step()
 
     def ours() -> None:
-        train_on(*two_views(images, cfg, gen))
+        train_on(augment(images, cfg, gen), augment(images, cfg, gen))  # the trainer's two views
 
     def reference() -> None:
         v1 = torch.stack([per_image(p) for p in pil])

@@ -50,7 +50,6 @@ __all__ = [
     "PRESETS",
     "DEFAULT_PRESET",
     "augment",
-    "two_views",
     "preview",
 ]
 
@@ -536,22 +535,6 @@ def _jitter(x: torch.Tensor, cfg: AugmentConfig, p: _Params, index: torch.Tensor
         elif x.shape[1] == 3:  # saturation has no meaning for one channel
             x = adjust_saturation_with_gray_subtraction(x, factor)
     return x
-
-
-def two_views(
-    images: torch.Tensor,
-    cfg: AugmentConfig,
-    generator: torch.Generator | int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two independent views of every image, for SimCLR-style positive pairs.
-
-    Shape: (N, C, H, W) -> two (N, C, H, W) float32 tensors in [0, 1]. Row i of both views is image i.
-    One batched call over 2N images (cheaper than two calls).
-    """
-    _check_images(images)
-    both = augment(torch.cat([images, images]), cfg, generator)  # (2N, C, H, W)
-    n = both.shape[0] // 2
-    return both[:n], both[n:]
 
 
 def preview(image: torch.Tensor, cfg: AugmentConfig, n: int = 8, seed: int = 0) -> torch.Tensor:
