@@ -11,8 +11,8 @@ from torch import nn
 
 from core.device import pick_device
 from core.errors import PlaygroundError
-from core.losses.validation import (LabelsLike, Scalar, _embeddings, _labels, _pair, _positive_scalar, _same_device,
-                                    _temperature)
+from core.losses.validation import (LabelsLike, Scalar, check_embeddings, check_labels, check_pair, check_positive,
+                                    check_same_device, check_temperature)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -41,8 +41,8 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: Scalar = 0.5) -> to
     >>> round(nt_xent(z, z).item(), 4)  # log(2 * 4 - 1)
     1.9459
     """
-    z1, z2 = _pair(z1, z2, "z1", "z2")
-    t = _temperature(temperature)
+    z1, z2 = check_pair(z1, z2, "z1", "z2")
+    t = check_temperature(temperature)
     n = z1.shape[0]
     z = F.normalize(torch.cat([z1, z2]), dim=1)  # (2N, D) unit vectors
     logits = z @ z.T / t  # (2N, 2N) cosine similarity / t
@@ -65,7 +65,7 @@ class NTXentLoss(nn.Module):
 
     def __init__(self, temperature: float = 0.5) -> None:
         super().__init__()
-        self.temperature = float(_temperature(temperature))
+        self.temperature = float(check_temperature(temperature))
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         return nt_xent(z1, z2, self.temperature)
@@ -125,7 +125,7 @@ class FeatureQueue:
             raise PlaygroundError(f"keys must have shape (B, {self.dim}) to fit this queue, got {shape}.")
         if not keys.is_floating_point():
             raise PlaygroundError(f"keys must be floating-point embeddings, got dtype {keys.dtype}.")
-        _same_device({"keys": keys, "queue": self._buffer})
+        check_same_device({"keys": keys, "queue": self._buffer})
         keys = keys.detach()[-self.size :]  # a batch larger than the queue: only its newest keys survive
         b = keys.shape[0]
         first = min(b, self.size - self._next)  # rows that fit before the end of the buffer
@@ -178,8 +178,8 @@ def info_nce(
     >>> round(info_nce(q, k, torch.tensor([[0., 1.]]), temperature=1.0).item(), 4)  # log(1 + e^-1)
     0.3133
     """
-    query, key = _pair(query, key, "query", "key")
-    t = _temperature(temperature)
+    query, key = check_pair(query, key, "query", "key")
+    t = check_temperature(temperature)
     if queue is None:
         queue = query.new_zeros(0, query.shape[1])
     elif isinstance(queue, FeatureQueue):
@@ -191,7 +191,7 @@ def info_nce(
         )
     if not queue.is_floating_point():
         raise PlaygroundError(f"queue must hold floating-point keys, got dtype {queue.dtype}.")
-    _same_device({"query": query, "key": key, "queue": queue})
+    check_same_device({"query": query, "key": key, "queue": queue})
     q = F.normalize(query, dim=1)  # (N, D)
     k = F.normalize(key, dim=1)  # (N, D)
     negatives = F.normalize(queue.to(q.dtype), dim=1)  # (K, D)
@@ -214,7 +214,7 @@ class InfoNCELoss(nn.Module):
 
     def __init__(self, temperature: float = 0.07) -> None:
         super().__init__()
-        self.temperature = float(_temperature(temperature))
+        self.temperature = float(check_temperature(temperature))
 
     def forward(
         self, query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor | FeatureQueue | None = None
@@ -250,14 +250,14 @@ def supcon(z: torch.Tensor, labels: LabelsLike | None = None, temperature: Scala
     >>> round(supcon(z, [0, 0, 1, 1], temperature=1.0).item(), 4)  # -log(e / (e + 2))
     0.5514
     """
-    _embeddings(z, "z", ndims=(2, 3))
+    check_embeddings(z, "z", ndims=(2, 3))
     n = z.shape[0]
     views = z.shape[1] if z.dim() == 3 else 1
     if labels is None:
         y = torch.arange(n, device=z.device)
     else:
-        y = _labels(labels, n, z.device)
-    t = _temperature(temperature)
+        y = check_labels(labels, n, z.device)
+    t = check_temperature(temperature)
     feats = F.normalize(z.reshape(n * views, z.shape[-1]), dim=1)  # (M, D), sample-major: row = i * V + v
     y = y.repeat_interleave(views)  # (M,)
     m = feats.shape[0]
@@ -281,7 +281,7 @@ class SupConLoss(nn.Module):
 
     def __init__(self, temperature: float = 0.1) -> None:
         super().__init__()
-        self.temperature = float(_temperature(temperature))
+        self.temperature = float(check_temperature(temperature))
 
     def forward(self, z: torch.Tensor, labels: LabelsLike | None = None) -> torch.Tensor:
         return supcon(z, labels, self.temperature)
@@ -316,16 +316,16 @@ def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_s
     >>> clip_loss(f, f, logit_scale=100.0).item() < 1e-6  # matched, orthogonal rows
     True
     """
-    image_features, text_features = _pair(image_features, text_features, "image_features", "text_features")
+    image_features, text_features = check_pair(image_features, text_features, "image_features", "text_features")
     if isinstance(logit_scale, torch.Tensor):
-        _same_device({"image_features": image_features, "logit_scale": logit_scale})
-    scale = _positive_scalar(logit_scale, "logit_scale", "it is the multiplier 1/temperature, e.g. 1/0.07.")
+        check_same_device({"image_features": image_features, "logit_scale": logit_scale})
+    scale = check_positive(logit_scale, "logit_scale", "it is the multiplier 1/temperature, e.g. 1/0.07.")
     img = F.normalize(image_features, dim=1)  # (N, D)
     txt = F.normalize(text_features, dim=1)  # (N, D)
     logits = scale * img @ txt.T  # (N, N) image i against text j
     targets = torch.arange(img.shape[0], device=img.device)
     if text_ids is not None:
-        ids = _labels(text_ids, img.shape[0], img.device, "text_ids")
+        ids = check_labels(text_ids, img.shape[0], img.device, "text_ids")
         same = (ids[:, None] == ids[None, :]) & ~torch.eye(len(ids), dtype=torch.bool, device=img.device)
         logits = logits.masked_fill(same, float("-inf"))  # symmetric mask: serves logits.T as well
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
@@ -346,8 +346,8 @@ class ClipLoss(nn.Module):
     def __init__(self, init_scale: float = 1 / 0.07, clamp_max: float = 100.0, learnable: bool = True) -> None:
         super().__init__()
         hint = "it is the multiplier 1/temperature, e.g. 1/0.07."
-        init_scale = float(_positive_scalar(init_scale, "init_scale", hint))
-        self.clamp_max = float(_positive_scalar(clamp_max, "clamp_max", "CLIP caps the logit scale at 100."))
+        init_scale = float(check_positive(init_scale, "init_scale", hint))
+        self.clamp_max = float(check_positive(clamp_max, "clamp_max", "CLIP caps the logit scale at 100."))
         if init_scale > self.clamp_max:
             raise PlaygroundError(f"init_scale ({init_scale}) must not exceed clamp_max ({self.clamp_max}).")
         value = torch.tensor(math.log(init_scale))

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.losses.validation import _pair
+from core.losses.validation import check_pair
 
 
 # ---------------------------------------------------------------------------------------------
@@ -28,7 +28,7 @@ def positive_negative_similarities(z1: torch.Tensor, z2: torch.Tensor) -> tuple[
     >>> pos.tolist(), neg.shape
     ([1.0, 1.0, 1.0], (6,))
     """
-    z1, z2 = _pair(z1, z2, "z1", "z2")
+    z1, z2 = check_pair(z1, z2, "z1", "z2")
     sims = F.normalize(z1, dim=1) @ F.normalize(z2, dim=1).T  # (N, N) view 1 row i against view 2 row j
     off_diagonal = ~torch.eye(sims.shape[0], dtype=torch.bool, device=sims.device)
     pos = sims.diagonal()

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import PlaygroundError
-from core.losses.validation import LabelsLike, _embeddings, _labels, _margin, _pair, _same_device
+from core.losses.validation import (LabelsLike, check_embeddings, check_labels, check_margin, check_pair,
+                                    check_same_device)
 
 MINING_MODES = ("all", "hard", "semihard")  # triplet selection rules, see triplet_loss
 DISTANCES = ("euclidean", "squared_euclidean")  # triplet distances, on L2-normalised embeddings
@@ -81,10 +82,10 @@ def triplet_loss(
     >>> triplet_loss(z, [0, 0, 1, 1], margin=0.2, mining="hard").item()  # classes sqrt(2) apart
     0.0
     """
-    _embeddings(embeddings, "embeddings")
+    check_embeddings(embeddings, "embeddings")
     n = embeddings.shape[0]
-    y = _labels(labels, n, embeddings.device)
-    m = _margin(margin)
+    y = check_labels(labels, n, embeddings.device)
+    m = check_margin(margin)
     if mining not in MINING_MODES:
         raise PlaygroundError(f"Unknown mining mode {mining!r}; use one of {', '.join(map(repr, MINING_MODES))}.")
     if distance not in DISTANCES:
@@ -148,7 +149,7 @@ class TripletLoss(nn.Module):
 
     def __init__(self, margin: float = 0.2, mining: str = "all", distance: str = "euclidean") -> None:
         super().__init__()
-        self.margin = _margin(margin)
+        self.margin = check_margin(margin)
         if mining not in MINING_MODES:
             raise PlaygroundError(f"Unknown mining mode {mining!r}; use one of {', '.join(map(repr, MINING_MODES))}.")
         if distance not in DISTANCES:
@@ -189,11 +190,11 @@ def margin_contrastive(
     >>> margin_contrastive(z1, z2, torch.tensor([True, False]), margin=1.0).item()  # d = 0 and d = 2
     0.0
     """
-    z1, z2 = _pair(z1, z2, "z1", "z2")
-    m = _margin(margin)
+    z1, z2 = check_pair(z1, z2, "z1", "z2")
+    m = check_margin(margin)
     n = z1.shape[0]
     if isinstance(same, torch.Tensor):
-        _same_device({"z1": z1, "same": same})
+        check_same_device({"z1": z1, "same": same})
         s = same
     else:
         try:
@@ -222,7 +223,7 @@ class MarginContrastiveLoss(nn.Module):
 
     def __init__(self, margin: float = 1.0) -> None:
         super().__init__()
-        self.margin = _margin(margin)
+        self.margin = check_margin(margin)
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
         return margin_contrastive(z1, z2, same, self.margin)

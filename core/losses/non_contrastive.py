@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import PlaygroundError
-from core.losses.validation import _pair, _positive_scalar
+from core.losses.validation import check_pair, check_positive
 
 
 # ---------------------------------------------------------------------------------------------
@@ -46,12 +46,12 @@ def vicreg_terms(z1: torch.Tensor, z2: torch.Tensor, gamma: float = 1.0,
     >>> [round(t.item(), 4) for t in vicreg_terms(z, z)]  # collapsed: only the variance term is left
     [0.0, 1.98, 0.0]
     """
-    z1, z2 = _pair(z1, z2, "z1", "z2")
+    z1, z2 = check_pair(z1, z2, "z1", "z2")
     n, d = z1.shape
     if n < 2:
         raise PlaygroundError(f"VICReg needs a batch of at least 2 samples to measure a variance, got {n}.")
-    gamma = float(_positive_scalar(gamma, "gamma", "VICReg uses gamma = 1, the target standard deviation."))
-    eps = float(_positive_scalar(eps, "eps", "VICReg uses eps = 1e-4."))
+    gamma = float(check_positive(gamma, "gamma", "VICReg uses gamma = 1, the target standard deviation."))
+    eps = float(check_positive(eps, "eps", "VICReg uses eps = 1e-4."))
     invariance = F.mse_loss(z1, z2)  # mean over N x D
     variance = z1.new_zeros(())
     covariance = z1.new_zeros(())

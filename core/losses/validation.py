@@ -15,7 +15,7 @@ Scalar = Number | torch.Tensor
 LabelsLike = torch.Tensor | np.ndarray | Sequence[int]
 
 
-def _positive_scalar(value: Scalar, name: str, hint: str) -> Scalar:
+def check_positive(value: Scalar, name: str, hint: str) -> Scalar:
     """Check that ``value`` is a finite number > 0; return a float, or the tensor itself (keeps grad)."""
     if isinstance(value, bool):
         raise PlaygroundError(f"{name} must be a number greater than 0, not a boolean; {hint}")
@@ -38,11 +38,11 @@ def _positive_scalar(value: Scalar, name: str, hint: str) -> Scalar:
     return tensor if tensor is not None else number
 
 
-def _temperature(value: Scalar) -> Scalar:
-    return _positive_scalar(value, "temperature", "typical values lie between 0.05 and 1.0.")
+def check_temperature(value: Scalar) -> Scalar:
+    return check_positive(value, "temperature", "typical values lie between 0.05 and 1.0.")
 
 
-def _margin(value: Number) -> float:
+def check_margin(value: Number) -> float:
     if isinstance(value, bool) or isinstance(value, torch.Tensor):
         raise PlaygroundError(f"margin must be a plain number of at least 0, got {value!r}.")
     try:
@@ -57,7 +57,7 @@ def _margin(value: Number) -> float:
     return number
 
 
-def _embeddings(x: torch.Tensor, name: str, ndims: tuple[int, ...] = (2,)) -> torch.Tensor:
+def check_embeddings(x: torch.Tensor, name: str, ndims: tuple[int, ...] = (2,)) -> torch.Tensor:
     """Check a floating tensor with a non-empty batch and feature axis."""
     if not isinstance(x, torch.Tensor):
         raise PlaygroundError(f"{name} must be a torch.Tensor, got {type(x).__name__}.")
@@ -73,27 +73,27 @@ def _embeddings(x: torch.Tensor, name: str, ndims: tuple[int, ...] = (2,)) -> to
     return x
 
 
-def _same_device(tensors: dict[str, torch.Tensor]) -> None:
+def check_same_device(tensors: dict[str, torch.Tensor]) -> None:
     devices = {name: t.device for name, t in tensors.items()}
     if len(set(devices.values())) > 1:
         listed = ", ".join(f"{name} on {device}" for name, device in devices.items())
         raise PlaygroundError(f"All inputs must be on the same device, got {listed}; move them with .to(device).")
 
 
-def _pair(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> tuple[torch.Tensor, torch.Tensor]:
+def check_pair(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Check two (N, D) batches of matching shape and device; promote to a common dtype."""
-    _embeddings(a, name_a)
-    _embeddings(b, name_b)
+    check_embeddings(a, name_a)
+    check_embeddings(b, name_b)
     if a.shape != b.shape:
         raise PlaygroundError(
             f"{name_a} and {name_b} must have the same shape (N, D), got {tuple(a.shape)} and {tuple(b.shape)}."
         )
-    _same_device({name_a: a, name_b: b})
+    check_same_device({name_a: a, name_b: b})
     dtype = torch.promote_types(a.dtype, b.dtype)
     return a.to(dtype), b.to(dtype)
 
 
-def _labels(labels: LabelsLike, n: int, device: torch.device, name: str = "labels") -> torch.Tensor:
+def check_labels(labels: LabelsLike, n: int, device: torch.device, name: str = "labels") -> torch.Tensor:
     """Integer labels of length ``n`` on ``device``. Tensors must already be there; arrays are moved."""
     if isinstance(labels, torch.Tensor):
         if labels.device != device:
