@@ -16,8 +16,8 @@ import torch
 
 from core import losses
 from core.errors import PlaygroundError
-from core.lab.shapes_runs import (PRESET_STEPS, Progress, _chance, _no_progress, _probe, _shapes_config, _trained,
-                                  describe)
+from core.lab.shapes_runs import (PRESET_STEPS, Progress, chance_level, describe, no_progress, probe_accuracy,
+                                  shapes_config, trained_run)
 from core.lab.toy import TOY_LOSS_NAMES, ToyConfig, ToyTrainer
 
 
@@ -47,11 +47,11 @@ class PresetResult:
 
 
 
-def preset_temperature(progress: Progress = _no_progress, taus: tuple[float, ...] = (0.07, 0.2, 1.0),
+def preset_temperature(progress: Progress = no_progress, taus: tuple[float, ...] = (0.07, 0.2, 1.0),
                        steps: int = PRESET_STEPS) -> PresetResult:
     """Wang & Liu 2021: a lower temperature gives a more uniform embedding and focuses the gradient on the
     hardest negatives. SimCLR on shapes at each t; uniformity and the hardest negative's share against steps."""
-    runs = {t: _trained(_shapes_config(temperature=t, steps=steps), progress, i / len(taus), (i + 1) / len(taus),
+    runs = {t: trained_run(shapes_config(temperature=t, steps=steps), progress, i / len(taus), (i + 1) / len(taus),
                         f"t = {t:g}") for i, t in enumerate(taus)}
     steps_x = next(iter(runs.values())).steps
     lo, hi = min(taus), max(taus)
@@ -118,7 +118,7 @@ def _rank_and_uniformity_panels(runs: dict[str, ToyTrainer]) -> list[Panel]:
                   y_label="uniformity")]
 
 
-def preset_collapse(progress: Progress = _no_progress, steps: int = 200) -> PresetResult:
+def preset_collapse(progress: Progress = no_progress, steps: int = 200) -> PresetResult:
     """No negatives: the alignment term alone is minimised by mapping everything to one point (the toy, 3-D)."""
     runs = {}
     for i, loss in enumerate(("align", "nt_xent")):
@@ -150,7 +150,7 @@ def _mean_pair_cosine(points: np.ndarray) -> float:
     return float((sims.sum() - np.trace(sims)) / (n * (n - 1)))
 
 
-def preset_no_negatives(progress: Progress = _no_progress, steps: int = 200, seed: int = 0) -> PresetResult:
+def preset_no_negatives(progress: Progress = no_progress, steps: int = 200, seed: int = 0) -> PresetResult:
     """Collapse without negatives, and how VICReg avoids it (Bardes et al. 2022): the toy on the sphere trained
     with VICReg's invariance term alone (pull the two views together, nothing else) against the full VICReg loss,
     whose variance and covariance terms keep every output dimension spread over the batch. No negative pushes
@@ -188,20 +188,20 @@ def preset_no_negatives(progress: Progress = _no_progress, steps: int = 200, see
               f"{losses.VICREG_COVARIANCE:g} vs its invariance term alone")
 
 
-def preset_color_jitter(progress: Progress = _no_progress, steps: int = PRESET_STEPS) -> PresetResult:
+def preset_color_jitter(progress: Progress = no_progress, steps: int = PRESET_STEPS) -> PresetResult:
     """Colour jitter teaches colour invariance: linear probes for colour and shape, jitter on vs off."""
-    base = _shapes_config(steps=steps)
+    base = shapes_config(steps=steps)
     off = replace(base, augment=replace(base.augment, color_jitter=False, grayscale=False))
-    on_run = _trained(base, progress, 0.0, 0.5, "colour jitter ON")
-    off_run = _trained(off, progress, 0.5, 1.0, "colour jitter OFF")
-    acc = {name: {f: _probe(r.trainer, "encoder", f) for f in ("colour", "shape")}
+    on_run = trained_run(base, progress, 0.0, 0.5, "colour jitter ON")
+    off_run = trained_run(off, progress, 0.5, 1.0, "colour jitter OFF")
+    acc = {name: {f: probe_accuracy(r.trainer, "encoder", f) for f in ("colour", "shape")}
            for name, r in (("jitter ON", on_run), ("jitter OFF", off_run))}
     on, offa = acc["jitter ON"], acc["jitter OFF"]
     falls = on["colour"] < offa["colour"] - 0.05
     shape_high = on["shape"] >= 0.9
     verdict = (f"Colour probe {on['colour']:.2f} with jitter vs {offa['colour']:.2f} without "
                f"({'falls, as claimed' if falls else 'does NOT fall'}); shape probe {on['shape']:.2f} vs "
-               f"{offa['shape']:.2f} (chance {_chance('shape'):.2f}). ")
+               f"{offa['shape']:.2f} (chance {chance_level('shape'):.2f}). ")
     verdict += ("Shape stays high." if shape_high else
                 f"Shape is not 'high' (0.9 or more) after {steps} small steps at batch {base.batch_size}; a longer "
                 "run may get there.")
@@ -219,10 +219,10 @@ def preset_color_jitter(progress: Progress = _no_progress, steps: int = PRESET_S
         seconds=on_run.seconds + off_run.seconds)
 
 
-def preset_negatives(progress: Progress = _no_progress, batches: tuple[int, ...] = (16, 64, 128),
+def preset_negatives(progress: Progress = no_progress, batches: tuple[int, ...] = (16, 64, 128),
                      steps: int = PRESET_STEPS) -> PresetResult:
     """More negatives per step (a bigger batch) give better kNN accuracy at the same number of steps."""
-    runs = {b: _trained(_shapes_config(batch_size=b, steps=steps), progress, i / len(batches),
+    runs = {b: trained_run(shapes_config(batch_size=b, steps=steps), progress, i / len(batches),
                         (i + 1) / len(batches), f"batch {b}") for i, b in enumerate(batches)}
     steps_x = next(iter(runs.values())).steps
     final = {b: r.curves["knn_shape"][-1] for b, r in runs.items()}
@@ -244,10 +244,10 @@ def preset_negatives(progress: Progress = _no_progress, batches: tuple[int, ...]
         seconds=sum(r.seconds for r in runs.values()))
 
 
-def preset_head(progress: Progress = _no_progress, steps: int = PRESET_STEPS) -> PresetResult:
+def preset_head(progress: Progress = no_progress, steps: int = PRESET_STEPS) -> PresetResult:
     """SimCLR's projection head: the loss acts on z = g(h), but the encoder output h is the better feature."""
-    run = _trained(_shapes_config(steps=steps), progress, 0.0, 0.9, "SimCLR")
-    acc = {space: {f: _probe(run.trainer, space, f) for f in ("shape", "colour")} for space in ("encoder",
+    run = trained_run(shapes_config(steps=steps), progress, 0.0, 0.9, "SimCLR")
+    acc = {space: {f: probe_accuracy(run.trainer, space, f) for f in ("shape", "colour")} for space in ("encoder",
                                                                                                "projection")}
     progress(1.0, "linear probes done")
     better = all(acc["encoder"][f] > acc["projection"][f] for f in ("shape", "colour"))
@@ -268,12 +268,12 @@ def preset_head(progress: Progress = _no_progress, steps: int = PRESET_STEPS) ->
               f"{len(run.trainer.heldout)} held-out images", seconds=run.seconds)
 
 
-def preset_shortcut(progress: Progress = _no_progress, steps: int = PRESET_STEPS) -> PresetResult:
+def preset_shortcut(progress: Progress = no_progress, steps: int = PRESET_STEPS) -> PresetResult:
     """Shortcut learning: SimCLR's textbook hue jitter (0.1) leaves colour as a shortcut on shapes."""
-    full = _shapes_config(steps=steps)
+    full = shapes_config(steps=steps)
     textbook = replace(full, augment=replace(full.augment, hue=0.1))
-    runs = {"hue 0.1 (textbook)": _trained(textbook, progress, 0.0, 0.5, "hue 0.1"),
-            "hue 0.5 (full turn)": _trained(full, progress, 0.5, 1.0, "hue 0.5")}
+    runs = {"hue 0.1 (textbook)": trained_run(textbook, progress, 0.0, 0.5, "hue 0.1"),
+            "hue 0.5 (full turn)": trained_run(full, progress, 0.5, 1.0, "hue 0.5")}
     steps_x = next(iter(runs.values())).steps
     (a, ra), (b, rb) = runs.items()
     sa, sb = ra.curves["knn_shape"], rb.curves["knn_shape"]
@@ -314,6 +314,6 @@ def run_preset(key: str, progress: Progress | None = None, **params) -> PresetRe
         raise PlaygroundError(f"Unknown preset {key!r}; choose one of {', '.join(PRESETS)}.")
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
-        result = PRESETS[key][1](progress or _no_progress, **params)
+        result = PRESETS[key][1](progress or no_progress, **params)
     result.seconds = time.perf_counter() - t0
     return result

@@ -18,7 +18,7 @@ from core.metrics import knn_accuracy, linear_probe_accuracy, uniformity
 Progress = Callable[[float, str], None]
 
 
-def _no_progress(fraction: float, message: str) -> None:  # noqa: ARG001 - a default callback
+def no_progress(fraction: float, message: str) -> None:  # noqa: ARG001 - a default callback
     return None
 
 
@@ -36,7 +36,8 @@ def _shapes():
     return load_dataset("shapes", **PRESET_DATA)
 
 
-def _shapes_config(**changes):
+def shapes_config(**changes):
+    """The presets' SimCLR recipe on the shapes (a half-width small CNN, batch 64), with ``changes`` applied."""
     from core.augment import PRESETS as AUGMENT
     from core.models import EncoderConfig
     from core.train import TrainConfig
@@ -90,7 +91,7 @@ _RUNS: dict[str, _Run] = {}
 _RUNS_LOCK = threading.Lock()
 
 
-def _trained(cfg, progress: Progress, lo: float, hi: float, label: str) -> _Run:
+def trained_run(cfg, progress: Progress, lo: float, hi: float, label: str) -> _Run:
     """Train ``cfg`` on the preset shapes, measuring every CHECK_EVERY steps; shared by presets 3-6.
 
     Runs are memoised by config (a handful of small CNNs), so presets that share a run (the "shapes" recipe at
@@ -130,13 +131,15 @@ def _trained(cfg, progress: Progress, lo: float, hi: float, label: str) -> _Run:
     return run
 
 
-def _probe(trainer, space: str, factor: str) -> float:
+def probe_accuracy(trainer, space: str, factor: str) -> float:
+    """Held-out linear-probe accuracy of ``factor`` on the trainer's ``space`` ("encoder" or "projection")."""
     ref, test = trainer._knn_ref, trainer.heldout
     a = trainer.model.embed(ref.images, space=space).cpu().numpy()
     b = trainer.model.embed(test.images, space=space).cpu().numpy()
     return linear_probe_accuracy(a, ref.labels[factor], b, test.labels[factor])
 
 
-def _chance(factor: str) -> float:
+def chance_level(factor: str) -> float:
+    """The accuracy of guessing ``factor`` among its classes."""
     return 1.0 / len(_shapes().classes[factor])
 
