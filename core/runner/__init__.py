@@ -37,12 +37,13 @@ This module does not import streamlit (nor torch, until a job needs it).
 """
 from core.runner.admission import CORES, MAX_RUNNING, SLOT_QUANTUM_S, WORKER_BUDGET_BYTES, Slots, ordinal
 from core.runner.job import RATE_WINDOW_S, Job
-from core.runner.process import STOP_GRACE_S, WORKER_MEMORY_MB, _start_plain, _Worker
+from core.runner.process import STOP_GRACE_S, WORKER_MEMORY_MB, WorkerProcess, start_without_main
 from core.runner.scheduler import SPARE_DELAY_S, WARM, Runner, default_runner, live_jobs, stop_all
 from core.worker import FAILED, FINISHED, IDLE, PAUSED, QUEUED, RUNNING, STOPPED, Kind, kind_of, known_steps
 
 __all__ = [
     "CORES", "MAX_RUNNING", "SLOT_QUANTUM_S", "WORKER_BUDGET_BYTES", "WORKER_MEMORY_MB", "SPARE_DELAY_S",
     "STOP_GRACE_S", "RATE_WINDOW_S", "WARM", "FAILED", "FINISHED", "IDLE", "PAUSED", "QUEUED", "RUNNING", "STOPPED",
-    "Kind", "kind_of", "known_steps", "Slots", "ordinal", "Job", "Runner", "default_runner", "live_jobs", "stop_all",
+    "Kind", "kind_of", "known_steps", "Slots", "ordinal", "Job", "Runner", "WorkerProcess", "default_runner",
+    "live_jobs", "stop_all",
 ]

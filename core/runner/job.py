@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from core.runner.process import STOP_GRACE_S, _Worker
+from core.runner.process import STOP_GRACE_S, WorkerProcess
 from core.runner.scheduler import Runner, default_runner
 from core.worker import FAILED, FINISHED, IDLE, PAUSED, QUEUED, RUNNING, STOPPED, Kind, kind_of
 
@@ -57,7 +57,7 @@ class Job:
         self._pending = 0  # commands sent that the worker has not answered with a state yet
         self._yielding = False
         self._confirmed = False  # the worker said it trains (after the last play)
-        self._worker: _Worker | None = None
+        self._worker: WorkerProcess | None = None
         self._threads = 0
         self._held_since = 0.0
         self._state_bytes: tuple[bytes, int] | None = None  # the latest weights not yet put into the mirror
@@ -279,7 +279,7 @@ class Job:
         self._state = state
         self._settled.notify_all()
 
-    def _ensure_worker(self) -> _Worker:
+    def _ensure_worker(self) -> WorkerProcess:
         w = self._worker
         if w is None or not w.alive or w.kill_at is not None:
             w = self._worker = self.runner.worker_for(self)

@@ -1,5 +1,5 @@
-"""The process side of the runner: a worker process and its end of the pipe (:class:`_Worker`), started with
-``multiprocessing``'s spawn method without the parent's ``__main__`` (:func:`_start_plain`).
+"""The process side of the runner: a worker process and its end of the pipe (:class:`WorkerProcess`), started
+with ``multiprocessing``'s spawn method without the parent's ``__main__`` (:func:`start_without_main`).
 
 The worker itself (what runs inside the process) is :func:`core.worker.worker_main`.
 """
@@ -25,7 +25,7 @@ STOP_GRACE_S = 0.7  # Stop: the worker sends its weights and exits; past this it
 _main_lock = threading.Lock()
 
 
-def _start_plain(process: Any) -> None:
+def start_without_main(process: Any) -> None:
     """``process.start()`` without the parent's ``__main__``: spawn re-runs the main module in the child, and in
     a Streamlit server ``sys.modules["__main__"]`` is the last page script run (Streamlit names it so), which would
     run the whole app inside the worker. A blank main module, swapped in for the moment of the start, runs
@@ -44,14 +44,14 @@ def _start_plain(process: Any) -> None:
                 sys.modules["__main__"] = real
 
 
-class _Worker:
+class WorkerProcess:
     """A worker process and its end of the pipe, as the server sees them."""
 
     def __init__(self, ctx: Any, threads: int, warm: tuple[str, ...], memory_mb: int = WORKER_MEMORY_MB):
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=worker_main, args=(child, threads, memory_mb, warm),
                                    name="cp-train-worker", daemon=True)
-        _start_plain(self.process)
+        start_without_main(self.process)
         child.close()
         self.pid = self.process.pid
         self.job: "weakref.ref[Job] | None" = None

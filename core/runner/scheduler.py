@@ -19,7 +19,7 @@ from multiprocessing.connection import wait as wait_for
 from typing import TYPE_CHECKING, Any, Callable
 
 from core.runner.admission import CORES, MAX_RUNNING, SLOT_QUANTUM_S, Slots, env_int
-from core.runner.process import WORKER_MEMORY_MB, _Worker
+from core.runner.process import WORKER_MEMORY_MB, WorkerProcess
 from core.worker import RUNNING, known_steps
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class Runner:
             env_int("CP_WORKER_THREADS", 0, minimum=0) or None)
         # CP_RAY_ADDRESS (or ray_address): each job's worker is a Ray actor speaking the same protocol (core.ray_jobs)
         address = ray_address if ray_address is not None else os.environ.get("CP_RAY_ADDRESS", "").strip()
-        self._new_worker: Callable[..., Any] = _Worker
+        self._new_worker: Callable[..., Any] = WorkerProcess
         if address:
             from core import ray_jobs
 
@@ -58,8 +58,8 @@ class Runner:
         self._lock = threading.RLock()
         self._jobs: "weakref.WeakValueDictionary[int, Job]" = weakref.WeakValueDictionary()
         self._held: dict[int, Job] = {}  # jobs queued or running: kept alive while they work
-        self._workers: list[_Worker] = []
-        self._spare: _Worker | None = None
+        self._workers: list[WorkerProcess] = []
+        self._spare: WorkerProcess | None = None
         self._thread: threading.Thread | None = None
         self._spare_due: float | None = None  # when to start the next spare worker
         self._balanced_at = 0.0
@@ -139,7 +139,7 @@ class Runner:
             else:
                 self._held.pop(job.id, None)
 
-    def worker_for(self, job: "Job") -> _Worker:
+    def worker_for(self, job: "Job") -> WorkerProcess:
         """A warm worker for ``job`` (the spare, or a new one), already sent the job."""
         with self._lock:
             if self._closed:
@@ -205,7 +205,7 @@ class Runner:
             except Exception:  # noqa: BLE001 - the runner must outlive any one job's trouble
                 log.exception("Job runner housekeeping failed")
 
-    def _drain(self, w: _Worker) -> None:
+    def _drain(self, w: WorkerProcess) -> None:
         job = w.job() if w.job is not None else None
         while True:
             try:
@@ -226,7 +226,7 @@ class Runner:
             except Exception:  # noqa: BLE001
                 log.exception("Job %s: handling %s failed", job.id, msg[0])
 
-    def _ended(self, w: _Worker) -> None:
+    def _ended(self, w: WorkerProcess) -> None:
         with self._lock:
             if w in self._workers:
                 self._workers.remove(w)
