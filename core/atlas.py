@@ -1,7 +1,7 @@
 """Sprite atlases: many small images packed into one picture, as TensorBoard's projector does for its sprites.
 
 A map of 2,000 thumbnails sends ONE image to the browser plus each thumbnail's place in it (a data URL per
-point made Chromium take ~38 s instead of ~5 s, FINDINGS.md). WebGL textures of 4096 px a side load on every
+point made Chromium many times slower, FINDINGS.md). WebGL textures of 4096 px a side load on every
 GPU and in software rendering, so an atlas never grows past that.
 
 Shapes: ``images`` (N, H, W, 3) or (N, H, W) uint8; the atlas (rows * cell, cols * cell, 4) uint8 RGBA;

@@ -14,14 +14,13 @@ when a generator or an int seed is given, the same seed gives the same views on 
 not depend on which ops are switched on, so toggling blur in the preview keeps the same crops.
 
 The pixel ops are kornia's (``kornia.enhance`` / ``kornia.filters`` / ``kornia.color``, given our per-sample
-parameters) with two exceptions in plain torch, each timed against kornia by
-``benchmarks/bench_augment.py --ops`` (512 images of 32 px, one thread, shared machine, medians):
+parameters) with two exceptions in plain torch, each compared with kornia by ``benchmarks/bench_augment.py --ops``:
 
-* crop + flip + rotation are one affine warp (one ``grid_sample``) instead of kornia's three resampling modules
-  (about 9 ms instead of 31 ms), and only one interpolation softens the image;
-* hue shift: ``kornia.enhance.adjust_hue`` (a full RGB -> HSV -> RGB round trip) took about 26 ms, more than
-  all other ops together; :func:`_shift_hue` is torchvision's formula in closed form (value and chroma do not
-  change under a hue rotation, so only the hue is computed), about 10 ms.
+* crop + flip + rotation are one affine warp (one ``grid_sample``) instead of kornia's three resampling modules:
+  one resampling costs a third as much, and only one interpolation softens the image;
+* hue shift: ``kornia.enhance.adjust_hue`` (a full RGB -> HSV -> RGB round trip) cost more than all other ops
+  together; :func:`_shift_hue` is torchvision's formula in closed form (value and chroma do not change under a
+  hue rotation, so only the hue is computed).
 """
 from __future__ import annotations
 
@@ -51,7 +50,6 @@ __all__ = [
     "PRESETS",
     "DEFAULT_PRESET",
     "augment",
-    "two_views",
     "preview",
 ]
 
@@ -382,8 +380,8 @@ def _shift_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
 def _affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """``F.affine_grid(theta, (N, C, H, W), align_corners=False)`` by broadcasting: (N, 2, 3) -> (N, H, W, 2).
 
-    Same numbers; the library version runs a batched (H*W, 3) @ (3, 2) matmul, about twice as slow on CPU for
-    small images (``bench_augment.py --ops``: 5.9 vs 3.1 ms for 512 images of 32 px).
+    Same numbers; the library version runs a batched (H*W, 3) @ (3, 2) matmul, which is slower on a CPU for small
+    images (``bench_augment.py --ops``).
     """
     xs = (torch.arange(width, device=theta.device, dtype=theta.dtype) * 2 + 1) / width - 1  # pixel centres
     ys = (torch.arange(height, device=theta.device, dtype=theta.dtype) * 2 + 1) / height - 1
@@ -537,22 +535,6 @@ def _jitter(x: torch.Tensor, cfg: AugmentConfig, p: _Params, index: torch.Tensor
         elif x.shape[1] == 3:  # saturation has no meaning for one channel
             x = adjust_saturation_with_gray_subtraction(x, factor)
     return x
-
-
-def two_views(
-    images: torch.Tensor,
-    cfg: AugmentConfig,
-    generator: torch.Generator | int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two independent views of every image, for SimCLR-style positive pairs.
-
-    Shape: (N, C, H, W) -> two (N, C, H, W) float32 tensors in [0, 1]. Row i of both views is image i.
-    One batched call over 2N images (cheaper than two calls).
-    """
-    _check_images(images)
-    both = augment(torch.cat([images, images]), cfg, generator)  # (2N, C, H, W)
-    n = both.shape[0] // 2
-    return both[:n], both[n:]
 
 
 def preview(image: torch.Tensor, cfg: AugmentConfig, n: int = 8, seed: int = 0) -> torch.Tensor:

@@ -85,10 +85,10 @@ def _cpu_bf16_pays() -> bool:
     """Whether bf16 autocast made the first lesson faster on CPUs like this one: bf16 in hardware *and* either AMX
     tiles or AVX512-FP16 (both mark Intel's Sapphire Rapids generation and later).
 
-    Hardware bf16 alone does not say it. Measured (benchmarks/RESULTS.md, issue 10): on an Intel host with
-    AVX512-BF16 and AVX512-FP16 the lesson stepped 1.14-1.19x faster in bf16 and needed as many steps; on an AMD
-    EPYC (Zen 4) with AVX512-BF16 but neither, it stepped 0.83-1.08x as fast (median 0.96x, slower on 7 of 10 seeds)
-    and reached its point in 24.8 s against fp32's 21.5 s (medians); without AVX512-BF16 bf16 ran at 0.19-0.45x.
+    Hardware bf16 alone does not say it (figures: benchmarks/RESULTS.md, issue 10): on an Intel host with
+    AVX512-BF16 and AVX512-FP16 the lesson stepped faster in bf16 and needed as many steps; on an AMD EPYC (Zen 4)
+    with AVX512-BF16 but neither, bf16 was no faster and reached the lesson's point later; without AVX512-BF16 it
+    was several times slower.
     """
     if not _cpu_has_fast_bf16():
         return False

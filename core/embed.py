@@ -132,14 +132,6 @@ class EmbeddingSet:
         names = self.classes[factor]
         return [names[c] for c in self.labels[factor]]
 
-    def normalized(self) -> EmbeddingSet:
-        """A copy with every row scaled to unit L2 norm (zero rows stay zero)."""
-        norms = np.linalg.norm(self.vectors, axis=1, keepdims=True)
-        vectors = self.vectors / np.maximum(norms, 1e-12)
-        return EmbeddingSet(vectors, list(self.ids), {k: v.copy() for k, v in self.labels.items()},
-                            {k: list(v) for k, v in self.classes.items()}, self.source,
-                            None if self.captions is None else list(self.captions))
-
     def subset(self, indices) -> EmbeddingSet:
         """The items at ``indices`` (integer positions or a boolean mask of length N), in that order."""
         idx = np.asarray(indices.cpu() if isinstance(indices, torch.Tensor) else indices)

@@ -16,15 +16,9 @@ A callback is any object with some of these methods (all optional):
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 Stop = threading.Event | Callable[[], bool] | None
-
-
-class Callback(Protocol):
-    """What :func:`run_loop` may call; every method is optional (checked with ``getattr``)."""
-
-    def on_step(self, trainer: Any, record: Any) -> None: ...
 
 
 def _stopper(stop: Stop) -> Callable[[], bool] | None:

@@ -10,9 +10,9 @@ Three encoders:
   ``width // 2`` channels and every later block halves the resolution with a stride-2 conv, so the costly
   early layers stay cheap; an adaptive average pool at the end makes any input size work.
 * ``"fast_cnn"``: the same five convs and channels with the strides of the first two swapped, so no layer
-  works at full resolution (24 px: 12 -> 12 -> 6 -> 6 -> 3). The full-resolution block with its BatchNorm took
-  about half of small_cnn's forward and backward time on the CPU; the first lesson (SimCLR on 24 px shapes)
-  needs about as many steps with it and takes them ~1.2x faster (benchmarks/RESULTS.md). A checkpoint names
+  works at full resolution (24 px: 12 -> 12 -> 6 -> 6 -> 3). The full-resolution block with its BatchNorm is the
+  costliest part of small_cnn's forward and backward on a CPU; without it the first lesson (SimCLR on 24 px
+  shapes) needs about as many steps and each is cheaper (figures: benchmarks/RESULTS.md). A checkpoint names
   its arch.
 * ``"resnet18"``: torchvision's ResNet-18 with the CIFAR stem (He et al. 2016; the 3x3 stride-1 stem without
   max-pool that SimCLR uses for 32 px images). Only the stem and the classifier are swapped out.
@@ -33,7 +33,7 @@ from core.device import pick_device
 
 ARCHS: dict[str, str] = {
     "small_cnn": "Small CNN (5 conv layers, fast on CPU, 8–64 px images)",
-    "fast_cnn": "Fast CNN (the small CNN from half resolution on: ~1.2x faster steps on a CPU, 16–64 px images)",
+    "fast_cnn": "Fast CNN (the small CNN from half resolution on: faster steps on a CPU, 16–64 px images)",
     "resnet18": "ResNet-18, CIFAR-style stem (11 M parameters, better with a GPU)",
 }
 SPACES = ("encoder", "projection")

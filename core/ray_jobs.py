@@ -156,7 +156,7 @@ class _ActorProcess:
 
 
 class RayWorker:
-    """A job's worker as a Ray actor, with the same face as ``core.runner._Worker`` (see the module docstring).
+    """A job's worker as a Ray actor, with the same face as ``core.runner.WorkerProcess`` (see the module docstring).
 
     ``ctx`` and ``memory_mb`` are accepted for that face and not used."""
 

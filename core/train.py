@@ -200,9 +200,10 @@ _COLLAPSE_NEG = 0.9  # ... while negatives average above this
 def collapse_reason(record: EvalRecord) -> str | None:
     """A sentence saying how the embedding collapsed at this evaluation, or None when it did not.
 
-    Measured here on 1,000 shapes at step 10-40: healthy SimCLR runs have a positive-negative gap of 0.15-0.5 and
-    negatives averaging 0.3-0.8; temperature 0.001 with learning rate 0.1 gave a gap of 0.001-0.03 with negatives
-    at 0.95-0.998 for SimCLR, MoCo and CLIP-style training (whose loss then sat at ln N).
+    The thresholds sit between the two regimes seen on the built-in shapes early in training: a healthy run keeps
+    a clear gap between its positive and negative similarities with negatives well below 1, while a collapsed one
+    (SimCLR, MoCo or CLIP-style training at temperature 0.001 and learning rate 0.1) has almost no gap, every
+    negative near 1 and its loss stuck at ln N.
     """
     if len(record.pos_sims) == 0 or len(record.neg_sims) == 0:
         return None
@@ -455,8 +456,8 @@ class Trainer:
 
     def _fixed_probe_views(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The probe set's two augmented views that every evaluation measures alignment, uniformity and the pair
-        similarities on: the same two at every step (their own seeded generator), so drawn once and kept. Redrawn at
-        each evaluation they took ~18 ms of a ~110 ms lesson evaluation (benchmarks/bench_step_parts.py). Shape:
+        similarities on: the same two at every step (their own seeded generator), so drawn once and kept rather than
+        augmented again at each evaluation (a visible share of it: benchmarks/bench_step_parts.py). Shape:
         two (probe_size, C, H, W) float tensors on the trainer's device; 2 x 400 x 3 x 24 x 24 floats is 5.5 MB, and
         views larger than :data:`_PROBE_VIEWS_KEPT_BYTES` are drawn again each time instead of kept."""
         views = self._probe_views

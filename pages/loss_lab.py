@@ -394,7 +394,7 @@ with user_errors("taking the batch apart"):
 
 
 # ------------------------------------------------------------------------------------------ 3. presets
-st.header("Reproduce the classics", help="Small seeded experiments, seconds each on a CPU. Where a textbook claim "
+st.header("Reproduce the classics", help="Small seeded experiments on the toy or the built-in shapes. Where a textbook claim "
           "does not reproduce at this size, the page says so and shows the curve.")
 
 
@@ -406,8 +406,8 @@ def _preset(key: str, _progress=None):
 choice = st.selectbox("Experiment", list(lab.PRESETS), format_func=lambda k: lab.PRESETS[k][0],
                       key="loss_lab.preset")
 run = st.button("Run it", key="loss_lab.run_preset", icon=":material/science:", type="primary",
-                help="The first run trains small models here (up to about a minute on a busy CPU); after that "
-                     "the result is remembered for everyone.")
+                help="The first run trains small models here, with a progress bar; after that the result is "
+                     "remembered for everyone.")
 done = st.session_state.setdefault("loss_lab._presets", {})
 if run:
     with user_errors("running the experiment"):
@@ -448,7 +448,7 @@ evals = list(trainer.evals)
 last_eval = evals[-1] if evals else None
 an = st.session_state.get("loss_lab._last_anchor", {})
 lv = st.session_state.get("loss_lab._last_losses", {})
-head = done.get("head")
+head, collapse = done.get("head"), done.get("collapse")
 
 
 def _fmt(v, spec: str = ".3f") -> str:
@@ -474,7 +474,7 @@ examples = {
                       "share its class (orange bars)",
     "gradient share": f"the hardest negative's: {_fmt(an.get('hardest_share'), '.1%')}",
     "softmax weight": f"the positive's: {_fmt(an.get('pos_weight'), '.1%')}",
-    "collapse": "experiment 2 shows it: alignment only drives the effective rank to ~1",
+    "collapse": f"experiment 2: {collapse.verdict}" if collapse else "run experiment 2 to measure it",
     "kNN accuracy": f"the toy now: {_fmt(last_eval.knn if last_eval else None, '.0%')}",
     "modality gap": "not shown on this page: it needs an image and a text tower (CLIP-style training)",
     "PCA": "the Train page draws its 2-D view with PCA; the toy needs none: it lives in 2-D or 3-D",

@@ -37,8 +37,7 @@ def photo_notice(bundle: Any, dataset_name: str) -> None:
                 icon=":material/info:")
 
 
-@st.cache_data(max_entries=8, show_spinner=f"Measuring both methods on {TRUST_SHAPES} fresh shapes… (about a "
-                                         "minute on a busy 2-core machine)")
+@st.cache_data(max_entries=8, show_spinner=f"Measuring both methods on {TRUST_SHAPES} fresh shapes…")
 def _trust(_bundle: Any, fingerprint: str, target: str, scale: float):
     from core.attribution import trust_report
 

@@ -73,7 +73,7 @@ def knn(steps: Sequence[int], accuracy: dict[str, Sequence[float]], chance: dict
 
 
 def _side_by_side(fig: go.Figure, left: str, right: str, height: int) -> go.Figure:
-    """Two panels in one figure without make_subplots (which costs ~0.2 s per call; this redraws every second)."""
+    """Two panels in one figure without make_subplots (slow to build, and this redraws every second)."""
     fig.update_layout(
         xaxis=dict(domain=[0, 0.45], title_text="step"), xaxis2=dict(domain=[0.55, 1], title_text="step"),
         yaxis2=dict(anchor="x2"), height=height, margin=dict(l=10, r=10, t=46, b=10),

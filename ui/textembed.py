@@ -1,6 +1,6 @@
 """Embedding many pasted texts without freezing the Text page.
 
-Pasting 20,000 lines once meant embedding all of them under one spinner before the page answered. Now:
+Pasting tens of thousands of lines once meant a long wait under one spinner before the page answered. Now:
 
 * ``cap_paste``: a paste longer than ``PASTE_SYNC`` lines is embedded up to that many at once, with a sentence
   and a button that embeds the rest; the choice is remembered for that exact paste. Embedding is nearly all of
@@ -44,7 +44,7 @@ def cap_paste(textset: Any, key: str = "text._paste_all") -> Any:
     c1.info(f"{n:,} lines pasted: the first {PASTE_SYNC:,} are embedded now so the page answers at once.",
             icon=":material/speed:")
     if c2.button(f"Embed all {n:,}", key=f"{key}.go", icon=":material/playlist_add:",
-                 help="Embeds the rest with a progress bar (about a minute per 20,000 short lines on a CPU)."):
+                 help="Embeds the rest with a progress bar."):
         st.session_state[key] = digest
         st.rerun()
     return dataclasses.replace(

@@ -3,7 +3,7 @@ Streamlit's built-in deck.gl (``st.pydeck_chart``).
 
 Why deck.gl here and plotly elsewhere (FINDINGS.md, benchmarks/bench_map_engines.py): plotly draws images
 only as layout images, one per point, which does not scale; deck.gl's IconLayer draws every thumbnail from ONE
-sprite atlas (core.atlas) on the GPU (2,000 thumbnails in ~5 s in software WebGL), zooms them with the map,
+sprite atlas (core.atlas) on the GPU (in software WebGL too), zooms them with the map,
 shows a picture on hover and returns the clicked item. It has no box or lasso, and its picking stalls above
 ~10k points in software WebGL, so it stays the "images" view of at most ``MAX_THUMBS`` items; plotly keeps
 selections. No basemap (``map_provider=None``) and an ``OrthographicView``: nothing is fetched from anywhere.

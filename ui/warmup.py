@@ -63,8 +63,7 @@ def _work() -> None:
 
 def _first_step_ready() -> None:
     """Pay now what the first lesson's Play would otherwise pay in the server: building the job's mirror trainer
-    makes the process's first ``torch.optim`` optimizer, which imports ``torch._dynamo`` (~2.5 s on a 2-core
-    machine)."""
+    makes the process's first ``torch.optim`` optimizer, which imports ``torch._dynamo`` (a slow import)."""
     import torch
 
     torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=1e-3)
@@ -73,7 +72,7 @@ def _first_step_ready() -> None:
 def _freeze_imports() -> None:
     """Move every object alive now (modules, classes and functions of torch, streamlit, plotly ...) into the
     garbage collector's permanent generation: they live as long as the server, and a full collection that
-    walks them holds the GIL for ~0.4 s, stalling every page's rerun. Collected objects made later are unaffected."""
+    walks them holds the GIL long enough to stall every page's rerun. Collected objects made later are unaffected."""
     import gc
 
     gc.collect()

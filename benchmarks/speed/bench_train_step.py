@@ -56,7 +56,7 @@ def part_feed(batch: int, size: int, repeats: int) -> None:
     from PIL import Image
 
     from benchmarks.speed.bench_augment import torchvision_pipeline
-    from core.augment import AugmentConfig, two_views
+    from core.augment import AugmentConfig, augment
     from core.data import load_dataset
     from core.losses import nt_xent
     from core.models import EncoderConfig, build_model
@@ -79,7 +79,7 @@ def part_feed(batch: int, size: int, repeats: int) -> None:
     def reference() -> None:
         train_on(torch.stack([per_image(p) for p in pil]), torch.stack([per_image(p) for p in pil]))
 
-    med = _alternate({"per-image": reference, "batched": lambda: train_on(*two_views(images, cfg, gen))}, repeats)
+    med = _alternate({"per-image": reference, "batched": lambda: train_on(augment(images, cfg, gen), augment(images, cfg, gen))}, repeats)
     ratio = med["per-image"] / med["batched"]
     print(f"(feed) SimCLR step, batch {batch} x 2 views at {size} px, small_cnn, median of {repeats}: "
           f"per-image torchvision/PIL {med['per-image']:.3f} s, batched core.augment {med['batched']:.3f} s "

@@ -135,6 +135,8 @@ def test_collapse_preset_runs_and_is_cached(make_app):
     result = at.session_state["loss_lab._presets"]["collapse"]
     assert result.reproduced and result.numbers["effective_rank_align"] < 1.2
     assert any("Alignment only" in s.value for s in at.success)
+    words = next(d.value for d in at.dataframe if "term" in d.value.columns)  # the glossary quotes this run
+    assert words.set_index("term").loc["collapse", "here on this page"] == f"experiment 2: {result.verdict}"
     t0 = time.perf_counter()
     at.button(key="loss_lab.run_preset").click().run()  # cached: the same object comes back at once
     assert time.perf_counter() - t0 < 5

@@ -222,10 +222,10 @@ def test_clip_needs_captions(make_app):
 
 def test_divergence_stops_and_explains(make_app, monkeypatch):
     """A step that raises in the worker process: the job fails with the trainer's own sentence on the page."""
-    from core import runner
+    from core.runner import job as runner_job
     from tests.runner_fakes import DIVERGED, DivergingImageKind
 
-    monkeypatch.setattr(runner, "kind_of", lambda trainer: DivergingImageKind)
+    monkeypatch.setattr(runner_job, "kind_of", lambda trainer: DivergingImageKind)
     at = make_app(query_params={**TINY, "train.temperature": "0.001"}, page=TRAIN)
     at.button(key="train.play").click().run()
     job = wait_for_job(at)

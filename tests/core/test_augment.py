@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from core.augment import PRESETS, AugmentConfig, _shift_hue, augment, preview, two_views
+from core.augment import PRESETS, AugmentConfig, _shift_hue, augment, preview
 from core.errors import PlaygroundError
 
 # Every op off; tests switch on the one they check.
@@ -63,8 +63,6 @@ def test_shape_dtype_range_for_every_preset(images, name, dtype):
 def test_output_follows_input_device(images, device):
     out = augment(images.to(device), PRESETS["strong"], generator=0)
     assert out.device.type == device
-    a, b = two_views(images.to(device), AugmentConfig(), generator=0)
-    assert a.device.type == device and b.device.type == device
 
 
 def test_same_seed_gives_same_views_on_every_device(images):
@@ -112,7 +110,7 @@ def test_global_rng_untouched_with_seed_or_generator(images):
     torch.manual_seed(99)
     state = torch.get_rng_state()
     augment(images, PRESETS["strong"], generator=3)
-    two_views(images, AugmentConfig(), generator=torch.Generator().manual_seed(3))
+    augment(images, AugmentConfig(), generator=torch.Generator().manual_seed(3))
     preview(images[0], PRESETS["strong"], n=4, seed=3)
     assert torch.equal(torch.get_rng_state(), state)
 
@@ -131,14 +129,6 @@ def test_draws_do_not_depend_on_which_ops_are_on(images):
     crop_grey = augment(images, only(crop=True, grayscale=True, grayscale_p=1.0), generator=4)
     expected = _luma(crop.numpy())
     np.testing.assert_allclose(crop_grey[:, 0].numpy(), expected, atol=1e-5)
-
-
-def test_two_views_differ_and_are_reproducible(images):
-    a, b = two_views(images, AugmentConfig(), generator=1)
-    assert a.shape == b.shape == images.shape
-    assert not torch.equal(a, b)
-    a2, b2 = two_views(images, AugmentConfig(), generator=1)
-    assert torch.equal(a, a2) and torch.equal(b, b2)
 
 
 # ---- each op does what it says -------------------------------------------------------------------------------

@@ -46,11 +46,8 @@ def test_validation():
     assert isinstance(PlaygroundError("x"), ValueError)
 
 
-def test_normalized_and_subset():
+def test_subset():
     s = _set()
-    u = s.normalized()
-    np.testing.assert_allclose(np.linalg.norm(u.vectors, axis=1), 1.0, rtol=1e-6)
-    assert u.ids == s.ids and u.source == s.source
     sub = s.subset([4, 1])
     assert sub.ids == [s.ids[4], s.ids[1]]
     np.testing.assert_array_equal(sub.vectors, s.vectors[[4, 1]])

@@ -178,6 +178,10 @@ def test_collapse_preset_collapses_without_negatives():
     assert r.reproduced
     assert r.numbers["effective_rank_align"] < 1.2 < 2.5 < r.numbers["effective_rank_nt_xent"]
     assert r.numbers["uniformity_align"] > -0.05 > r.numbers["uniformity_nt_xent"]
+    # the setup line is read from the run: the steps asked for, the toy's default size and NT-Xent's temperature
+    cfg = lab.ToyConfig()
+    assert (f"{cfg.n_classes} classes x {cfg.per_class} points on the sphere" in r.setup
+            and "120 steps" in r.setup and f"NT-Xent t={cfg.temperature:g}" in r.setup), r.setup
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -235,6 +239,7 @@ def test_temperature_preset_low_tau_focuses_on_hard_negatives():
     assert r.numbers["hardest_share_t0.05"] > 1.2 * r.numbers["hardest_share_t1"]
     assert seen and seen[-1] == pytest.approx(1.0)
     assert set(r.panels[0].series) == {"t = 0.05", "t = 1"}
+    assert "t=0.05 / 1," in r.setup and "30 steps" in r.setup, r.setup
 
 
 @pytest.mark.slow

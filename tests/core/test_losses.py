@@ -6,7 +6,9 @@ The references loop over anchors, pairs and triplets on purpose: clarity over sp
 from __future__ import annotations
 
 import doctest
+import importlib
 import math
+import pkgutil
 
 import numpy as np
 import pytest
@@ -443,11 +445,11 @@ def rows(*values: float) -> torch.Tensor:
 
 def test_feature_queue_fifo_and_wrap_around():
     q = FeatureQueue(dim=2, size=4, device="cpu")
-    assert len(q) == 0 and q.tensor.shape == (0, 2) and not q.is_full
+    assert len(q) == 0 and q.tensor.shape == (0, 2)
     q.enqueue(rows(1, 2, 3))
     assert q.tensor[:, 0].tolist() == [1, 2, 3] and len(q) == 3
     q.enqueue(rows(4, 5))  # wraps: 1 is dropped
-    assert q.tensor[:, 0].tolist() == [2, 3, 4, 5] and len(q) == 4 and q.is_full
+    assert q.tensor[:, 0].tolist() == [2, 3, 4, 5] and len(q) == q.size == 4
     q.enqueue(rows(6, 7, 8))  # wraps across the end of the buffer
     assert q.tensor[:, 0].tolist() == [5, 6, 7, 8]
     q.enqueue(rows(*range(10, 20)))  # larger than the queue: only the newest four survive
@@ -644,9 +646,11 @@ def test_vicreg_variance_term_pushes_a_collapsed_batch_apart():
     assert torch.all(g_inv == 0)  # the pull alone has nothing to do: collapse is its minimum
 
 
-def test_docstring_examples_run():
-    result = doctest.testmod(losses, extraglobs={"torch": torch, "math": math})
-    assert result.attempted > 0 and result.failed == 0
+@pytest.mark.parametrize("module", sorted(m.name for m in pkgutil.iter_modules(losses.__path__)))
+def test_docstring_examples_run(module):
+    result = doctest.testmod(importlib.import_module(f"core.losses.{module}"), extraglobs={"torch": torch, "math": math})
+    assert result.failed == 0
+    assert result.attempted > 0 or module == "validation"  # every loss module shows its use
 
 
 # ---------------------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ def test_two_jobs_train_as_ray_actors_like_worker_processes(ray_runner):
     # The real trainer: the same run as the process runner gives for the same seed.
     local = R.Runner(capacity=1, quantum_s=None, threads=1, spare=False, warm=(), ray_address="")
     try:
-        assert local._new_worker is R._Worker
+        assert local._new_worker is R.WorkerProcess
         ref = R.Job(_real_trainer(), runner=local)
         ref.play()
         assert ref.wait(300) and ref.state == R.FINISHED, ref.error
