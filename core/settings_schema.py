@@ -1,8 +1,8 @@
 """The one declaration of every training and augmentation setting: key, default, bounds or choices, label, help.
 
-Two readers, one source: :class:`core.train.TrainConfig` and :class:`core.augment.AugmentConfig` check their
-fields with :func:`check` against these specs, and the app's settings table (``ui.settings``) builds its
-``train.*`` and ``aug.*`` entries from them. So a bound, a choice or a default is written once, and a value out
+Two readers, one source: :class:`core.train.TrainConfig`, :class:`core.augment.AugmentConfig` and the Loss
+Lab's :class:`core.lab.ToyConfig` check their fields with :func:`check` against these specs, and the app's settings
+table (``ui.settings``) builds its ``train.*``, ``aug.*`` and ``loss_lab.*`` entries from them. So a bound, a choice or a default is written once, and a value out
 of bounds gets the same sentence from a link, a settings file, a course step and ``TrainConfig(...)``.
 
 No torch, no numpy here: ``ui.settings`` imports this on the app's start path, and Home must open fast. The
@@ -23,8 +23,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Spec", "SPECS", "TRAIN", "AUGMENT", "METHOD_NAMES", "MINING", "LR_SCHEDULES", "PRECISIONS",
-           "SHAPES_RECIPE", "check", "declared", "page_default", "bounds_sentence"]
+__all__ = ["Spec", "SPECS", "TRAIN", "AUGMENT", "TOY", "METHOD_NAMES", "MINING", "LR_SCHEDULES", "PRECISIONS",
+           "TOY_LOSSES", "LAB_PRESETS", "TEXT_INDEXES", "SHAPES_RECIPE", "check", "declared", "page_default", "bounds_sentence"]
 
 
 @dataclass(frozen=True)
@@ -47,10 +47,11 @@ class Spec:
     label: str = ""
     help: str = ""
     page: bool = True
+    name: str = ""  # the dataclass field, when it differs from the key's last part (loss_lab.batch: batch_size)
 
     @property
     def field(self) -> str:
-        return self.key.split(".", 1)[1]
+        return self.name or self.key.split(".", 1)[1]
 
     def __post_init__(self) -> None:  # a declaration error is the developer's, found at import
         if self.kind in ("int", "float", "range") and self.options is not None:
@@ -139,9 +140,46 @@ _AUGMENT: list[Spec] = [
     Spec("aug.solarize_p", "float", 0.2, **_PROB),
 ]
 
+# ---- the Loss & Temperature Lab's toy (core.lab.ToyConfig). The loss keys and the experiments' ids are listed
+# here by hand for the same reason as METHOD_NAMES; core.lab checks at import that its own tables match them.
+TOY_LOSSES = ("nt_xent", "info_nce", "triplet", "margin", "supcon", "vicreg", "align", "invariance",
+              "align_uniform")
+TEXT_INDEXES = ("exact", "hnsw", "ivf")  # the Text page's search indexes (core.text.INDEX_KINDS checks it)
+LAB_PRESETS = ("temperature", "collapse", "color_jitter", "negatives", "head", "shortcut", "no_negatives")
+
+_TOY: list[Spec] = [
+    Spec("loss_lab.loss", "str", "nt_xent", options=TOY_LOSSES, label="Loss"),
+    Spec("loss_lab.dim", "int", 2, 2, 64, options=(2, 3), label="Where the points live",
+      help="The embedding dimension. Real models use 64-2048, but the maths is the same."),
+    Spec("loss_lab.temperature", "float", 0.2, 0.01, 10.0, options=(0.05, 0.1, 0.2, 0.5, 1.0),
+      label="Temperature τ"),
+    Spec("loss_lab.batch", "int", 64, 4, 4096, options=(8, 16, 32, 64, 128, 256), label="Batch size",
+      help="Samples per step. NT-Xent's negatives per anchor: 2 × batch − 2.", name="batch_size"),
+    Spec("loss_lab.queue", "int", 256, 0, 65_536, options=(16, 64, 256, 1024), label="Negatives in the queue",
+      name="queue_size"),
+    Spec("loss_lab.mining", "str", "semihard", options=MINING, label="Mining"),
+    # distances between unit vectors lie in [0, 2]: a larger margin could never be met
+    Spec("loss_lab.margin", "float", 0.5, 0.0, 2.0, label="Margin",
+      help="How far apart (on the unit sphere, distances 0-2) negatives must be before they stop being pushed."),
+    Spec("loss_lab.noise", "float", 0.5, 0.0, 2.0, label="Augmentation noise",
+      help="The two views of a point differ by Gaussian noise of this size: what the model learns to ignore."),
+    Spec("loss_lab.steps", "int", 300, 1, 100_000, options=(100, 300, 1000), label="Steps"),
+    Spec("loss_lab.seed", "int", 0, 0, 2**31 - 1, label="Seed", help="The same seed gives the same run."),
+    # Checked by ToyConfig only (tests, presets): bounds keep a run's memory and time finite.
+    Spec("loss_lab.n_classes", "int", 4, 2, 20, page=False),
+    Spec("loss_lab.per_class", "int", 64, 2, 1000, page=False),
+    Spec("loss_lab.input_dim", "int", 8, 2, 256, page=False),
+    Spec("loss_lab.class_spread", "float", 1.5, 0.0, 100.0, page=False),
+    Spec("loss_lab.momentum", "float", 0.9, 0.0, 0.9999, page=False),
+    Spec("loss_lab.lr", "float", 0.02, 1e-6, 1.0, page=False),
+    Spec("loss_lab.eval_every", "int", 5, 1, 10**9, page=False),
+    Spec("loss_lab.pace", "float", 0.0, 0.0, 2.0, page=False),  # seconds per step at least, so people can watch
+]
+
 TRAIN: dict[str, Spec] = {s.field: s for s in _TRAIN}  # by TrainConfig field name
 AUGMENT: dict[str, Spec] = {s.field: s for s in _AUGMENT}  # by AugmentConfig field name
-SPECS: dict[str, Spec] = {s.key: s for s in _TRAIN + _AUGMENT}  # by key
+TOY: dict[str, Spec] = {s.field: s for s in _TOY}  # by ToyConfig field name
+SPECS: dict[str, Spec] = {s.key: s for s in _TRAIN + _AUGMENT + _TOY}  # by key
 
 # ------------------------------------------------------------------------------------------ page defaults
 # Where the pages start differs from the dataclasses' defaults on purpose, and only here:

@@ -47,13 +47,8 @@ def _ask(action: str) -> None:
 
 
 def _toy_config() -> lab.ToyConfig:
-    def s(name: str):  # the widget's value, or the settings table's default while it is not drawn
-        return st.session_state.get(f"loss_lab.{name}", S.default(f"loss_lab.{name}"))
-
-    return lab.ToyConfig(
-        loss=s("loss"), dim=int(s("dim")), temperature=float(s("temperature")), batch_size=int(s("batch")),
-        queue_size=int(s("queue")), margin=float(s("margin")), mining=s("mining"), noise=float(s("noise")),
-        steps=int(s("steps")), seed=int(s("seed")), pace=0.04)
+    # the widgets' values, or the settings table's defaults while a widget is not drawn
+    return S.toy_config({k: st.session_state[k] for k in S.keys(["loss_lab"]) if k in st.session_state}, pace=0.04)
 
 
 def _signature(cfg: lab.ToyConfig) -> str:
@@ -80,14 +75,14 @@ with settings_col, st.container(border=True):
     loss_key = st.selectbox("Loss", lab.TOY_LOSSES, format_func=lab.TOY_LOSS_NAMES.get, key="loss_lab.loss",
                             help=gloss("NT-Xent") + " Triplet, margin and SupCon use the class labels; "
                                  "'alignment only' has no negatives at all.")
-    st.radio("Where the points live", (2, 3), key="loss_lab.dim", horizontal=True,
+    st.radio("Where the points live", S.options("loss_lab.dim"), key="loss_lab.dim", horizontal=True,
              format_func=lambda d: "circle (2-D)" if d == 2 else "sphere (3-D)",
-             help="The embedding dimension. Real models use 64-2048, but the maths is the same.")
+             help=S.SETTINGS["loss_lab.dim"].help)
     if loss_key in lab.TOY_USES_TEMPERATURE:
         st.select_slider("Temperature τ", S.options("loss_lab.temperature"), **bind("loss_lab.temperature"),
                          format_func=lambda t: f"{t:g}", help=gloss("temperature"))
     st.select_slider("Batch size", S.options("loss_lab.batch"), **bind("loss_lab.batch"),
-                     help="Samples per step. NT-Xent's negatives per anchor: 2 × batch − 2.")
+                     help=S.SETTINGS["loss_lab.batch"].help)
     if loss_key == "info_nce":
         st.select_slider("Negatives in the queue", S.options("loss_lab.queue"), **bind("loss_lab.queue"),
                          help=gloss("queue"))
@@ -95,14 +90,13 @@ with settings_col, st.container(border=True):
         st.selectbox("Mining", S.options("loss_lab.mining"), format_func=MINING_NAMES.get, **bind("loss_lab.mining", "index"),
                      help=gloss("mining"))
     if loss_key in lab.TOY_USES_MARGIN:
-        st.slider("Margin", 0.1, 2.0, step=0.1, **bind("loss_lab.margin"),
-                  help="How far apart (on the unit sphere, distances 0-2) negatives must be before they stop "
-                       "being pushed.")
-    st.slider("Augmentation noise", 0.0, 2.0, step=0.1, **bind("loss_lab.noise"),
-              help="The two views of a point differ by Gaussian noise of this size: what the model learns to "
-                   "ignore.")
+        st.slider("Margin", *S.bounds("loss_lab.margin"), step=0.1, **bind("loss_lab.margin"),
+                  help=S.SETTINGS["loss_lab.margin"].help)
+    st.slider("Augmentation noise", *S.bounds("loss_lab.noise"), step=0.1, **bind("loss_lab.noise"),
+              help=S.SETTINGS["loss_lab.noise"].help)
     st.select_slider("Steps", S.options("loss_lab.steps"), **bind("loss_lab.steps"))
-    st.number_input("Seed", 0, 9999, **bind("loss_lab.seed"), help="The same seed gives the same run.")
+    st.number_input("Seed", *S.bounds("loss_lab.seed"), **bind("loss_lab.seed"),
+                    help=S.SETTINGS["loss_lab.seed"].help)
 
 with settings_col, user_errors("checking the toy's settings"):
     cfg = _toy_config()

@@ -6,8 +6,9 @@ so a link reproduces a lesson. The same table drives JSON export/import and
 the presets in ``assets/presets``. Keys are namespaced by page (``"train.temperature"``); the augmentation
 settings live under ``"aug."`` because the Augmentation Lab and the Train page share them.
 
-The ``train.*`` settings that are ``TrainConfig`` fields and every ``aug.*`` setting are not written here: they
-come from :mod:`core.settings_schema`, the one declaration both dataclasses validate against (:func:`_core`),
+The ``train.*`` settings that are ``TrainConfig`` fields, every ``aug.*`` setting and the Loss Lab toy's
+``loss_lab.*`` settings (``ToyConfig`` fields) are not written here: they come from :mod:`core.settings_schema`,
+the one declaration the dataclasses validate against (:func:`_core`),
 so bounds, choices, labels and defaults cannot drift, and a bad value gets the same sentence from a link, a
 settings file, a course step and ``TrainConfig(...)``. The rest are the pages' own.
 
@@ -102,23 +103,12 @@ _TABLE: list[Setting] = [
     _s("train.label_factor", "", "str", "Label for supervised methods",
        "Triplet, margin and SupCon use labels; pick which factor counts as 'the same'."),
     _s("train.color_by", "", "str", "Colour the points by"),
-    # ---- Loss & Temperature Lab (options mirror core.lab; tests/app/test_settings.py compares them) ---------
-    _s("loss_lab.loss", "nt_xent", "str", "Loss",
-       options=("nt_xent", "info_nce", "triplet", "margin", "supcon", "vicreg", "align", "invariance",
-                "align_uniform")),
-    _s("loss_lab.dim", 2, "int", "Where the points live", options=(2, 3)),
-    _s("loss_lab.temperature", 0.2, "float", "Temperature τ", options=(0.05, 0.1, 0.2, 0.5, 1.0)),
-    _s("loss_lab.batch", 64, "int", "Batch size", options=(8, 16, 32, 64, 128, 256)),
-    _s("loss_lab.queue", 256, "int", "Negatives in the queue", options=(16, 64, 256, 1024)),
-    _s("loss_lab.mining", "semihard", "str", "Mining", options=("all", "hard", "semihard")),
-    _s("loss_lab.margin", 0.5, "float", "Margin", low=0.1, high=2.0),
-    _s("loss_lab.noise", 0.5, "float", "Augmentation noise", low=0.0, high=2.0),
-    _s("loss_lab.steps", 300, "int", "Steps", options=(100, 300, 1000)),
-    _s("loss_lab.seed", 0, "int", "Seed", low=0, high=9999),
+    # ---- Loss & Temperature Lab: the toy's settings are core.lab.ToyConfig's fields, as core declares them;
+    # the anatomy's batch and τ are the page's own.
+    *(_core(k) for k, spec in SCHEMA.SPECS.items() if k.startswith("loss_lab.") and spec.page),
     _s("loss_lab.anatomy_batch", 32, "int", "Batch size", options=(8, 16, 32, 64, 128, 256)),
     _s("loss_lab.tau", 0.2, "float", "Temperature τ", options=(0.02, 0.05, 0.07, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 2.0)),
-    _s("loss_lab.preset", "temperature", "str", "Experiment",
-       options=("temperature", "collapse", "color_jitter", "negatives", "head", "shortcut", "no_negatives")),
+    _s("loss_lab.preset", "temperature", "str", "Experiment", options=SCHEMA.LAB_PRESETS),
     # ---- Embedding Explorer --------------------------------------------------------------------------------
     _s("explorer.source", "Demo", "str", "Look at", options=("Demo", "Your models", "Your images", "Upload a file")),
     _s("explorer.method", "umap", "str", "Method", options=("umap", "pca", "tsne")),
@@ -151,7 +141,7 @@ _TABLE: list[Setting] = [
     _s("text.source", "Built-in corpus", "str", "Texts", options=("Built-in corpus", "Paste a list", "Upload a file")),
     _s("text.query", "how do bats find food in the dark", "text", "Query"),
     _s("text.k", 5, "int", "Results (k)", low=1, high=20),
-    _s("text.index", "exact", "str", "Index", options=("exact", "hnsw", "ivf")),
+    _s("text.index", "exact", "str", "Index", options=SCHEMA.TEXT_INDEXES),
     _s("text.pairs", "topic", "str", "Pairs", options=("topic", "qa", "upload")),
     _s("text.steps", 30, "int", "Steps", options=(10, 20, 30, 50, 100)),
     _s("text.temperature", 0.05, "float", "Temperature", options=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)),
@@ -168,6 +158,12 @@ MAX_TEXT = 500  # characters of a free-text setting (a query, class names): a li
 
 def default(key: str) -> Any:
     return SETTINGS[key].default
+
+
+def bounds(key: str) -> tuple:
+    """(low, high) of a numeric setting: what a page's slider or number input spans."""
+    s = SETTINGS[key]
+    return (s.low, s.high)
 
 
 def options(key: str) -> list:
@@ -391,3 +387,14 @@ def train_config(values: Mapping[str, Any]):
         clip_model=(get("train.clip_model") or None) if method == "clip" else None,
         augment=AugmentConfig.from_dict(aug),
     )
+
+
+def toy_config(values: Mapping[str, Any], **extra: Any):
+    """The :class:`core.lab.ToyConfig` that Loss Lab settings describe (``"loss_lab.*"`` keys; any missing one takes
+    its default); ``extra`` sets fields the page does not show (``pace``). Raises a PlaygroundError naming a bad
+    value, with the sentence a link gets. Imports torch."""
+    from core.lab import ToyConfig
+
+    fields = {spec.field: values.get(key, default(key)) for key, spec in SCHEMA.SPECS.items()
+              if key.startswith("loss_lab.") and spec.page}
+    return ToyConfig(**fields, **extra)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from core import losses
+from core import settings_schema as SCHEMA
 from core.errors import PlaygroundError
 from core.lab.shapes_runs import (PRESET_STEPS, Progress, chance_level, describe, no_progress, probe_accuracy,
                                   shapes_config, trained_run)
@@ -307,6 +308,8 @@ PRESETS: dict[str, tuple[str, Callable[..., PresetResult]]] = {
     "no_negatives": ("7. No negatives, no collapse: VICReg", preset_no_negatives),
 }
 
+if tuple(PRESETS) != SCHEMA.LAB_PRESETS:  # the page's choices come from the schema; a developer's error at import
+    raise RuntimeError("core.lab.PRESETS must hold exactly core.settings_schema.LAB_PRESETS, in its order.")
 
 def run_preset(key: str, progress: Progress | None = None, **params) -> PresetResult:
     """Run one of :data:`PRESETS` (``progress(fraction, message)`` is called as it goes); times the whole call."""

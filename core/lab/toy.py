@@ -18,15 +18,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from core import losses
+from core import settings_schema as SCHEMA
 from core.errors import PlaygroundError
 from core.lab.anatomy import hardest_negative_share
 from core.loop import EvaluateEvery, run_loop
 from core.methods import METHODS, TwoViewMethod
 from core.metrics import alignment, effective_rank, knn_accuracy, uniformity
 
-# Losses the toy trains with; keys are what the page's selectbox stores.
-TOY_LOSSES = ("nt_xent", "info_nce", "triplet", "margin", "supcon", "vicreg", "align", "invariance",
-              "align_uniform")
+# Losses the toy trains with (declared in core.settings_schema); keys are what the page's selectbox stores.
+TOY_LOSSES = SCHEMA.TOY_LOSSES
 TOY_LOSS_NAMES = {
     "nt_xent": "NT-Xent (SimCLR)",
     "info_nce": "InfoNCE + queue (MoCo)",
@@ -40,6 +40,8 @@ TOY_LOSS_NAMES = {
 }
 # The toy losses that are a training method's own loss on two views (core.methods), called through the method's
 # class so the toy and the Trainer run the same code. info_nce is MoCo's loss with the toy's own key encoder.
+if tuple(TOY_LOSS_NAMES) != TOY_LOSSES:  # a developer's error, found at import
+    raise RuntimeError("core.lab.TOY_LOSS_NAMES must name exactly core.settings_schema.TOY_LOSSES, in its order.")
 TOY_METHODS = {"nt_xent": "simclr", "info_nce": "moco", "triplet": "triplet", "margin": "margin", "supcon": "supcon",
                "vicreg": "vicreg"}
 # What the page's knobs apply to, from the methods' traits: the temperature slider, the margin slider.
@@ -76,6 +78,7 @@ def uniformity_loss(z: torch.Tensor, t: float = 2.0) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@SCHEMA.declared(SCHEMA.TOY)  # defaults as core.settings_schema declares them (checked at import)
 @dataclass(frozen=True)
 class ToyConfig:
     """A toy run: ``n_classes`` Gaussian blobs of ``per_class`` points in ``input_dim`` dimensions, an MLP
@@ -101,30 +104,10 @@ class ToyConfig:
     pace: float = 0.0  # minimum seconds per step, so a person can watch (the page uses ~0.04; tests 0)
 
     def __post_init__(self) -> None:
-        if self.loss not in TOY_LOSSES:
-            raise PlaygroundError(f"Unknown toy loss {self.loss!r}; choose one of {', '.join(TOY_LOSSES)}.")
-        if self.mining not in losses.MINING_MODES:
-            raise PlaygroundError(f"Unknown mining {self.mining!r}; choose one of {', '.join(losses.MINING_MODES)}.")
-        checks = [
-            ("dim", 2 <= self.dim <= 64, "between 2 and 64"),
-            ("n_classes", 2 <= self.n_classes <= 20, "between 2 and 20"),
-            ("per_class", 2 <= self.per_class <= 1000, "between 2 and 1000"),
-            ("input_dim", 2 <= self.input_dim <= 256, "between 2 and 256"),
-            ("class_spread", self.class_spread >= 0, "zero or more"),
-            ("noise", self.noise >= 0, "zero or more"),
-            ("temperature", math.isfinite(self.temperature) and self.temperature >= 0.01, "at least 0.01"),
-            ("batch_size", 4 <= self.batch_size <= 4096, "between 4 and 4096"),
-            ("queue_size", 0 <= self.queue_size <= 65536, "between 0 and 65536"),
-            ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
-            ("margin", 0 <= self.margin <= 4, "between 0 and 4"),
-            ("lr", 0 < self.lr <= 1, "between 0 and 1"),
-            ("steps", self.steps >= 1, "at least 1"),
-            ("eval_every", self.eval_every >= 1, "at least 1"),
-            ("pace", 0 <= self.pace <= 2, "between 0 and 2 seconds"),
-        ]
-        for name, ok, allowed in checks:
-            if not ok:
-                raise PlaygroundError(f"The toy's {name} = {getattr(self, name)!r} is not allowed; it must be {allowed}.")
+        # Bounds and choices as core.settings_schema declares them: a link, a course step and ToyConfig(...) get
+        # one sentence for one bad value.
+        for name, spec in SCHEMA.TOY.items():
+            object.__setattr__(self, name, SCHEMA.check(spec, getattr(self, name), PlaygroundError))
 
     @property
     def n_points(self) -> int:

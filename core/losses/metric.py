@@ -10,10 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import PlaygroundError
+from core.settings_schema import MINING
 from core.losses.validation import (LabelsLike, check_embeddings, check_labels, check_margin, check_pair,
                                     check_same_device)
 
-MINING_MODES = ("all", "hard", "semihard")  # triplet selection rules, see triplet_loss
+MINING_MODES = MINING  # triplet selection rules (declared in core.settings_schema), see triplet_loss
 DISTANCES = ("euclidean", "squared_euclidean")  # triplet distances, on L2-normalised embeddings
 
 

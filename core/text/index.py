@@ -9,12 +9,15 @@ from typing import Any
 import numpy as np
 
 from core.errors import PlaygroundError
+from core.settings_schema import TEXT_INDEXES
 
 INDEX_KINDS = {
     "exact": "exact (faiss IndexFlatIP): every passage is scored",
     "hnsw": "approximate (faiss HNSW graph): fast on millions, may miss a few",
     "ivf": "approximate (faiss IVF clusters): fast on millions after a training pass, may miss a few",
 }
+if tuple(INDEX_KINDS) != TEXT_INDEXES:  # the Text page's choices come from the schema; a developer's error
+    raise RuntimeError("core.text.INDEX_KINDS must name exactly core.settings_schema.TEXT_INDEXES, in its order.")
 APPROXIMATE_ABOVE = 1_000_000  # below this many vectors exact search is fast enough (and always right)
 
 

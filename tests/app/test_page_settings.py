@@ -87,15 +87,19 @@ def test_bad_link_value_is_left_out_with_a_sentence(make_app, page):
     assert at.session_state[key] == S.default(key)
 
 
-def test_table_choices_agree_with_core():
-    from core import lab, losses
-    from core.text import INDEX_KINDS
+def test_the_toy_setting_is_checked_by_core_with_one_sentence():
+    """The Lab's toy settings are ToyConfig's fields as core declares them: a bad value in a link and the same value
+    given to ToyConfig get one sentence, and the page starts where the dataclass does."""
+    from core import lab
 
-    assert tuple(S.options("loss_lab.loss")) == tuple(lab.TOY_LOSSES)
-    assert tuple(S.options("loss_lab.preset")) == tuple(lab.PRESETS)
-    assert set(S.options("loss_lab.mining")) == set(losses.MINING_MODES)
-    assert tuple(S.options("text.index")) == tuple(INDEX_KINDS)
-    cfg = lab.ToyConfig()
-    for name in ("temperature", "batch_size", "queue_size", "margin", "mining", "noise", "steps", "seed"):
-        key = {"batch_size": "loss_lab.batch", "queue_size": "loss_lab.queue"}.get(name, f"loss_lab.{name}")
-        assert S.default(key) == getattr(cfg, name), key
+    for key, bad in (("loss_lab.noise", 2.5), ("loss_lab.margin", 3.0), ("loss_lab.loss", "hinge"),
+                     ("loss_lab.batch", 2), ("loss_lab.temperature", 0.001)):
+        with pytest.raises(ValueError) as from_link:
+            S.coerce(key, bad)
+        with pytest.raises(ValueError) as from_core:
+            S.toy_config({key: bad})
+        assert str(from_link.value) == str(from_core.value), key
+        assert f"'{key}'" in str(from_core.value)
+    assert S.toy_config({}) == lab.ToyConfig()
+    assert S.toy_config({"loss_lab.batch": 128, "loss_lab.queue": 16}).batch_size == 128
+    assert S.bounds("loss_lab.margin") == (0.0, 2.0)
