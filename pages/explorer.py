@@ -305,8 +305,10 @@ if view in ("Map", "Export"):
                                    "text/csv", key=f"{P}.sel_download", icon=":material/download:",
                                    on_click="ignore")
                 shown = (ticked or group)[:60]
-                if show_images(shown, [es.ids[i] for i in shown], width=56) and len(ticked or group) > 60:
-                    st.caption(f"The first 60 of {len(ticked or group):,}.")
+                if space.images is not None:
+                    SEL.gallery(P, space.key, space.images, shown, [str(es.ids[i]) for i in shown])
+                    if len(ticked or group) > 60:
+                        st.caption(f"The first 60 of {len(ticked or group):,}.")
 
 # ------------------------------------------------------------------------------------------ Similarity
 if view == "Similarity":
@@ -435,10 +437,16 @@ if view == "Compare":
                 # Linked selection: each map highlights what was picked on the OTHER one (a chart whose figure
                 # follows its own selection is redrawn as a new chart, which drops that selection).
                 picks = {key: X.selected_rows(st.session_state.get(f"{P}.{key}")) for key in ("cmp_a", "cmp_b")}
+                # A box / lasso on either map makes the pair's group (ui.mapselect), listed in a table below;
+                # rows ticked there light up on both maps.
+                pair = f"cmp:{space.key}:{other.key}"
+                for key in ("cmp_a", "cmp_b"):
+                    SEL.take_map_selection(f"{P}.cmp", pair, picks[key])
+                cmp_ticked = SEL.highlight(f"{P}.cmp", pair)
                 cols = st.columns(2)
                 for col, sp, rows_, key in ((cols[0], space, cmp["rows_a"], "cmp_a"),
                                             (cols[1], other, cmp["rows_b"], "cmp_b")):
-                    link = picks["cmp_b" if key == "cmp_a" else "cmp_a"]
+                    link = cmp_ticked if cmp_ticked else picks["cmp_b" if key == "cmp_a" else "cmp_a"]
                     sub = X.Space(sp.name, sp.es.subset(rows_), images=None if sp.images is None else sp.images[rows_],
                                   texts=None if sp.texts is None else [sp.texts[i] for i in rows_])
                     cc, _, _ = X.compute_map(sub, applied)
@@ -449,6 +457,19 @@ if view == "Compare":
                                                   title=sp.name[:60], selected=set(link) or None, height=460),
                                         key=f"{P}.{key}", on_select="rerun", selection_mode=("points", "box", "lasso"),
                                         width="stretch")
+                cmp_group = SEL.group(f"{P}.cmp", pair)
+                if cmp_group:
+                    head, clear = st.columns([4, 1])
+                    head.subheader(f"{len(cmp_group):,} selected items, in both spaces")
+                    clear.button("Clear the selection", key=f"{P}.cmp_clear", on_click=SEL.clear, args=(f"{P}.cmp",),
+                                 icon=":material/deselect:")
+                    ra = cmp["rows_a"]
+                    shared = X.Space(space.name, space.es.subset(ra),
+                                     images=None if space.images is None else space.images[ra],
+                                     texts=None if space.texts is None else [space.texts[i] for i in ra])
+                    SEL.group_table(f"{P}.cmp", pair, shared.es, images=shared.images, texts=shared.texts,
+                                    extra={f"Jaccard@{kk}": cmp["jaccard"]})
+                    st.caption("Tick rows to light those items up on both maps.")
                 st.subheader("Items whose neighbourhoods changed most")
                 worst = np.argsort(cmp["jaccard"], kind="stable")[:10]
                 ra = cmp["rows_a"]

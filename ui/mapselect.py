@@ -101,10 +101,47 @@ def ticked(prefix: str, space_key: str) -> list[int]:
     return [shown[i] for i in picked if 0 <= int(i) < len(shown)]
 
 
+def picked_in_gallery(prefix: str, space_key: str) -> list[int]:
+    """Rows whose gallery image was clicked (toggled on) for the current group."""
+    g = st.session_state.get(f"{prefix}._group")
+    state = st.session_state.get(f"{prefix}._gallery")
+    if not g or g.get("space") != space_key or not state or state.get("token") != g["token"]:
+        return []
+    return list(state["rows"])
+
+
+def toggle_gallery(prefix: str, space_key: str, row: int) -> None:
+    """A click on a gallery image: light it up on the map (or put it out again), and show its neighbours."""
+    g = st.session_state.get(f"{prefix}._group") or {}
+    rows = picked_in_gallery(prefix, space_key)
+    row = int(row)
+    rows = [r for r in rows if r != row] if row in rows else [*rows, row]
+    st.session_state[f"{prefix}._gallery"] = {"token": g.get("token"), "rows": rows}
+    set_focus(prefix, space_key, row)
+
+
 def highlight(prefix: str, space_key: str) -> set[int] | None:
-    """What the map highlights: the ticked table rows, else the whole group, else nothing (None)."""
-    rows = ticked(prefix, space_key) or group(prefix, space_key)
+    """What the map highlights: the table's ticked rows and the gallery's clicked images, else the whole group,
+    else nothing (None)."""
+    rows = ticked(prefix, space_key) + picked_in_gallery(prefix, space_key) or group(prefix, space_key)
     return set(rows) or None
+
+
+def gallery(prefix: str, space_key: str, images: np.ndarray, rows: Sequence[int], captions: Sequence[str], *,
+            per_row: int = 6, width: int = 56) -> None:
+    """Images of ``rows`` in a grid; a click on the button under one lights that item up on the map (the rest
+    greyed) and shows its neighbours; a second click puts it out."""
+    from ui.loaders import upscale
+
+    on = set(picked_in_gallery(prefix, space_key))
+    for start in range(0, len(rows), per_row):
+        cols = st.columns(per_row)
+        for col, row, cap in zip(cols, rows[start:start + per_row], captions[start:start + per_row]):
+            with col:
+                st.image(upscale(images[row], 96), width=width)
+                st.button(cap, key=f"{prefix}.gal.{row}", type="primary" if row in on else "secondary",
+                          on_click=toggle_gallery, args=(prefix, space_key, row), width="stretch",
+                          help="Light this item up on the map (click again to put it out) and list its neighbours.")
 
 
 def _thumb_urls(images: np.ndarray, rows: Sequence[int]) -> list[str | None]:
@@ -115,8 +152,9 @@ def _thumb_urls(images: np.ndarray, rows: Sequence[int]) -> list[str | None]:
 
 
 def group_table(prefix: str, space_key: str, es: Any, *, images: np.ndarray | None = None,
-                texts: Sequence[str] | None = None) -> list[int]:
-    """The group as a table (thumbnail, id, labels, text) whose ticked rows the map highlights; returns them."""
+                texts: Sequence[str] | None = None, extra: dict[str, np.ndarray] | None = None) -> list[int]:
+    """The group as a table (thumbnail, id, labels, text, and ``extra`` per-row columns such as the Compare view's
+    neighbour overlap) whose ticked rows the map highlights; returns them."""
     import pandas as pd
 
     rows, key = group(prefix, space_key), table_key(prefix, space_key)
@@ -134,6 +172,8 @@ def group_table(prefix: str, space_key: str, es: Any, *, images: np.ndarray | No
         cols[f] = [names[c] for c in es.labels[f][shown]]
     if texts is not None:
         cols["text"] = [str(texts[i])[:200] for i in shown]
+    for name, values in (extra or {}).items():
+        cols[name] = np.asarray(values)[shown]
     st.dataframe(pd.DataFrame(cols), key=key, on_select="rerun", selection_mode="multi-row", hide_index=True,
                  column_config=config, width="stretch", height=min(420, 38 + 35 * len(shown)),
                  row_height=52 if images is not None else None)

@@ -452,3 +452,56 @@ def test_compare_a_selection_on_one_map_lights_the_other(make_app):
     at.run()
     assert_clean(at)
     assert _lit(_figure(at, "explorer.cmp_b")) == {5, 6, 7}
+
+
+def test_compare_selection_fills_a_table_whose_ticked_rows_light_both_maps(make_app):
+    at = _open(make_app, **{"explorer.view": "Compare"})
+    at.session_state["explorer.cmp_b"] = _select([5, 6, 7])  # a lasso on the second map
+    at.run()
+    assert_clean(at)
+    assert any("3 selected items, in both spaces" in s.value for s in at.subheader)
+    table = next(df for df in at.dataframe if "id" in df.value.columns and len(df.value) == 3)
+    jaccard = next(c for c in table.value.columns if c.startswith("Jaccard@"))
+    from ui.explorer import demo_spaces
+
+    untrained, trained = (sp.es.vectors for sp in demo_spaces().values())  # the demo opens on the trained one
+    k = int(jaccard.split("@")[1])
+
+    def neighbours(v: np.ndarray, i: int) -> set[int]:  # brute-force cosine top-k, itself left out
+        u = v / np.linalg.norm(v, axis=1, keepdims=True)
+        sims = u @ u[i]
+        sims[i] = -np.inf
+        return set(np.argsort(-sims, kind="stable")[:k].tolist())
+
+    expected = [len(neighbours(trained, i) & neighbours(untrained, i)) / len(neighbours(trained, i)
+                | neighbours(untrained, i)) for i in (5, 6, 7)]
+    np.testing.assert_allclose(table.value[jaccard].to_numpy(), expected, atol=1e-6)
+    g = at.session_state["explorer.cmp._group"]
+    assert g["rows"] == [5, 6, 7]
+    assert _lit(_figure(at, "explorer.cmp_a")) == {5, 6, 7} == _lit(_figure(at, "explorer.cmp_b"))
+    at.session_state[f"explorer.cmp.table.{g['token']}"] = {"selection": {"rows": [1], "columns": [], "cells": []}}
+    at.run()
+    assert_clean(at)
+    assert _lit(_figure(at, "explorer.cmp_a")) == {6} == _lit(_figure(at, "explorer.cmp_b"))
+    at.button(key="explorer.cmp_clear").click().run()
+    assert "explorer.cmp._group" not in at.session_state
+
+
+def test_a_click_on_a_gallery_image_lights_it_on_the_map_and_lists_its_neighbours(make_app):
+    at = _open(make_app)
+    group = [3, 10, 42, 77, 500]
+    at.session_state["explorer.map"] = _select(group)
+    at.run()
+    assert _lit(_figure(at, "explorer.map")) == set(group)
+    at.button(key="explorer.gal.42").click().run()
+    assert_clean(at)
+    assert _lit(_figure(at, "explorer.map")) == {42}  # that item lit, the rest of the group greyed
+    from ui.explorer import demo_spaces
+
+    es = list(demo_spaces().values())[-1].es
+    assert any(s.value == f"Item {es.ids[42]}" for s in at.subheader)  # its neighbours are listed
+    at.button(key="explorer.gal.77").click().run()
+    assert _lit(_figure(at, "explorer.map")) == {42, 77}
+    at.button(key="explorer.gal.42").click().run()
+    at.button(key="explorer.gal.77").click().run()
+    assert _lit(_figure(at, "explorer.map")) == set(group)  # both put out again: the whole group
