@@ -15,7 +15,7 @@ not depend on which ops are switched on, so toggling blur in the preview keeps t
 
 The pixel ops are kornia's (``kornia.enhance`` / ``kornia.filters`` / ``kornia.color``, given our per-sample
 parameters) with two exceptions in plain torch, each timed against kornia by
-``benchmarks/bench_augment.py --ops`` (512 images of 32 px, one thread, shared machine, medians):
+``benchmarks/speed/bench_augment.py --ops`` (512 images of 32 px, one thread, shared machine, medians):
 
 * crop + flip + rotation are one affine warp (one ``grid_sample``) instead of kornia's three resampling modules
   (about 9 ms instead of 31 ms), and only one interpolation softens the image;
