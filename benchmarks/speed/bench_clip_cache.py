@@ -24,7 +24,7 @@ from benchmarks._common import machine_info, report  # noqa: E402
 QUESTION = "The capped CLIP embedding disk cache under 4x its cap of writes: stays within it? store/read per vector"
 FULL: list[str] = []
 QUICK = ["--cap-mb", "4", "--times", "2", "--dim", "256"]
-MINUTES = (1, 5)
+MINUTES = (1, 1)
 
 
 def folder_bytes(folder: Path) -> int:

@@ -32,7 +32,7 @@ from core.neighbors import knn  # noqa: E402
 QUESTION = "Exact cosine k-NN on the CPU: faiss vs torch's chunked top-k at N = 2,000 / 20,000 / 100,000"
 FULL: list[str] = []
 QUICK = ["--sizes", "2000", "20000", "--max-queries", "5000", "--repeats", "1"]
-MINUTES = (1, 5)
+MINUTES = (1, 2)
 
 
 def clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
