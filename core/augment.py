@@ -14,7 +14,8 @@ when a generator or an int seed is given, the same seed gives the same views on 
 not depend on which ops are switched on, so toggling blur in the preview keeps the same crops.
 
 The pixel ops are kornia's (``kornia.enhance`` / ``kornia.filters`` / ``kornia.color``, given our per-sample
-parameters) with two exceptions in plain torch, each compared with kornia by ``benchmarks/bench_augment.py --ops``:
+parameters) with two exceptions in plain torch, each compared with kornia by
+``benchmarks/speed/bench_augment.py --ops``:
 
 * crop + flip + rotation are one affine warp (one ``grid_sample``) instead of kornia's three resampling modules:
   one resampling costs a third as much, and only one interpolation softens the image;

@@ -1,7 +1,7 @@
 """Maps of a million points: rasterised with datashader, picked with a KD-tree, projected on a sample.
 
 A plotly scatter sends every point to the browser as JSON, which stops being usable somewhere above
-~50,000 points (benchmarks/bench_bigmap.py measures where). Here the server draws the points into an image
+~50,000 points (benchmarks/speed/bench_bigmap.py measures where). Here the server draws the points into an image
 (datashader, Bednar et al.; every point is counted, none is dropped), a zoom draws the window again at full
 resolution, and a click or hover is resolved on the server against a KD-tree of the 2-D coordinates
 (scipy.spatial.cKDTree): the one place a KD-tree fits, 2-D points and one query per click; neighbours in the

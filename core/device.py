@@ -122,9 +122,9 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
 # numpy and scipy each bring their own OpenBLAS with its own worker threads, and an idle OpenBLAS worker spins for a
 # while before it sleeps. On a small CPU a PCA or an SVD between two torch calls leaves those workers spinning on
 # the cores torch's threads need: a training snapshot (400 images through the encoder, then a 64-d PCA) took 50-75 ms
-# instead of 14 ms, and the first lesson reached its point 1.13-1.24x later (benchmarks/bench_time_to_insight.py
-# --blas-compare). The linear algebra the trainer does itself is tiny, so it runs on one BLAS thread while torch
-# owns the cores.
+# instead of 14 ms, and the first lesson reached its point 1.13-1.24x later (benchmarks/lessons/
+# bench_time_to_insight.py --blas-compare). The linear algebra the trainer does itself is tiny, so it runs on one
+# BLAS thread while torch owns the cores.
 SMALL_BLAS_THREADS: int | None = 1  # None: leave the BLAS pools as they are (benchmarks compare both)
 _blas_lock = threading.Lock()
 _blas_users = 0

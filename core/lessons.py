@@ -2,8 +2,8 @@
 
 A Train-page lesson (a preset in ``assets/presets``) may name its **goal**: the moment its point is on the
 screen. The page draws the way there as a second progress bar ("Lesson goal: held-out shape kNN reaches 0.95
-· shape kNN now 0.81, best 0.84") and says when it was reached; ``benchmarks/bench_lessons.py`` times every
-lesson to the same moment.
+· shape kNN now 0.81, best 0.84") and says when it was reached; ``benchmarks/lessons/bench_time_to_insight.py
+--part home`` times every lesson to the same moment.
 
 Three kinds of goal, all read from the trainer's evaluations (``core.train.EvalRecord``):
 

@@ -76,7 +76,8 @@ class TrainConfig:
 
     method: str = "simclr"
     # fast_cnn: on the default settings it trained 1.43x faster than small_cnn on shapes and reached a higher
-    # kNN (benchmarks/bench_defaults.py --archs small_cnn fast_cnn); EncoderConfig's own default stays small_cnn.
+    # kNN (benchmarks/quality/bench_defaults.py --archs small_cnn fast_cnn); EncoderConfig's own default stays
+    # small_cnn.
     encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(arch="fast_cnn"))
     projection_dim: int = 64  # overrides encoder.projection_dim so the page has one knob
     batch_size: int = 256
@@ -267,7 +268,8 @@ class Trainer:
             self.method.setup(self)
 
         # fused: one kernel for all parameters instead of a loop of small ops per parameter (on the CPU 0.32 against
-        # 0.99 ms an optimizer step for the lesson's encoder, ~3% of its training step; benchmarks/bench_step_parts.py)
+        # 0.99 ms an optimizer step for the lesson's encoder, ~3% of its training step;
+        # benchmarks/speed/bench_train_step.py --part optimizer)
         fused = {"fused": True} if self.device.type in _FUSED_ADAMW_DEVICES else {}
         self.optimizer = torch.optim.AdamW(self.method.param_groups(self), lr=cfg.lr, **fused)
 
@@ -457,9 +459,8 @@ class Trainer:
     def _fixed_probe_views(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The probe set's two augmented views that every evaluation measures alignment, uniformity and the pair
         similarities on: the same two at every step (their own seeded generator), so drawn once and kept rather than
-        augmented again at each evaluation (a visible share of it: benchmarks/bench_step_parts.py). Shape:
-        two (probe_size, C, H, W) float tensors on the trainer's device; 2 x 400 x 3 x 24 x 24 floats is 5.5 MB, and
-        views larger than :data:`_PROBE_VIEWS_KEPT_BYTES` are drawn again each time instead of kept."""
+        augmented again at each evaluation. Shape: two (probe_size, C, H, W) float tensors on the trainer's device;
+        2 x 400 x 3 x 24 x 24 floats is 5.5 MB, and views larger than :data:`_PROBE_VIEWS_KEPT_BYTES` are drawn again each time instead of kept."""
         views = self._probe_views
         if views is None:
             gen = torch.Generator(device="cpu").manual_seed(self._probe_gen_seed)

@@ -22,11 +22,11 @@ def server_load(slots: Slots | None = None) -> tuple[int, int]:
 
 
 # Seconds between a Train page's live redraws (status line, charts) while its job is active. Measured per
-# headless Chromium tab (benchmarks/bench_browser_cost.py): the status line costs ~0.05 cores at one redraw a
+# headless Chromium tab (benchmarks/server/bench_browser_cost.py): the status line costs ~0.05 cores at one redraw a
 # second, the five plotly charts ~0.3 cores at one redraw every 3 s (each redraw of a chart re-lays it out:
 # ~0.2 s of the browser's CPU). A classroom of ten on one machine cannot pay that per tab, and there each job
 # steps a few times a second at most, so its charts change little between redraws anyway: a busy server's
-# status line ticks every 4 s and its charts every 30 s (benchmarks/bench_classroom.py --part browser).
+# status line ticks every 4 s and its charts every 30 s (benchmarks/server/bench_classroom.py --part browser).
 REFRESH_ALONE = (1.0, 3.0)
 REFRESH_BUSY = (4.0, 30.0)
 

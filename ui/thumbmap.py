@@ -1,7 +1,7 @@
 """``thumbnail_map``: the items themselves at their map positions (TensorBoard projector's sprites), drawn by
 Streamlit's built-in deck.gl (``st.pydeck_chart``).
 
-Why deck.gl here and plotly elsewhere (FINDINGS.md, benchmarks/bench_map_engines.py): plotly draws images
+Why deck.gl here and plotly elsewhere (FINDINGS.md, benchmarks/server/bench_map_engines.py): plotly draws images
 only as layout images, one per point, which does not scale; deck.gl's IconLayer draws every thumbnail from ONE
 sprite atlas (core.atlas) on the GPU (in software WebGL too), zooms them with the map,
 shows a picture on hover and returns the clicked item. It has no box or lasso, and its picking stalls above

@@ -18,7 +18,7 @@ from ui import settings as S
 # Styles every page gets (app.py emits them once per run). Progress bars jump to their value instead of sliding
 # there for 0.5 s (the frontend's CSS transition): the Train page's status line moves its bar every second, and
 # in a headless Chromium (software rendering) the animation's frames cost more than the rerun itself: a tab
-# showing only that line used 0.12 cores, 0.05 without the transition (benchmarks/bench_browser_cost.py).
+# showing only that line used 0.12 cores, 0.05 without the transition (benchmarks/server/bench_browser_cost.py).
 PAGE_CSS = "<style>[data-testid='stProgress'] * { transition: none !important; }</style>"
 
 log = logging.getLogger(__name__)

@@ -23,6 +23,7 @@ every checkpoint. Shared caches (``st.cache_data`` maps, ``st.cache_resource`` d
 a before / after. The machine may be shared: the load average is printed beside the figures.
 
     python benchmarks/server/bench_session_memory.py [--budget-mb 64] [--points 300] [--markdown]
+    python -m benchmarks.server --only session_memory [--quick]
 """
 from __future__ import annotations
 
@@ -34,6 +35,14 @@ import os
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+from benchmarks._common import machine_info, report  # noqa: E402
+
+QUESTION = "One Explorer session opens 50 maps and 20 CLIP image sets: does its state stay under the memory budget?"
+FULL: list[str] = []
+QUICK = ["--maps", "10", "--clip", "10", "--points", "80", "--budget-mb", "4"]  # a small store: eviction runs
+MINUTES = (2, 10)
 
 HERE = Path(__file__).resolve().parents[2]
 SLACK_MB = 8
@@ -201,7 +210,7 @@ def main() -> None:
         if (i + 1) % 10 == 0:
             checkpoint(opened, i + 1)
 
-    report(rows, rss0, budget, args, root)
+    summarize(rows, rss0, budget, args, root)
 
 
 def check(at, what: str) -> None:
@@ -209,7 +218,9 @@ def check(at, what: str) -> None:
         raise SystemExit(f"{what}: {[e.value for e in at.exception] or [e.value for e in at.error]}")
 
 
-def report(rows: list[dict], rss0: float, budget: int | None, args, root: Path) -> None:
+def summarize(rows: list[dict], rss0: float, budget: int | None, args, root: Path) -> None:
+    """Prints the checkpoints' table and hands the headline figures (largest session state against the budget,
+    RSS growth) to the suite's table."""
     mb = 2**20
     limit = None if budget is None else budget + SLACK_MB * mb
     load = os.getloadavg()
@@ -222,6 +233,8 @@ def report(rows: list[dict], rss0: float, budget: int | None, args, root: Path) 
                       "n/a" if r["entries"] is None else str(r["entries"]),
                       "n/a" if r["evicted"] is None else str(r["evicted"]),
                       f"{r['session'] / mb:.1f}", f"{r['registry'] / mb:.1f}", f"{r['s']:.0f}"])
+    if not rows:
+        raise SystemExit("no checkpoint: --maps or --clip must reach 10 (one checkpoint every 10)")
     ok = limit is not None and all(r["session"] <= limit for r in rows)
     print(f"checkout: {root}  points per set: {args.points}  load average: {load[0]:.1f} {load[1]:.1f} "
           f"{load[2]:.1f} on {os.cpu_count()} CPUs (shared machine)")
@@ -241,6 +254,18 @@ def report(rows: list[dict], rss0: float, budget: int | None, args, root: Path) 
     else:
         print(f"budget: store {budget / mb:.0f} MB + {SLACK_MB} MB one-slot page state = {limit / mb:.0f} MB; "
               f"largest session state {max(r['session'] for r in rows) / mb:.1f} MB: {'PASS' if ok else 'FAIL'}")
+    print(machine_info())
+    last = rows[-1]
+    store = "n/a" if last["store"] is None else f"{last['store'] / mb:.1f} MB"
+    evicted = "n/a" if last["evicted"] is None else last["evicted"]
+    what = f"{last['maps']} maps + {last['clip']} CLIP image sets of {args.points} images, one session"
+    report(f"{what}: largest session state (outside the registry)", f"{max(r['session'] for r in rows) / mb:.1f} MB",
+           beside="no budget: this checkout has no session store" if limit is None else
+           f"budget {limit / mb:.0f} MB (store {budget / mb:.0f} MB + {SLACK_MB} MB page state); "
+           f"store {store}, {evicted} evicted",
+           goal=f"under the budget at every checkpoint: {'PASS' if ok else 'FAIL'}")
+    report(f"{what}: process RSS growth since the first map", f"{last['rss'] - rss0:+.0f} MB",
+           beside=f"RSS {rss0:.0f} MB after the first map, {last['rss']:.0f} MB at the end (shared caches included)")
 
 
 if __name__ == "__main__":

@@ -24,30 +24,14 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # the repository root
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+from benchmarks._common import ROOT, load_average, machine_info, report  # noqa: E402
 
 QUESTION = "Text page: pasting 20,000 lines until the page answers, and embedding them all under the progress bar"
 FULL: list[str] = ["--plain"]
 QUICK = ["--lines", "3000", "--beside-sync", "0"]
 MINUTES = (1, 4)  # on two quiet cores; (b) and --plain are each about a minute of MiniLM
 TEXT = "pages/text.py"
-
-
-def _load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f} on {os.cpu_count()} CPUs"
-
-
-def _report(figure: str, value: str, beside: str = "", goal: str = "") -> None:
-    """The suite's ``report`` when benchmarks._common has it (the re-laid suites), else a printed line."""
-    try:
-        from benchmarks._common import report
-    except ImportError:
-        extra = "".join(f" | {s}" for s in (beside, goal) if s)
-        print(f"  >> {figure}: {value}{extra} (load {os.getloadavg()[0]:.1f})", flush=True)
-    else:
-        report(figure, value, beside, goal)
 
 
 def _lines(n: int) -> list[str]:
@@ -122,9 +106,10 @@ def main() -> None:
     sync = TE.PASTE_SYNC
     lines = _lines(args.lines)
     paste = "\n".join(lines)
+    print(machine_info())
     app = str(ROOT / "app.py")
     print(f"{args.lines:,} distinct lines, {len(paste.encode()) / 2**20:.2f} MB; PASTE_SYNC {sync:,}, "
-          f"CHUNK {TE.CHUNK:,}; {_load()} (shared machine)", flush=True)
+          f"CHUNK {TE.CHUNK:,}; {load_average()} (shared machine)", flush=True)
 
     t0 = time.perf_counter()
     _paste(app, "\n".join(lines[:3]), sync)  # imports, the model, the corpus: what a served app already has
@@ -135,12 +120,12 @@ def main() -> None:
         # other lines, so nothing of this run is in the content-keyed cache for the main one
         _, before = _paste(app, "\n".join(f"{t} (again)" for t in lines), args.beside_sync)
         print(f"(a) beside: {min(args.beside_sync, args.lines):,} embedded at once -> results shown: {before:.2f} s; "
-              f"{_load()}", flush=True)
+              f"{load_average()}", flush=True)
     at, usable = _paste(app, paste, sync)
     synced = min(sync, args.lines)
     assert f"{synced:,} texts" in _texts(at), _texts(at)
     print(f"(a) paste {args.lines:,} lines -> results shown: {usable:.2f} s ({synced:,} embedded now, "
-          f"{synced / usable:,.0f} lines/s); {_load()}", flush=True)
+          f"{synced / usable:,.0f} lines/s); {load_average()}", flush=True)
 
     full = again = None
     if args.lines > sync:
@@ -150,13 +135,13 @@ def main() -> None:
         _check(at, "(b)")
         assert f"{args.lines:,} texts" in _texts(at), _texts(at)
         print(f"(b) embed the other {args.lines - synced:,} under the progress bar -> results over all: {full:.2f} s "
-              f"({(args.lines - synced) / full:,.0f} lines/s); {_load()}", flush=True)
+              f"({(args.lines - synced) / full:,.0f} lines/s); {load_average()}", flush=True)
         t0 = time.perf_counter()
         at.text_input(key="text.query").input("interest rates and the central bank").run()
         again = time.perf_counter() - t0
         _check(at, "(c)")
-        print(f"(c) then a new query over all {args.lines:,} (vectors cached) -> results: {again:.2f} s; {_load()}",
-              flush=True)
+        print(f"(c) then a new query over all {args.lines:,} (vectors cached) -> results: {again:.2f} s; "
+              f"{load_average()}", flush=True)
 
     plain = None
     if args.plain:
@@ -168,7 +153,7 @@ def main() -> None:
         T.embed_texts(model, [f"{t} (plain)" for t in lines])
         plain = time.perf_counter() - t0
         print(f"plain core.text.embed_texts of {args.lines:,} lines: {plain:.2f} s "
-              f"({args.lines / plain:,.0f} lines/s); {_load()}", flush=True)
+              f"({args.lines / plain:,.0f} lines/s); {load_average()}", flush=True)
 
     goal = f"usable at once (~5 s): {'met' if usable <= 5.0 else 'not met'}"
     beside = ", ".join(x for x in (
@@ -176,7 +161,7 @@ def main() -> None:
         f"embed the rest {full:.1f} s" if full is not None else "",
         f"next query {again:.1f} s" if again is not None else "",
         f"plain encode {plain:.1f} s" if plain is not None else "") if x)
-    _report(f"paste {args.lines:,} lines -> page answers", f"{usable:.1f} s", beside, goal)
+    report(f"paste {args.lines:,} lines -> page answers", f"{usable:.1f} s", beside, goal)
     if args.markdown:
         beside_head = f"{args.beside_sync:,} at once (s)" if args.beside_sync else "beside (s)"
         print(f"| lines | at once | paste -> results (s) | {beside_head} | embed the rest (s) "

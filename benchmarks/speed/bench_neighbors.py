@@ -3,6 +3,7 @@
     python benchmarks/speed/bench_neighbors.py                 # N = 2,000 / 20,000 / 100,000, D = 64, k = 10
     python benchmarks/speed/bench_neighbors.py --markdown      # the same, as a table for RESULTS.md
     python benchmarks/speed/bench_neighbors.py --sizes 2000 --repeats 1
+    python -m benchmarks.speed --only neighbors [--quick]
 
 For each N it times two searches the app runs: every row's k nearest other rows (UMAP's neighbour graph, the
 map scores; at most ``--max-queries`` query rows, so 100,000 stays minutes, not hours) and one row's neighbours
@@ -20,14 +21,18 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+from benchmarks._common import machine_info, report  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from core.neighbors import knn  # noqa: E402
+
+QUESTION = "Exact cosine k-NN on the CPU: faiss vs torch's chunked top-k at N = 2,000 / 20,000 / 100,000"
+FULL: list[str] = []
+QUICK = ["--sizes", "2000", "20000", "--max-queries", "5000", "--repeats", "1"]
+MINUTES = (1, 2)
 
 
 def clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -88,6 +93,14 @@ def main() -> None:
     head = (f"D={args.dim}, k={args.k}, {threads} threads for both engines, {os.cpu_count()} CPUs; load average "
             f"{load_before[0]:.1f} before, {load_after[0]:.1f} after (1-min). The machine is shared with other "
             f"work: absolute seconds vary with the load, the faiss/torch ratio is measured side by side.")
+    print(machine_info())
+    for r in results:
+        report(f"every row's {args.k}-NN, N={r['n']:,} ({r['queries']:,} queries), D={args.dim}: torch / faiss",
+               f"{r['torch_all'] / r['faiss_all']:.2f}x",
+               beside=f"faiss {r['faiss_all']:.3f} s, torch {r['torch_all']:.3f} s; one row's: faiss "
+                      f"{r['faiss_one'] * 1e3:.1f} ms, torch {r['torch_one'] * 1e3:.1f} ms "
+                      f"({r['torch_one'] / r['faiss_one']:.2f}x); same rows {r['same_rows']:.4f}, max score diff "
+                      f"{r['max_score_diff']:.1e}")
     if args.markdown:
         print(head + "\n")
         print("| N | queries | every row's k-NN: faiss | torch | torch / faiss | one row's k-NN: faiss | torch "

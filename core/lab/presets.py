@@ -43,7 +43,7 @@ class PresetResult:
     verdict: str  # one or two sentences with the measured numbers
     panels: list[Panel]
     numbers: dict[str, float]
-    setup: str  # what was trained, so the run can be repeated (benchmarks/bench_lab_presets.py)
+    setup: str  # what was trained, so the run can be repeated (benchmarks/lessons/bench_lab_presets.py)
     seconds: float = 0.0
 
 

@@ -1,7 +1,7 @@
 """Drive a real ``streamlit run app.py`` in Debian's Chromium through Playwright.
 
 Shared by the browser tests (``tests/browser/conftest.py``) and the app benchmark
-(``benchmarks/bench_app.py``); it imports neither pytest nor the app, so both can load it by path.
+(``benchmarks/server/bench_app.py``); it imports neither pytest nor the app, so both can load it by path.
 
 The waits read the state Streamlit itself exposes on the root element
 (``[data-testid="stApp"]``: ``data-test-script-state`` and ``data-test-connection-state``, the same

@@ -133,7 +133,7 @@ def test_offline_fails_fast_naming_the_offline_choices(spec, monkeypatch):
     t0 = time.perf_counter()
     with pytest.raises(DownloadUnavailable) as err:
         cc.load_clip(spec, device="cpu")
-    assert time.perf_counter() - t0 < 30  # generous: the real figure is in benchmarks/bench_clip.py
+    assert time.perf_counter() - t0 < 30  # generous: the real figure is in benchmarks/speed/bench_clip.py
     msg = str(err.value)
     assert "could not be downloaded" in msg and "mini-clip" in msg and "local-dir:" in msg
     assert probes == [cc.HUB_PROBE_TIMEOUT]

@@ -271,9 +271,9 @@ def test_describe_identity_shows_only_checked_fields():
 @pytest.mark.parametrize("make", ["digits"])
 def test_the_default_run_beats_the_untrained_encoder_on_a_set_the_user_brings(make):
     """Issue 34's goal on data that is not the shapes: the digits written out as PNGs in class folders. Default
-    TrainConfig, the batch training_defaults picks (measured 0.905 -> 0.975, benchmarks/bench_own_images.py). The
-    photo crops are left to the benchmark: untrained 0.988 of 84 held-out crops leaves one image of room, too little
-    for a test."""
+    TrainConfig, the batch training_defaults picks (measured 0.905 -> 0.975,
+    benchmarks/quality/bench_own_images.py). The photo crops are left to the benchmark: untrained 0.988 of 84
+    held-out crops leaves one image of room, too little for a test."""
     import torch
 
     from core.train import TrainConfig, Trainer

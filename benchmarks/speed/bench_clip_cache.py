@@ -1,7 +1,7 @@
 """The CLIP embedding disk cache (core.clip.cache) under more writes than its cap: does it stay within it?
 
-    .venv/bin/python benchmarks/bench_clip_cache.py                  # 64 MB cap, 4x that written, 512-d vectors
-    .venv/bin/python benchmarks/bench_clip_cache.py --cap-mb 16 --times 3 --dim 64
+    .venv/bin/python benchmarks/speed/bench_clip_cache.py                  # 64 MB cap, 4x that written, 512-d vectors
+    .venv/bin/python benchmarks/speed/bench_clip_cache.py --cap-mb 16 --times 3 --dim 64
 
 Writes batches of 256 random unit vectors (one batch = what embed_images stores per model batch) under fresh
 keys until ``times`` x the cap of raw float32 has been written, measuring the folder on disk (database, log and
@@ -18,9 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+from benchmarks._common import machine_info, report  # noqa: E402
 
-from benchmarks._common import machine_info  # noqa: E402
+QUESTION = "The capped CLIP embedding disk cache under 4x its cap of writes: stays within it? store/read per vector"
+FULL: list[str] = []
+QUICK = ["--cap-mb", "4", "--times", "2", "--dim", "256"]
+MINUTES = (1, 1)
 
 
 def folder_bytes(folder: Path) -> int:
@@ -73,6 +77,13 @@ def main() -> None:
           f"{sum(x is not None for x in last)}/256 | first batch kept {sum(x is not None for x in first)}/256")
     print(f"store {t_put / (batches * 256) * 1e6:.0f} us/vector (eviction included) | read "
           f"{t_get / 256 * 1e6:.0f} us/vector | load average after: {os.getloadavg()[0]:.2f}")
+    report(f"CLIP cache, {args.cap_mb:g} MB cap, {written / mb:.0f} MB of {args.dim}-d vectors written: "
+           "largest folder", f"{largest / mb:.2f} MB",
+           beside=f"final {final / mb:.2f} MB; {remaining} vectors remain; last batch kept "
+                  f"{sum(x is not None for x in last)}/256, first {sum(x is not None for x in first)}/256",
+           goal=f"within the cap: {'met' if largest <= cap else 'not met'}")
+    report(f"CLIP cache, {args.dim}-d vectors: time to store one (eviction included)",
+           f"{t_put / (batches * 256) * 1e6:.0f} us", beside=f"read one back: {t_get / 256 * 1e6:.0f} us")
 
 
 if __name__ == "__main__":
