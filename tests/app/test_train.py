@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 from tests.app.conftest import TINY, assert_clean, errors, wait_for_job
@@ -318,7 +319,11 @@ def test_checkpoint_naming_other_data_continues_on_the_chosen_data(make_app, tmp
     assert "opened on **shapes**" in said and "**different data**" in said, said
     at.button(key="train.continue_upload").click().run()
     job = at.session_state["train._job"]
-    assert job.state in ("queued", "running", "finished")  # started without pressing Play
+    assert job.state in ("queued", "running")  # started without pressing Play
+    deadline = time.monotonic() + 60
+    while job.steps_done <= 3 and time.monotonic() < deadline:
+        job.wait(0.1)
+    assert job.steps_done > 3, job.state
     job.pause()
 
 
