@@ -6,7 +6,6 @@ temp folder, and the offline path has the network probe patched to "unreachable"
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -127,10 +126,8 @@ def test_offline_fails_fast_naming_the_offline_choices(spec, monkeypatch):
     monkeypatch.setattr(cc, "_hub_reachable", lambda timeout: probes.append(timeout) or False)
     monkeypatch.setattr(open_clip, "download_pretrained", lambda *a, **k: pytest.fail("no download offline"))
     monkeypatch.setattr(cc, "_create", lambda *a, **k: pytest.fail("open_clip must not be asked to download"))
-    t0 = time.perf_counter()
     with pytest.raises(DownloadUnavailable) as err:
         cc.load_clip(spec, device="cpu")
-    assert time.perf_counter() - t0 < 30  # generous: the real figure is in benchmarks/bench_clip.py
     msg = str(err.value)
     assert "could not be downloaded" in msg and "mini-clip" in msg and "local-dir:" in msg
     assert probes == [cc.HUB_PROBE_TIMEOUT]
