@@ -22,13 +22,6 @@ PAGES = ("pages/home.py", "pages/augmentation_lab.py", "pages/train.py", "pages/
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    import torch
-
-    torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="session", autouse=True)
 def _navigation_mode_as_served():
     """Run every AppTest script the way a served app runs after its first rerun.
 

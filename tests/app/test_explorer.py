@@ -176,16 +176,15 @@ def test_compare_the_finished_model_with_an_early_snapshot_of_its_run(make_app):
     assert "Jaccard@10" in text and "10 items" in text  # the probe's 10 images are in both spaces
 
 
-def test_my_model_vs_clip_on_the_same_images(make_app):
+def test_my_model_vs_clip_on_the_same_images(make_app, mini_clip):
     """'My model vs CLIP' is one pick: the shipped mini-CLIP embeds the trained run's own held-out images."""
-    from core.clip import load_clip
     from ui.registry import Entry
 
     entry = _trained_entry()
     at = _open(make_app, registry={entry.name: entry}, **{"explorer.source": "Your models",
                                                            "explorer.entry": "tiny run"})
     registry = at.session_state["registry"]
-    bundle = load_clip("mini-clip")
+    bundle = mini_clip  # tests/conftest.py: the shipped mini-CLIP, loaded once
     registry["mini-CLIP"] = Entry(name="mini-CLIP", kind="clip", source="the shipped mini-CLIP", payload=bundle,
                                   image_size=int(bundle.image_size))
     at.session_state["registry"] = registry

@@ -336,9 +336,9 @@ def test_query_arithmetic_and_modality_gap_follow_their_formulas():
 
 # ------------------------------------------------------------------------------------------ the shipped model
 @pytest.mark.slow
-def test_shipped_mini_clip_classifies_fresh_shapes(cache_root):
+def test_shipped_mini_clip_classifies_fresh_shapes(cache_root, mini_clip):
     """The asset loads offline through load_clip and is right zero-shot on shapes it never saw."""
-    bundle = cc.load_clip(cc.MINI_CLIP_SPEC, device="cpu")
+    bundle = mini_clip  # tests/conftest.py: cc.load_clip(cc.MINI_CLIP_SPEC, device="cpu"), loaded once
     fresh = load_dataset("shapes", n=60, size=32, seed=777)
     for factor, template in (("shape", "a {}"), ("colour", "a {} shape")):
         w = cc.zero_shot_weights(bundle, fresh.classes[factor], [template])

@@ -12,7 +12,6 @@ from core.embed import EmbeddingSet, embed_imageset
 from core.errors import PlaygroundError
 from core.models import EncoderConfig, build_model
 
-torch.set_num_threads(1)
 
 
 def _set(n=12, d=5, seed=0):

@@ -8,7 +8,6 @@ import torch
 import core.similarity as sim
 from core.similarity import cosine_matrix, hardest_negatives, near_duplicates, nearest
 
-torch.set_num_threads(1)
 
 
 def _np_cos(a, b):

@@ -21,8 +21,8 @@ TINY = dict(batch_size=32, steps=4, snapshot_every=2, eval_every=2, probe_size=4
 
 
 @pytest.fixture(scope="module")
-def shapes_small():
-    return load_dataset("shapes", n=300, size=32, seed=0)
+def shapes_small(shapes_data):
+    return shapes_data(300, 32)
 
 
 def _parameters(*modules) -> list[torch.Tensor]:

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from core.data import load_dataset
 from core.train import Trainer, TrainConfig
 
 
@@ -42,8 +41,8 @@ def test_unknown_schedule_or_precision_is_refused_with_the_choices():
 
 
 @pytest.mark.slow
-def test_bf16_autocast_trains_like_fp32_on_a_short_seeded_run():
-    data = load_dataset("shapes", n=400, size=32, seed=0)
+def test_bf16_autocast_trains_like_fp32_on_a_short_seeded_run(shapes_data):
+    data = shapes_data(400, 32)
     base = TrainConfig(batch_size=64, steps=12, seed=0, eval_every=1000, snapshot_every=1000, knn_reference=200)
     runs = {}
     for precision in ("fp32", "bf16"):
@@ -148,13 +147,13 @@ def test_the_cpu_flags_are_the_first_flags_line_of_cpuinfo(monkeypatch, tmp_path
 
 
 @pytest.mark.parametrize("fast", [True, False])
-def test_a_trainer_on_auto_steps_in_the_arithmetic_the_cpu_is_fast_at(monkeypatch, fast):
+def test_a_trainer_on_auto_steps_in_the_arithmetic_the_cpu_is_fast_at(monkeypatch, fast, shapes_data):
     import core.device as D
 
     monkeypatch.setattr(D, "_cpu_bf16_pays", lambda: fast)
     cfg = TrainConfig(batch_size=16, steps=2, seed=0, eval_every=1000, snapshot_every=1000, knn_reference=50,
                       precision="auto")
-    t = Trainer(cfg, load_dataset("shapes", n=120, size=24, seed=0), device="cpu")
+    t = Trainer(cfg, shapes_data(120, 24), device="cpu")
     assert t.precision == ("bf16" if fast else "fp32")
     seen = []
     conv = next(m for m in t.model.modules() if isinstance(m, torch.nn.Conv2d))
@@ -177,10 +176,10 @@ def _small_run(**over) -> TrainConfig:
 
 
 @pytest.mark.parametrize("method", ["simclr", "clip"])
-def test_the_trainer_steps_with_fused_adamw_and_matches_the_per_parameter_loop(method):
+def test_the_trainer_steps_with_fused_adamw_and_matches_the_per_parameter_loop(method, shapes_data):
     """On the CPU the optimizer is AdamW's fused kernel; six steps give the same losses and weights as torch's own
     per-parameter AdamW (the reference) up to float rounding."""
-    data = load_dataset("shapes", n=200, size=16, seed=0)
+    data = shapes_data(200, 16)
     fused = Trainer(_small_run(method=method), data, device="cpu")
     loop = Trainer(_small_run(method=method), data, device="cpu")
     assert fused.optimizer.defaults["fused"] is True
@@ -194,8 +193,8 @@ def test_the_trainer_steps_with_fused_adamw_and_matches_the_per_parameter_loop(m
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_a_fused_optimizer_resumes_from_a_checkpoint_as_if_it_never_stopped(tmp_path: Path):
-    data = load_dataset("shapes", n=200, size=16, seed=0)
+def test_a_fused_optimizer_resumes_from_a_checkpoint_as_if_it_never_stopped(tmp_path: Path, shapes_data):
+    data = shapes_data(200, 16)
     straight = Trainer(_small_run(), data, device="cpu")
     straight.run(6)
     first = Trainer(_small_run(), data, device="cpu")
@@ -207,14 +206,14 @@ def test_a_fused_optimizer_resumes_from_a_checkpoint_as_if_it_never_stopped(tmp_
     assert [r.loss for r in resumed.history[-3:]] == [r.loss for r in straight.history[-3:]]
 
 
-def test_the_probe_views_are_drawn_once_and_are_the_seeded_ones(monkeypatch):
+def test_the_probe_views_are_drawn_once_and_are_the_seeded_ones(monkeypatch, shapes_data):
     """Every evaluation measures alignment, uniformity and pair similarities on the same two augmented views of the
     probe set. They are drawn once per trainer (not at every evaluation), and they are the views the probe's own
     seeded generator gives: the evaluation's alignment equals Wang & Isola's formula in NumPy on those views."""
     import core.train as train_mod
     from core.augment import augment
 
-    data = load_dataset("shapes", n=200, size=16, seed=0)
+    data = shapes_data(200, 16)
     t = Trainer(_small_run(), data, device="cpu")
     calls = []
 
@@ -237,12 +236,12 @@ def test_the_probe_views_are_drawn_once_and_are_the_seeded_ones(monkeypatch):
     assert first.alignment != second.alignment  # the model moved; the views did not
 
 
-def test_probe_views_above_the_size_cap_are_drawn_again_not_kept(monkeypatch):
+def test_probe_views_above_the_size_cap_are_drawn_again_not_kept(monkeypatch, shapes_data):
     """A trainer holds its probe views for its whole life; large ones (many probe images at a large size) would cost
     every session hundreds of MB, so above the cap they are drawn again at each evaluation: the same numbers."""
     import core.train as train_mod
 
-    data = load_dataset("shapes", n=200, size=16, seed=0)
+    data = shapes_data(200, 16)
     kept = Trainer(_small_run(), data, device="cpu")
     a = kept.evaluate()
     monkeypatch.setattr(train_mod, "_PROBE_VIEWS_KEPT_BYTES", 2 * 40 * 3 * 16 * 16 * 4 - 1)  # one byte too few
