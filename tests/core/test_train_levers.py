@@ -175,7 +175,7 @@ def _small_run(**over) -> TrainConfig:
                        probe_size=40, **over)
 
 
-@pytest.mark.parametrize("method", ["simclr", "clip"])
+@pytest.mark.parametrize("method", ["simclr", pytest.param("clip", marks=pytest.mark.slow)])
 def test_the_trainer_steps_with_fused_adamw_and_matches_the_per_parameter_loop(method, shapes_data):
     """On the CPU the optimizer is AdamW's fused kernel; six steps give the same losses and weights as torch's own
     per-parameter AdamW (the reference) up to float rounding."""
