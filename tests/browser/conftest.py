@@ -141,11 +141,3 @@ def app(request: pytest.FixtureRequest, browser: Any, streamlit_server: Any,
                 print(f"no failure screenshot: {exc}")
             print("server log tail:\n" + streamlit_server.log_tail(3000))
         context.close()
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With pytest-xdist (``-n 2 --dist loadgroup``) every browser test runs on the same worker, so a run starts
-    one server and one Chromium, not one per worker (they would share two cores with the other tests)."""
-    for item in items:
-        if item.get_closest_marker("browser") is not None:
-            item.add_marker(pytest.mark.xdist_group("browser"))
