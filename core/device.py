@@ -67,12 +67,15 @@ def _cpu_has_fast_bf16() -> bool:
     return False
 
 
+_CPUINFO = "/proc/cpuinfo"
+
+
 @functools.lru_cache(maxsize=1)
 def _cpu_flags() -> frozenset[str]:
     """The feature flags Linux lists for this CPU (empty elsewhere, or when /proc/cpuinfo cannot be read). Read once:
     the Train page asks what "auto" means at every render."""
     try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+        with open(_CPUINFO, encoding="utf-8", errors="replace") as f:
             for line in f:
                 if line.startswith("flags"):
                     return frozenset(line.split(":", 1)[1].split())

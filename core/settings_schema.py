@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Spec", "SPECS", "TRAIN", "AUGMENT", "TOY", "METHOD_NAMES", "MINING", "LR_SCHEDULES", "PRECISIONS",
-           "TOY_LOSSES", "LAB_PRESETS", "TEXT_INDEXES", "SHAPES_RECIPE", "check", "declared", "page_default", "bounds_sentence"]
+           "TOY_LOSSES", "LAB_PRESETS", "TEXT_INDEXES", "SHAPES_RECIPE", "DEFAULT_DATASET", "check", "declared",
+           "page_default", "bounds_sentence"]
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,9 @@ SPECS: dict[str, Spec] = {s.key: s for s in _TRAIN + _AUGMENT + _TOY}  # by key
 # - the Train page trains in "auto" precision (bf16 where it measured faster), core keeps fp32 so the same
 #   arithmetic runs on every host unless asked.
 SHAPES_RECIPE: dict[str, Any] = {"crop_scale": (0.3, 1.0), "hue": 0.5}
+# The data a run trains on when nothing says otherwise (core.train, the CLI) and the Train page's first choice:
+# the built-in shapes, as load_dataset's options.
+DEFAULT_DATASET: dict[str, Any] = {"name": "shapes", "options": {"n": 5000, "size": 32, "seed": 0}}
 _PAGE_CHANGES: dict[str, Any] = {"train.precision": "auto", **{f"aug.{k}": v for k, v in SHAPES_RECIPE.items()}}
 
 

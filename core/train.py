@@ -58,7 +58,7 @@ SUPERVISED: tuple[str, ...] = tuple(k for k, m in METHOD_CLASSES.items() if m.ne
 USES_TEMPERATURE: tuple[str, ...] = tuple(k for k, m in METHOD_CLASSES.items() if m.uses_temperature)
 CHECKPOINT_FORMAT = "contrastive-playground/1"
 # The default preset ("SimCLR on shapes", the home page's first lesson): DEFAULT_PRESET on this dataset.
-DEFAULT_DATASET = {"name": "shapes", "options": {"n": 5000, "size": 32, "seed": 0}}
+DEFAULT_DATASET = SCHEMA.DEFAULT_DATASET
 
 # Bounds and choices of every TrainConfig field are declared once, in core.settings_schema (the app's settings
 # table reads the same declaration). A configuration can come from outside (a checkpoint's metadata, a settings

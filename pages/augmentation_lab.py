@@ -77,7 +77,7 @@ with left:
     index = 0
     with user_errors("loading the image"):
         if ds_name == "upload":
-            up = st.file_uploader("An image file (PNG, JPEG, WebP, …), up to 25 MB", key="lab.upload",
+            up = st.file_uploader(f"An image file (PNG, JPEG, WebP, …), up to {MAX_IMAGE_MB} MB", key="lab.upload",
                                   max_upload_size=MAX_IMAGE_MB,
                                   help="Kept in this session only; cropped to a square.")
             with model_box:

@@ -393,8 +393,13 @@ st.header("Reproduce the classics", help="Small seeded experiments on the toy or
 
 
 @st.cache_data(max_entries=12, show_spinner=False)
-def _preset(key: str, _progress=None):
-    return lab.run_preset(key, _progress)
+def _preset(key: str):
+    # The bar is drawn inside the cached function: a cache hit replays its messages, which must not refer to an
+    # element made outside (another session's click failed with CacheReplayClosureError).
+    bar = st.progress(0.0, text="Starting…")
+    result = lab.run_preset(key, lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
+    bar.empty()
+    return result
 
 
 choice = st.selectbox("Experiment", list(lab.PRESETS), format_func=lambda k: lab.PRESETS[k][0],
@@ -405,10 +410,7 @@ run = st.button("Run it", key="loss_lab.run_preset", icon=":material/science:", 
 done = st.session_state.setdefault("loss_lab._presets", {})
 if run:
     with user_errors("running the experiment"):
-        bar = st.progress(0.0, text="Starting…")
-        result = _preset(choice, _progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
-        bar.empty()
-        done[choice] = result
+        done[choice] = _preset(choice)
 result = done.get(choice)
 if result is None:
     st.caption("Press **Run it** to train and measure.")

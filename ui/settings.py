@@ -73,16 +73,17 @@ _TABLE: list[Setting] = [
     # dataset switches to its recipe (ui.widgets.follow_dataset).
     *(_core(k) for k in SCHEMA.SPECS if k.startswith("aug.")),
     # ---- Train page ---------------------------------------------------------------------------------------
-    _s("train.dataset", "shapes", "str", "Dataset",
+    _s("train.dataset", SCHEMA.DEFAULT_DATASET["name"], "str", "Dataset",
        "shapes, digits and photos are built in and work offline; the others need a download."),
-    _s("train.n", 5000, "int", "Images to use", "A subset of the dataset: 20% of it is held out for evaluation.",
+    _s("train.n", SCHEMA.DEFAULT_DATASET["options"]["n"], "int", "Images to use",
+       "A subset of the dataset: 20% of it is held out for evaluation.",
        options=(200, 500, 1000, 2000, 5000, 10000, 20000, 50000)),
     _core("train.method"),
     _s("train.arch", "fast_cnn", "str", "Encoder", options=("small_cnn", "fast_cnn", "resnet18")),
     _s("train.width", 32, "int", "Encoder width",
        "Channels of the small CNN: its five blocks use w/2, w, 2w, 2w and 4w, so its features have 4w numbers. "
        "A narrower encoder steps faster on a CPU.", options=(8, 16, 32, 64)),
-    _s("train.image_size", 32, "int", "Image size (pixels)",
+    _s("train.image_size", SCHEMA.DEFAULT_DATASET["options"]["size"], "int", "Image size (pixels)",
        "The built-in shapes are drawn at this size. Smaller images step faster; shape is still visible at 24 px.",
        options=(16, 24, 32, 48, 64)),
     _core("train.projection_dim"),

@@ -22,13 +22,6 @@ PAGES = ("pages/home.py", "pages/augmentation_lab.py", "pages/train.py", "pages/
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    import torch
-
-    torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="session", autouse=True)
 def _navigation_mode_as_served():
     """Run every AppTest script the way a served app runs after its first rerun.
 
@@ -49,6 +42,31 @@ def _navigation_mode_as_served():
     pages_manager.PagesManager.__init__ = init
     yield
     pages_manager.PagesManager.__init__ = original
+
+
+@pytest.fixture(scope="session")
+def served_config() -> dict:
+    """The options Streamlit itself reads from the project's config when started from the repo root (as the
+    README's `streamlit run app.py` is): ``{"options": {name: value}, "where": {name: file or "<default>"},
+    "unknown": [names in .streamlit/config.toml that Streamlit does not know]}``. Read in a fresh interpreter,
+    so a typo or a renamed option shows up as unknown instead of being silently ignored."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, tomllib\n"
+        "import streamlit.config as c\n"
+        "opts = c.get_config_options()\n"
+        "doc = tomllib.load(open('.streamlit/config.toml', 'rb'))\n"
+        "names = [f'{s}.{k}' for s, kv in doc.items() for k in kv]\n"
+        "print(json.dumps({'options': {n: o.value for n, o in opts.items() if isinstance(o.value, (bool, int, float, str))},\n"
+        "                  'where': {n: c.get_where_defined(n) for n in names if n in opts},\n"
+        "                  'unknown': [n for n in names if n not in opts]}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture

@@ -190,16 +190,15 @@ def test_a_t_sne_compare_of_few_shared_items_bounds_perplexity_by_the_compared_s
     assert "10 items" in _texts(at)
 
 
-def test_my_model_vs_clip_on_the_same_images(make_app):
+def test_my_model_vs_clip_on_the_same_images(make_app, mini_clip):
     """'My model vs CLIP' is one pick: the shipped mini-CLIP embeds the trained run's own held-out images."""
-    from core.clip import load_clip
     from ui.registry import Entry
 
     entry = _trained_entry()
     at = _open(make_app, registry={entry.name: entry}, **{"explorer.source": "Your models",
                                                            "explorer.entry": "tiny run"})
     registry = at.session_state["registry"]
-    bundle = load_clip("mini-clip")
+    bundle = mini_clip  # tests/conftest.py: the shipped mini-CLIP, loaded once
     registry["mini-CLIP"] = Entry(name="mini-CLIP", kind="clip", source="the shipped mini-CLIP", payload=bundle,
                                   image_size=int(bundle.image_size))
     at.session_state["registry"] = registry

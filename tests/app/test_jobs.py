@@ -35,14 +35,10 @@ def test_pages_redraw_less_often_while_more_jobs_train_or_wait_than_there_are_co
     assert busy_status > alone_status and busy_charts > alone_charts
 
 
-def test_the_served_app_does_not_collect_garbage_after_every_run():
+def test_the_served_app_does_not_collect_garbage_after_every_run(served_config):
     """Streamlit's default gc.collect(2) after each script run held the GIL ~0.4 s per status tick (once a
     second per session), stalling every other session's page: the served app's config turns it off."""
-    import tomllib
-    from pathlib import Path
-
-    config = tomllib.loads((Path(__file__).resolve().parents[2] / ".streamlit" / "config.toml").read_text())
-    assert config["runner"]["postScriptGC"] is False
+    assert served_config["options"]["runner.postScriptGC"] is False
 
 
 def test_warm_up_leaves_the_first_trainer_nothing_to_import():

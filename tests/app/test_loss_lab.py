@@ -15,7 +15,7 @@ def _metric(at, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
 
-def _play_until(at, steps: int, timeout: float = 20.0):
+def _play_until(at, steps: int, timeout: float = 60.0):
     """Press Play and wait (at most ``timeout`` s) until the toy's job has taken ``steps`` steps; returns the job."""
     at.button(key="loss_lab.play").click().run()
     job = at.session_state["loss_lab._job"]
@@ -48,7 +48,7 @@ def test_step_trains_the_toy_and_updates_the_metrics(make_app):
     assert _metric(at, "Uniformity") and _metric(at, "Alignment")
 
 
-def test_play_moves_within_a_second_and_pause_stops(make_app):
+def test_play_moves_and_pause_stops(make_app):
     at = make_app(page=PAGE)
     job = _play_until(at, 3)
     assert job.steps_done >= 3
@@ -80,7 +80,7 @@ def test_the_points_move_while_the_toy_trains_in_its_worker(make_app):
     at = make_app(page=PAGE)
     job = at.session_state["loss_lab._job"]
     before = job.trainer.points().copy()
-    job = _play_until(at, 20, timeout=60)
+    job = _play_until(at, 20)
     deadline = time.monotonic() + 30
     while abs(job.trainer.points() - before).max() < 1e-3 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -127,7 +127,9 @@ def test_changing_the_loss_rebuilds_an_untrained_toy(make_app):
 
 
 @pytest.mark.slow
-def test_collapse_preset_runs_and_is_cached(make_app):
+def test_collapse_preset_runs_and_is_cached(make_app, monkeypatch):
+    from core import lab
+
     at = make_app(page=PAGE)
     at.selectbox(key="loss_lab.preset").set_value("collapse").run()
     at.button(key="loss_lab.run_preset").click().run()
@@ -137,10 +139,13 @@ def test_collapse_preset_runs_and_is_cached(make_app):
     assert any("Alignment only" in s.value for s in at.success)
     words = next(d.value for d in at.dataframe if "term" in d.value.columns)  # the glossary quotes this run
     assert words.set_index("term").loc["collapse", "here on this page"] == f"experiment 2: {result.verdict}"
-    t0 = time.perf_counter()
-    at.button(key="loss_lab.run_preset").click().run()  # cached: the same object comes back at once
-    assert time.perf_counter() - t0 < 5
-    assert at.session_state["loss_lab._presets"]["collapse"].verdict == result.verdict
+    # cached for everyone: another session's click trains nothing and gets the same result
+    monkeypatch.setattr(lab, "run_preset", lambda *a, **k: pytest.fail("the preset ran again"))
+    other = make_app(page=PAGE)
+    other.selectbox(key="loss_lab.preset").set_value("collapse").run()
+    other.button(key="loss_lab.run_preset").click().run()
+    assert_clean(other)
+    assert other.session_state["loss_lab._presets"]["collapse"].verdict == result.verdict
 
 
 def test_glossary_covers_the_issue_terms_in_one_line_each():

@@ -86,13 +86,10 @@ def test_table_offers_exactly_what_the_configs_accept():
     differ = {f.name for f in fields(cfg) if getattr(cfg, f.name) != getattr(core, f.name)}
     assert differ == {"augment", "precision"}  # the encoder too: arch, width and projection size are core's
     assert cfg.augment == PRESETS["shapes"] and cfg.precision == "auto"
-    # The page's own settings that core does not check through TrainConfig: the data the first lesson uses and
-    # the encoders core can build.
+    # The page's own setting that core does not check through TrainConfig: the encoders core can build.
+    # (The default data is declared once, core.settings_schema.DEFAULT_DATASET, for both.)
     from core.models import ARCHS
-    from core.train import DEFAULT_DATASET
 
-    assert (S.default("train.dataset"), S.default("train.n"), S.default("train.image_size")) == \
-        (DEFAULT_DATASET["name"], DEFAULT_DATASET["options"]["n"], DEFAULT_DATASET["options"]["size"])
     assert S.options("train.arch") == list(ARCHS)
 
 

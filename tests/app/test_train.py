@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
+
+import pytest
 
 from tests.app.conftest import TINY, assert_clean, errors, wait_for_job
 
@@ -220,6 +223,7 @@ def test_clip_needs_captions(make_app):
     assert at.button(key="train.step").disabled
 
 
+@pytest.mark.slow  # trains through worker processes to the end (15-80 s on a loaded 2-core machine)
 def test_divergence_stops_and_explains(make_app, monkeypatch):
     """A step that raises in the worker process: the job fails with the trainer's own sentence on the page."""
     from core.runner import job as runner_job
@@ -244,6 +248,7 @@ def test_checkpoint_upload_refuses_other_formats(make_app):
     assert any("not a readable safetensors" in e for e in errors(at))
 
 
+@pytest.mark.slow  # trains through worker processes to the end (15-80 s on a loaded 2-core machine)
 def test_checkpoint_round_trip_and_continue(make_app):
     at = make_app(query_params=TINY, page=TRAIN)
     at.button(key="train.step").click().run()
@@ -275,6 +280,7 @@ def test_invalid_settings_are_explained_beside_the_buttons(make_app):
     assert any("needs captions" in e.value for e in at.error)
 
 
+@pytest.mark.slow  # trains through worker processes to the end (15-80 s on a loaded 2-core machine)
 def test_moco_without_a_queue_is_offered_explained_and_trains(make_app):
     from tests.app.conftest import TINY, wait_for_job
 
@@ -286,6 +292,7 @@ def test_moco_without_a_queue_is_offered_explained_and_trains(make_app):
     assert job.state == "finished" and job.trainer.queue is None
 
 
+@pytest.mark.slow  # trains through worker processes to the end (15-80 s on a loaded 2-core machine)
 def test_checkpoint_naming_other_data_continues_on_the_chosen_data(make_app, tmp_path):
     """A checkpoint whose metadata names a folder on the server is not read from there, and not opened on other
     data silently (issue 34): the page asks; "Open it on shapes anyway" loads it on the data chosen on the left,
@@ -318,10 +325,15 @@ def test_checkpoint_naming_other_data_continues_on_the_chosen_data(make_app, tmp
     assert "opened on **shapes**" in said and "**different data**" in said, said
     at.button(key="train.continue_upload").click().run()
     job = at.session_state["train._job"]
-    assert job.state in ("queued", "running", "finished")  # started without pressing Play
+    assert job.state in ("queued", "running")  # started without pressing Play
+    deadline = time.monotonic() + 60
+    while job.steps_done <= 3 and time.monotonic() < deadline:
+        job.wait(0.1)
+    assert job.steps_done > 3, job.state
     job.pause()
 
 
+@pytest.mark.slow  # trains through worker processes to the end (15-80 s on a loaded 2-core machine)
 def test_sidebar_status_shows_what_the_last_click_did(make_app):
     """The sidebar is drawn after the page, so it is never one action behind (it said 'running' after Reset)."""
     at = make_app(query_params=TINY, page=TRAIN)
@@ -334,6 +346,7 @@ def test_sidebar_status_shows_what_the_last_click_did(make_app):
     assert "1 model or embedding file in this session" in side  # and its model was kept
 
 
+@pytest.mark.slow  # trains through worker processes to the end (15-80 s on a loaded 2-core machine)
 def test_clip_run_with_open_clip_towers_joins_the_registry_as_a_clip(make_app):
     """The Train page's CLIP-style run on open_clip towers becomes a CLIP entry the CLIP page can use."""
     at = make_app(query_params={**TINY, "train.method": "clip", "train.clip_model": "mini-rn"}, page=TRAIN)

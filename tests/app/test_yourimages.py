@@ -23,6 +23,7 @@ def upload_on_train(at, data: bytes, name: str = "digits.zip"):
     return at
 
 
+@pytest.mark.slow  # several pages with their models, or a worker-process run (20-30 s loaded)
 def test_train_page_takes_a_zip_with_defaults_that_fit_it(make_app, digits):
     at = make_app(query_params={"train.steps": "10"}, page=TRAIN)
     upload_on_train(at, digits)
@@ -97,6 +98,7 @@ def test_explorer_maps_an_uploaded_set_and_compares_models_on_it(make_app, digit
     assert_clean(at)
 
 
+@pytest.mark.slow  # several pages with their models, or a worker-process run (20-30 s loaded)
 def test_checkpoint_on_uploaded_data_asks_opens_on_the_same_and_says_when_different(make_app, digits, tmp_path):
     from core.owndata import load_zip
     from core.train import TrainConfig, Trainer
@@ -142,6 +144,7 @@ def test_a_bad_zip_is_a_sentence(make_app):
     assert "up to 20,000 images" in label and "MB per .zip" in label and "megapixels" in label
 
 
+@pytest.mark.slow  # several pages with their models, or a worker-process run (20-30 s loaded)
 def test_a_shared_server_offers_no_typed_paths_and_answers_alike(make_app, monkeypatch, tmp_path):
     monkeypatch.setenv("CP_SHARED_SERVER", "1")
     at = make_app(page="pages/text.py")

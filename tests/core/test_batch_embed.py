@@ -124,6 +124,7 @@ def test_list_images_reads_a_csv_of_paths(tmp_path, image_folder):
         list_images(tmp_path / "bad.csv")
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch and the CLI
 def test_app_start_path_does_not_import_ray():
     code = "import sys, core.batch_embed, core.ray_embed, core.cli; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

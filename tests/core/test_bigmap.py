@@ -121,5 +121,26 @@ def test_sampled_umap_fits_a_sample_and_places_the_rest_near_their_cluster():
     assert not full.sampled and len(full.sample) == 200
 
 
-def test_warm_up_draws_without_error():
-    assert bigmap.warm_up() >= 0
+def test_spread_grows_each_point_by_its_pixels():
+    """``spread=1`` (what the Explorer draws with) makes each point a 3 x 3 block of pixels centred on it."""
+    coords = np.array([[0.0, 0.0]])
+    kw = dict(width=9, height=9, x_range=(-1.0, 1.0), y_range=(-1.0, 1.0))
+    for px, side in ((0, 1), (1, 3)):
+        lit = np.argwhere(bigmap.rasterize(coords, spread=px, **kw).image[..., 3] > 0)
+        assert len(lit) == side * side, (px, len(lit))
+        np.testing.assert_array_equal(lit.min(0) + lit.max(0), [8, 8])  # centred on the middle pixel
+
+
+def test_warm_up_draws_both_rasters_the_explorer_draws(monkeypatch):
+    """The warm-up compiles the kernels of the Explorer's draws (ui.bigmap: labelled, ``spread=1``) and of a plain
+    raster, so the first real map pays neither."""
+    calls = []
+    real = bigmap.rasterize
+
+    def recording(coords, labels=None, **kw):
+        calls.append((labels is not None, kw.get("spread", 0)))
+        return real(coords, labels, **kw)
+
+    monkeypatch.setattr(bigmap, "rasterize", recording)
+    bigmap.warm_up()
+    assert set(calls) == {(False, 0), (True, 1)}, calls

@@ -6,7 +6,6 @@ temp folder, and the offline path has the network probe patched to "unreachable"
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -130,10 +129,8 @@ def test_offline_fails_fast_naming_the_offline_choices(spec, monkeypatch):
     monkeypatch.setattr(clip_load, "_hub_reachable", lambda timeout: probes.append(timeout) or False)
     monkeypatch.setattr(open_clip, "download_pretrained", lambda *a, **k: pytest.fail("no download offline"))
     monkeypatch.setattr(clip_load, "_create", lambda *a, **k: pytest.fail("open_clip must not be asked to download"))
-    t0 = time.perf_counter()
     with pytest.raises(DownloadUnavailable) as err:
         cc.load_clip(spec, device="cpu")
-    assert time.perf_counter() - t0 < 30  # generous: the real figure is in benchmarks/speed/bench_clip.py
     msg = str(err.value)
     assert "could not be downloaded" in msg and "mini-clip" in msg and "local-dir:" in msg
     assert probes == [cc.HUB_PROBE_TIMEOUT]
@@ -376,9 +373,9 @@ def test_confusion_helpers_match_brute_force():
 
 # ------------------------------------------------------------------------------------------ the shipped model
 @pytest.mark.slow
-def test_shipped_mini_clip_classifies_fresh_shapes(cache_root):
+def test_shipped_mini_clip_classifies_fresh_shapes(cache_root, mini_clip):
     """The asset loads offline through load_clip and is right zero-shot on shapes it never saw."""
-    bundle = cc.load_clip(cc.MINI_CLIP_SPEC, device="cpu")
+    bundle = mini_clip  # tests/conftest.py: cc.load_clip(cc.MINI_CLIP_SPEC, device="cpu"), loaded once
     fresh = load_dataset("shapes", n=60, size=32, seed=777)
     for factor, template in (("shape", "a {}"), ("colour", "a {} shape")):
         w = cc.zero_shot_weights(bundle, fresh.classes[factor], [template])

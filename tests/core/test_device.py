@@ -14,7 +14,6 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import core.device
 import core.train
-from core.data import load_dataset
 from core.device import small_blas
 from core.train import Trainer, TrainConfig
 
@@ -100,7 +99,7 @@ def test_overlapping_threads_keep_the_limit_until_the_last_one_leaves():
 
 
 def test_the_trainers_snapshots_and_evaluations_do_their_linear_algebra_on_one_blas_thread(two_blas_threads,
-                                                                                          monkeypatch):
+                                                                                          monkeypatch, shapes_data):
     seen: list[tuple[str, set[int]]] = []
 
     def spy(name, fn):
@@ -109,12 +108,11 @@ def test_the_trainers_snapshots_and_evaluations_do_their_linear_algebra_on_one_b
             return fn(*args, **kwargs)
         return wrapped
 
-    monkeypatch.setattr(core.train, "project", spy("pca", core.train.project))
-    monkeypatch.setattr(core.train, "align_to", spy("procrustes", core.train.align_to))
+    monkeypatch.setattr(core.train, "live_map", spy("map", core.train.live_map))  # PCA / t-SNE + Procrustes
     monkeypatch.setattr(core.train, "effective_rank", spy("svd", core.train.effective_rank))
     cfg = TrainConfig(batch_size=16, steps=2, snapshot_every=1, eval_every=2, probe_size=32, knn_reference=64)
-    trainer = Trainer(cfg, load_dataset("shapes", n=160, size=16, seed=0))
+    trainer = Trainer(cfg, shapes_data(200, 16))
     trainer.run(2)  # its default callbacks take the snapshots and evaluations
-    assert {name for name, _ in seen} == {"pca", "procrustes", "svd"}
+    assert {name for name, _ in seen} == {"map", "svd"}
     assert all(threads == {1} for _, threads in seen), seen
     assert blas_threads() == {2}  # the pools get their threads back between the trainer's steps

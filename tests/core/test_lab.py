@@ -119,8 +119,8 @@ def test_compare_losses_values_equal_direct_calls_and_mining_is_brute_force():
     same[anchor] = False
     hardest_pos = int(np.argmax(np.where(same, d, -1)))
     hardest_neg = int(np.argmin(np.where(~(yy == yy[anchor]).numpy(), d, np.inf)))
-    if d[hardest_pos] - d[hardest_neg] + 0.5 > 0:  # the anchor's triplet is active
-        assert res["triplet_hard"].coupling[hardest_pos] > 0 and res["triplet_hard"].coupling[hardest_neg] > 0
+    assert d[hardest_pos] - d[hardest_neg] + 0.5 > 0  # this batch's anchor has an active triplet (margin 0.5)
+    assert res["triplet_hard"].coupling[hardest_pos] > 0 and res["triplet_hard"].coupling[hardest_neg] > 0
     assert res["triplet_hard"].pairs_with_gradient < res["nt_xent"].pairs_with_gradient
     # InfoNCE with detached keys: an anchor in view 2 is a key and gets no gradient.
     keyside = {r.key: r for r in lab.compare_losses(z1, z2, y, anchor=12 + 1, temperature=0.2)}

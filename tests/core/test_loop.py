@@ -133,14 +133,13 @@ def test_a_bad_stop_or_step_count_is_refused():
         run_loop(FakeTrainer(), -1)
 
 
-def test_the_trainer_s_default_loop_keeps_the_page_s_schedule_and_step_alone_does_neither():
+def test_the_trainer_s_default_loop_keeps_the_page_s_schedule_and_step_alone_does_neither(shapes_data):
     """Trainer.run() with its default callbacks: a snapshot at step 0 and every snapshot_every; an evaluation after
     step 1, every eval_every and at the end; a second run with the same seed gives the same history and the same
     evaluations. Trainer.step() alone neither evaluates nor snapshots."""
-    from core.data import load_dataset
     from core.train import Trainer, TrainConfig
 
-    data = load_dataset("shapes", n=200, size=16, seed=0)
+    data = shapes_data(200, 16)
     cfg = TrainConfig(batch_size=16, steps=7, eval_every=3, snapshot_every=2, probe_size=20, knn_reference=50)
     a, b = Trainer(cfg, data, device="cpu"), Trainer(cfg, data, device="cpu")
     assert [type(c) for c in a.default_callbacks()] == [SnapshotEvery, EvaluateEvery]

@@ -37,7 +37,6 @@ from core.losses import (
     vicreg_terms,
 )
 
-torch.set_num_threads(1)
 
 ATOL = 1e-5
 SIZES = [(1, 3), (4, 8), (9, 5), (16, 32)]  # (N, D)

@@ -10,7 +10,6 @@ import torch
 
 from core import losses
 from core.augment import augment
-from core.data import load_dataset
 from core.methods import METHODS, Method, TwoViewMethod, method_for
 from core.train import METHOD_NAMES, METHODS as METHOD_KEYS, SUPERVISED, USES_TEMPERATURE, TrainConfig, Trainer
 
@@ -19,8 +18,8 @@ TINY = dict(batch_size=16, steps=3, probe_size=20, knn_reference=50, queue_size=
 
 
 @pytest.fixture(scope="module")
-def shapes():
-    return load_dataset("shapes", n=200, size=16, seed=0)
+def shapes(shapes_data):
+    return shapes_data(200, 16)
 
 
 def _reference(method: str, t: Trainer, idx: torch.Tensor) -> torch.Tensor:

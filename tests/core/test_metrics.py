@@ -14,7 +14,6 @@ from core.metrics import (INVARIANCE_RULE, alignment, effective_rank, invariance
                           knn_accuracy, linear_probe_accuracy, pair_similarities, similarity_histograms,
                           uniformity)
 
-torch.set_num_threads(1)
 
 
 def _blobs(n, d, n_classes, spread, seed):

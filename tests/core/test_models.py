@@ -8,7 +8,6 @@ import torch
 
 from core.models import (EncoderConfig, build_model, count_parameters, momentum_copy, momentum_update)
 
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

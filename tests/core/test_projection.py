@@ -9,7 +9,6 @@ from core.errors import PlaygroundError
 from core.projection import (align_to, build_metric, neighbour_preservation, neighbour_preservation_per_point,
                              project, trustworthiness, warm_up)
 
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

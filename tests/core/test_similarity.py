@@ -9,7 +9,6 @@ import core.similarity as sim
 import core.vectors as vectors_mod
 from core.similarity import cosine_matrix, hardest_negatives, near_duplicates, nearest
 
-torch.set_num_threads(1)
 
 
 def _np_cos(a, b):

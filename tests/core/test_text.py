@@ -15,11 +15,6 @@ from core.errors import DownloadUnavailable, PlaygroundError
 
 
 @pytest.fixture(scope="module")
-def minilm():
-    return T.load_text_model(device="cpu")
-
-
-@pytest.fixture(scope="module")
 def corpus():
     return T.load_corpus()
 

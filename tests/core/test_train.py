@@ -21,8 +21,8 @@ TINY = dict(batch_size=32, steps=4, snapshot_every=2, eval_every=2, probe_size=4
 
 
 @pytest.fixture(scope="module")
-def shapes_small():
-    return load_dataset("shapes", n=300, size=32, seed=0)
+def shapes_small(shapes_data):
+    return shapes_data(300, 32)
 
 
 def _parameters(*modules) -> list[torch.Tensor]:
@@ -97,6 +97,7 @@ def test_run_calls_back_every_step_and_honours_stop(shapes_small):
     assert seen == [3, ("end", True)]
 
 
+@pytest.mark.slow  # 150 steps on 1,500 images: a quality check, the longest non-slow test (116 s loaded)
 def test_short_simclr_run_beats_the_untrained_encoder():
     """150 steps, not 80: on an AMD EPYC (Zen 4) 80 steps gained only +0.02-0.04 over the untrained 0.41 (a CI
     failure at +0.023; fp32 kernels differ by CPU), 150 steps +0.16-0.20 on seeds 0 and 1."""
@@ -162,7 +163,8 @@ def test_collapse_reason_reads_the_pair_similarities():
 RESUME = dict(TINY, steps=15, snapshot_every=5, eval_every=4, warmup_steps=8)
 
 
-@pytest.mark.parametrize("method", ["simclr", "moco", "margin", "clip"])  # each keeps different state
+@pytest.mark.parametrize("method", ["simclr", "moco", "margin",  # each keeps different state
+                                    pytest.param("clip", marks=pytest.mark.slow)])  # two towers: 2x the others
 def test_resume_continues_the_same_run(method, shapes_small, tmp_path):
     """10 steps, save, load, 5 steps: the same losses as 15 steps straight (optimiser moments, sampler and
     augmentation RNG, MoCo queue and key encoder, warm-up position all restored)."""
