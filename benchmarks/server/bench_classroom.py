@@ -83,6 +83,19 @@ def _bare_on_this_thread(trainer, seconds: float) -> float:
     return (trainer.step_count - s0) / (time.perf_counter() - t0)
 
 
+def _bare_with_callbacks(trainer, seconds: float) -> float:
+    """The bare Trainer in this process doing what a job's worker does besides stepping: ``trainer.run`` with its
+    default callbacks (an evaluation every ``eval_every`` steps, a live-map snapshot every ``snapshot_every``).
+    The gap between this and the plain bare figure is the app's own work (charts and the map), not the process."""
+    def until(t_end: float):
+        return lambda: time.perf_counter() >= t_end
+
+    trainer.run(10**9, callbacks=trainer.default_callbacks(), stop=until(time.perf_counter() + min(3.0, seconds / 4)))
+    s0, t0 = trainer.step_count, time.perf_counter()
+    trainer.run(10**9, callbacks=trainer.default_callbacks(), stop=until(t0 + seconds))
+    return (trainer.step_count - s0) / (time.perf_counter() - t0)
+
+
 def _steps_per_s(trainers: list, seconds: float, start) -> float:
     """Run ``start(trainers)`` (returns a stop function), count total steps over ``seconds`` after a warm-up."""
     stop = start(trainers)
@@ -166,13 +179,19 @@ def bench_jobs(n_jobs: int, seconds: float, batch: int) -> None:
         rows["1 job through the runner"] = run_jobs(1)
         rows[f"{n_jobs} jobs through the runner (total)"] = run_jobs(n_jobs)
         rows["bare Trainer (this process)"] = _bare_on_this_thread(_trainer(batch, 0), seconds)
+        rows["bare Trainer.run + the job's evaluations and map snapshots"] = _bare_with_callbacks(
+            _trainer(batch, 0), seconds)
         bare, one = rows["bare Trainer (this process)"], rows["1 job through the runner"]
+        same_work = rows["bare Trainer.run + the job's evaluations and map snapshots"]
         for k, v in rows.items():
             print(f"  {k:<44} {v:6.2f} steps/s   {v / bare:.2f}x bare, {v / one:.2f}x one job")
         what = f"batch {batch}" if batch else "the first lesson"
         report(f"one job through the runner, {what}: steps/s", f"{one:.2f}",
                beside=f"bare Trainer {bare:.2f} (**{one / bare:.2f}x bare**)",
                goal=f">= 0.9x bare: {'met' if one / bare >= 0.9 else 'not met'}")
+        report(f"one job through the runner, {what}: vs the same work in this process", f"{one / same_work:.2f}x",
+               beside=f"bare Trainer.run with the job's callbacks {same_work:.2f} steps/s; its callbacks cost "
+                      f"{1 - same_work / bare:.0%} of the plain bare rate")
         total = rows[f"{n_jobs} jobs through the runner (total)"]
         report(f"{n_jobs} jobs through the runner, {what}: total steps/s", f"{total:.2f}",
                beside=f"**{total / one:.2f}x one job**, {total / bare:.2f}x bare",

@@ -58,6 +58,7 @@ class WorkerProcess:
         self.ready = False  # it said it finished its imports
         self.kill_at: float | None = None  # asked to end: killed if still alive then
         self.expected_exit = False
+        self._pipe_lock = threading.Lock()
 
     @property
     def alive(self) -> bool:
@@ -76,9 +77,17 @@ class WorkerProcess:
         self.send(("quit",))
         self.kill_at = time.monotonic() + grace_s
 
+    def close_pipe(self) -> None:
+        """Close the server's end of the pipe once, whichever thread gets there first (the runner's thread on
+        the worker's exit, ``shutdown`` from another): two unsynchronised closes could close the same descriptor
+        number twice, the second time someone else's file that reused it."""
+        with self._pipe_lock:
+            if not self.conn.closed:
+                self.conn.close()
+
     def kill(self) -> None:
         self.expected_exit = True
         if self.process.is_alive():
             self.process.kill()
         self.process.join(1.0)
-        self.conn.close()
+        self.close_pipe()

@@ -234,8 +234,7 @@ class Runner:
                 self._spare = None
         job = w.job() if w.job is not None else None
         code = w.process.exitcode
-        if not w.conn.closed:
-            w.conn.close()
+        w.close_pipe()
         if job is not None and job._worker is w:
             job._worker_gone(code, expected=w.expected_exit, how=getattr(w, "how_it_ended", None))
         self.rebalance()

@@ -278,3 +278,41 @@ def test_a_job_through_the_runner_trains_the_same_run_as_trainer_run():
     assert [s.step for s in got.snapshots] == [s.step for s in bare.snapshots]
     for name, value in bare.model.state_dict().items():
         torch.testing.assert_close(got.model.state_dict()[name], value, rtol=1e-4, atol=1e-5)
+
+
+def test_the_pipe_is_closed_once_when_two_threads_end_a_worker_at_once():
+    """shutdown() kills a worker while the runner's thread, seeing it exit, closes the same pipe: two unguarded
+    closes closed one descriptor number twice (an EBADF at shutdown, or someone else's reused descriptor)."""
+    import threading
+    import time
+
+    from core.runner.process import WorkerProcess
+
+    class SlowConn:  # a pipe end whose close takes a moment, as a real close can while the other thread runs
+        def __init__(self):
+            self.closes = 0
+            self.closed = False
+
+        def close(self):
+            self.closes += 1
+            time.sleep(0.05)
+            self.closed = True
+
+    class DeadProcess:
+        exitcode = 0
+
+        def is_alive(self):
+            return False
+
+        def join(self, timeout=None):
+            pass
+
+    w = WorkerProcess.__new__(WorkerProcess)
+    w.conn, w.process, w.expected_exit = SlowConn(), DeadProcess(), False
+    w._pipe_lock = threading.Lock()
+    threads = [threading.Thread(target=w.kill) for _ in range(2)]  # shutdown's kill and the runner thread's
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert w.conn.closes == 1
