@@ -182,16 +182,12 @@ def bench_jobs(n_jobs: int, seconds: float, batch: int) -> None:
         rows["bare Trainer.run + the job's evaluations and map snapshots"] = _bare_with_callbacks(
             _trainer(batch, 0), seconds)
         bare, one = rows["bare Trainer (this process)"], rows["1 job through the runner"]
-        same_work = rows["bare Trainer.run + the job's evaluations and map snapshots"]
         for k, v in rows.items():
             print(f"  {k:<44} {v:6.2f} steps/s   {v / bare:.2f}x bare, {v / one:.2f}x one job")
         what = f"batch {batch}" if batch else "the first lesson"
         report(f"one job through the runner, {what}: steps/s", f"{one:.2f}",
                beside=f"bare Trainer {bare:.2f} (**{one / bare:.2f}x bare**)",
                goal=f">= 0.9x bare: {'met' if one / bare >= 0.9 else 'not met'}")
-        report(f"one job through the runner, {what}: vs the same work in this process", f"{one / same_work:.2f}x",
-               beside=f"bare Trainer.run with the job's callbacks {same_work:.2f} steps/s; its callbacks cost "
-                      f"{1 - same_work / bare:.0%} of the plain bare rate")
         total = rows[f"{n_jobs} jobs through the runner (total)"]
         report(f"{n_jobs} jobs through the runner, {what}: total steps/s", f"{total:.2f}",
                beside=f"**{total / one:.2f}x one job**, {total / bare:.2f}x bare",
