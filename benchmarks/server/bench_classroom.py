@@ -83,6 +83,15 @@ def _bare_on_this_thread(trainer, seconds: float) -> float:
     return (trainer.step_count - s0) / (time.perf_counter() - t0)
 
 
+def _classroom_goal(ratio: float, slowest_rerun_s: float, rss_gb: float) -> str:
+    """Issue 29's goal 2 for a classroom, each part judged: total >= 0.9x one job alone, every page interaction
+    <= 1 s server-side, peak memory of all processes < 8 GB."""
+    parts = [(f">= 0.9x one job ({ratio:.2f}x)", ratio >= 0.9),
+             (f"every rerun <= 1 s (slowest {slowest_rerun_s:.2f} s)", slowest_rerun_s <= 1.0),
+             (f"RSS < 8 GB ({rss_gb:.2f} GB)", rss_gb < 8.0)]
+    return "; ".join(f"{what}: {'met' if ok else 'not met'}" for what, ok in parts)
+
+
 def _bare_with_callbacks(trainer, seconds: float) -> float:
     """The bare Trainer in this process doing what a job's worker does besides stepping: ``trainer.run`` with its
     default callbacks (an evaluation every ``eval_every`` steps, a live-map snapshot every ``snapshot_every``).
@@ -488,7 +497,8 @@ def bench_browser(n: int, seconds: float, alone_s: float, args_timeout: float = 
                               f"{sum(1 for v in gained.values() if v <= 0)} of {len(gained)}; Pause/Play reruns median "
                               f"{statistics.median(scripts) if scripts else float('nan'):.2f} s; RSS peak "
                               f"{rss_peak[0] / 2**30:.2f} GB",
-                       goal=f">= 0.8x one job: {'met' if total / max(alone, 1e-9) >= 0.8 else 'not met'}")
+                       goal=_classroom_goal(total / max(alone, 1e-9), max(scripts) if scripts else float("nan"),
+                                            rss_peak[0] / 2**30))
             print(f"  what the pages say: {sorted(set(lines))[:4]}")
         finally:
             halt.set()
