@@ -20,9 +20,9 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session", autouse=True)
 def _torch_threads():
-    """One place for torch's thread count in tests: one intra-op thread per test process (CP_TEST_THREADS to
-    change it), so two xdist workers on a 2-core machine do not fight over the cores. Worker processes the
-    tests start set their own."""
+    """One place for torch's thread count in tests: one intra-op thread (CP_TEST_THREADS to change it), so a test
+    that starts a training worker process or a Streamlit server leaves it a core. Worker processes the tests start
+    set their own."""
     import torch
 
     torch.set_num_threads(int(os.environ.get("CP_TEST_THREADS", "1")))
