@@ -164,6 +164,7 @@ class RayWorker:
         import ray
 
         self.conn, self._pump = Pipe()
+        self._pipe_lock = threading.Lock()
         self.process = _ActorProcess(self)
         self.actor = _host_class().options(num_cpus=ACTOR_CPUS, num_gpus=ACTOR_GPUS,
                                            max_concurrency=4).remote()
@@ -199,11 +200,17 @@ class RayWorker:
         self.send(("quit",))
         self.kill_at = time.monotonic() + grace_s
 
+    def close_pipe(self) -> None:
+        """Close the server's end once, whichever thread gets there first (as ``WorkerProcess.close_pipe``)."""
+        with self._pipe_lock:
+            if not self.conn.closed:
+                self.conn.close()
+
     def kill(self) -> None:
         self.expected_exit = True
         self._kill_actor()
         self.process.join(1.0)
-        self.conn.close()
+        self.close_pipe()
 
     # ---------------------------------------------------------------- the pumps
     def _kill_actor(self) -> None:

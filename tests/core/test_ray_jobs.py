@@ -130,3 +130,13 @@ def test_a_killed_actor_fails_its_own_job_while_the_other_finishes(ray_runner):
     assert victim.wait(120) and victim.state == R.PAUSED
     assert victim.trainer.weight == sum(range(1, victim.steps_done + 1))
     victim.close()
+
+
+def test_a_ray_worker_has_every_method_the_runner_calls_on_a_worker_process():
+    """The runner treats both alike (duck typing): a method added to WorkerProcess and called by the scheduler
+    must exist on RayWorker too (close_pipe once did not, and every Ray job's end raised)."""
+    from core.ray_jobs import RayWorker
+    from core.runner.process import WorkerProcess
+
+    wanted = {name for name in vars(WorkerProcess) if not name.startswith("_")}
+    assert wanted <= set(dir(RayWorker)), sorted(wanted - set(dir(RayWorker)))
