@@ -162,6 +162,9 @@ view = st.segmented_control("View", S.options(f"{P}.view"), **bind(f"{P}.view", 
                             ) or "Map"
 
 
+GALLERY = 24  # images of a selection shown beside its table, each with a button that lights it on the map
+
+
 def show_images(rows, captions, width=72):
     if space.images is None:
         return False
@@ -304,11 +307,11 @@ if view in ("Map", "Export"):
                 st.download_button("Download the selected ids (.csv)", buf.getvalue(), "selected-ids.csv",
                                    "text/csv", key=f"{P}.sel_download", icon=":material/download:",
                                    on_click="ignore")
-                shown = (ticked or group)[:60]
+                shown = (ticked or group)[:GALLERY]
                 if space.images is not None:
                     SEL.gallery(P, space.key, space.images, shown, [str(es.ids[i]) for i in shown])
-                    if len(ticked or group) > 60:
-                        st.caption(f"The first 60 of {len(ticked or group):,}.")
+                    if len(ticked or group) > GALLERY:
+                        st.caption(f"The first {GALLERY} of {len(ticked or group):,} (the table lists them all).")
 
 # ------------------------------------------------------------------------------------------ Similarity
 if view == "Similarity":

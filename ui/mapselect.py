@@ -128,9 +128,10 @@ def highlight(prefix: str, space_key: str) -> set[int] | None:
 
 
 def gallery(prefix: str, space_key: str, images: np.ndarray, rows: Sequence[int], captions: Sequence[str], *,
-            per_row: int = 6, width: int = 56) -> None:
+            per_row: int = 4, width: int = 64) -> None:
     """Images of ``rows`` in a grid; a click on the button under one lights that item up on the map (the rest
-    greyed) and shows its neighbours; a second click puts it out."""
+    greyed) and shows its neighbours; a second click puts it out. The button shows the end of the caption (an
+    id's last part): the column is narrow."""
     from ui.loaders import upscale
 
     on = set(picked_in_gallery(prefix, space_key))
@@ -139,7 +140,8 @@ def gallery(prefix: str, space_key: str, images: np.ndarray, rows: Sequence[int]
         for col, row, cap in zip(cols, rows[start:start + per_row], captions[start:start + per_row]):
             with col:
                 st.image(upscale(images[row], 96), width=width)
-                st.button(cap, key=f"{prefix}.gal.{row}", type="primary" if row in on else "secondary",
+                st.button(str(cap).rsplit("/", 1)[-1][-8:], key=f"{prefix}.gal.{row}", icon=":material/my_location:",
+                          type="primary" if row in on else "secondary",
                           on_click=toggle_gallery, args=(prefix, space_key, row), width="stretch",
                           help="Light this item up on the map (click again to put it out) and list its neighbours.")
 
