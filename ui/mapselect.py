@@ -127,11 +127,17 @@ def highlight(prefix: str, space_key: str) -> set[int] | None:
     return set(rows) or None
 
 
+def _short(caption: str) -> str:
+    """A gallery button's label: an id's last part without leading zeros ("shapes/n1000-s0/000067" -> "67")."""
+    last = str(caption).rsplit("/", 1)[-1]
+    return (last.lstrip("0") or "0")[-6:] if last.isdigit() else last.rsplit(".", 1)[0][:6]
+
+
 def gallery(prefix: str, space_key: str, images: np.ndarray, rows: Sequence[int], captions: Sequence[str], *,
             per_row: int = 4, width: int = 64) -> None:
     """Images of ``rows`` in a grid; a click on the button under one lights that item up on the map (the rest
     greyed) and shows its neighbours; a second click puts it out. The button shows the end of the caption (an
-    id's last part): the column is narrow."""
+    id's last part, :func:`_short`): the column is narrow."""
     from ui.loaders import upscale
 
     on = set(picked_in_gallery(prefix, space_key))
@@ -140,7 +146,7 @@ def gallery(prefix: str, space_key: str, images: np.ndarray, rows: Sequence[int]
         for col, row, cap in zip(cols, rows[start:start + per_row], captions[start:start + per_row]):
             with col:
                 st.image(upscale(images[row], 96), width=width)
-                st.button(str(cap).rsplit("/", 1)[-1][-8:], key=f"{prefix}.gal.{row}", icon=":material/my_location:",
+                st.button(_short(cap), key=f"{prefix}.gal.{row}", icon=":material/my_location:",
                           type="primary" if row in on else "secondary",
                           on_click=toggle_gallery, args=(prefix, space_key, row), width="stretch",
                           help="Light this item up on the map (click again to put it out) and list its neighbours.")
