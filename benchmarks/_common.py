@@ -94,3 +94,17 @@ def load_harness() -> Any:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def served_navigation() -> None:
+    """Make AppTest run every script as a served app does after its first run (as tests/app/conftest.py does):
+    pages routed by ``st.navigation`` in app.py, not Streamlit's legacy ``pages/`` folder list."""
+    from streamlit.runtime import pages_manager
+
+    original = pages_manager.PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        pages_manager.PagesManager.uses_pages_directory = False
+
+    pages_manager.PagesManager.__init__ = init

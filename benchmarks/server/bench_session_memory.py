@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
-from benchmarks._common import machine_info, report  # noqa: E402
+from benchmarks._common import machine_info, report, served_navigation  # noqa: E402
 
 QUESTION = "One Explorer session opens 50 maps and 20 CLIP image sets: does its state stay under the memory budget?"
 FULL: list[str] = []
@@ -104,17 +104,6 @@ def make_entry(name: str, dataset: str, size: int, seed: int, points: int, arch:
                  payload=tm, image_size=size, dataset_name=dataset, created=float(seed))
 
 
-def _served_navigation() -> None:
-    """As tests/app/conftest.py: AppTest runs every script as a served app does after its first run."""
-    from streamlit.runtime import pages_manager
-
-    original = pages_manager.PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        pages_manager.PagesManager.uses_pages_directory = False
-
-    pages_manager.PagesManager.__init__ = init
 
 
 def main() -> None:
@@ -144,7 +133,7 @@ def main() -> None:
     logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").disabled = True
 
     torch.set_num_threads(1)
-    _served_navigation()
+    served_navigation()
     nbytes = _nbytes()
     from core.clip import load_clip
     from ui.registry import Entry

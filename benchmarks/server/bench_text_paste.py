@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
-from benchmarks._common import ROOT, load_average, machine_info, report  # noqa: E402
+from benchmarks._common import ROOT, load_average, machine_info, report, served_navigation  # noqa: E402
 
 QUESTION = "Text page: pasting 20,000 lines until the page answers, and embedding them all under the progress bar"
 FULL: list[str] = ["--plain"]
@@ -41,17 +41,6 @@ def _lines(n: int) -> list[str]:
     return [f"{corpus[i % len(corpus)]} (note {i // len(corpus) + 1})" for i in range(n)]
 
 
-def _served_navigation() -> None:
-    """As tests/app/conftest.py does: run each AppTest script as a served app runs after its first rerun."""
-    from streamlit.runtime import pages_manager
-
-    original = pages_manager.PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        pages_manager.PagesManager.uses_pages_directory = False
-
-    pages_manager.PagesManager.__init__ = init
 
 
 def _ranked(at) -> list[str]:
@@ -102,7 +91,7 @@ def main() -> None:
 
     import ui.textembed as TE
 
-    _served_navigation()
+    served_navigation()
     sync = TE.PASTE_SYNC
     lines = _lines(args.lines)
     paste = "\n".join(lines)
